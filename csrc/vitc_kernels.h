@@ -1,0 +1,101 @@
+// vitc_kernels.h: the pure C kernels of a ViT layer (no Python here).
+// Kernels take pointers, sizes and leading dimensions (row strides, in elements) and never see
+// Python or NumPy; the ufunc loops (ufuncs.c) and the model forward (vit_forward.c) call them.
+//
+// Dimension alphabet, used in every shape comment:
+//   B batch, T tokens, C hidden, H heads, D head dim, F MLP dim, L layers, P patch, K classes,
+//   S query rows, M/N/K GEMM sizes (K also classes where it is clearly a label count).
+// Conventions (llm.c): outputs first, inputs const, params, sizes last; a NULL bias means no bias.
+// Element-wise and row-wise kernels are correct when out == inp.
+#ifndef VITC_KERNELS_H
+#define VITC_KERNELS_H
+
+#include <stddef.h>
+
+typedef ptrdiff_t vitc_int;
+
+// Activations a ViT MLP may use (HF hidden_act names in comments).
+typedef enum {
+    VITC_ACT_NONE = 0,
+    VITC_ACT_GELU = 1,        // "gelu": exact, 0.5 x (1 + erf(x / sqrt 2))
+    VITC_ACT_GELU_TANH = 2,   // "gelu_new", "gelu_pytorch_tanh", "gelu_fast": tanh approximation
+    VITC_ACT_QUICK_GELU = 3,  // "quick_gelu": x * sigmoid(1.702 x)
+    VITC_ACT_RELU = 4,        // "relu"
+} vitc_act;
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise activations: out (n) = act(inp (n)).
+void gelu_forward_f32(float *out, const float *inp, vitc_int n);
+void gelu_forward_f64(double *out, const double *inp, vitc_int n);
+void gelu_tanh_forward_f32(float *out, const float *inp, vitc_int n);
+void gelu_tanh_forward_f64(double *out, const double *inp, vitc_int n);
+// Any activation of the enum, float32 (used by the model and the mlp kernel).
+void act_forward_f32(float *out, const float *inp, vitc_act act, vitc_int n);
+
+// ---------------------------------------------------------------------------------------------
+// Row-wise kernels over `rows` rows of n elements; ld_* are row strides in elements.
+// out (rows,n) = (inp - mean) / sqrt(var + eps) * w + b, biased variance; w, b (n), NULL = 1 / 0.
+void layernorm_forward_f32(float *out, const float *inp, const float *w, const float *b, float eps,
+                           vitc_int rows, vitc_int n, vitc_int ld_out, vitc_int ld_inp);
+void layernorm_forward_f64(double *out, const double *inp, const double *w, const double *b,
+                           double eps, vitc_int rows, vitc_int n, vitc_int ld_out, vitc_int ld_inp);
+// out (rows,n) = softmax(inp) per row, row max subtracted first.
+void softmax_forward_f32(float *out, const float *inp, vitc_int rows, vitc_int n, vitc_int ld_out,
+                         vitc_int ld_inp);
+void softmax_forward_f64(double *out, const double *inp, vitc_int rows, vitc_int n,
+                         vitc_int ld_out, vitc_int ld_inp);
+
+// ---------------------------------------------------------------------------------------------
+// out (M,N) = act(inp (M,K) . w (N,K)^T + b (N)); w in PyTorch (out, in) layout; BLAS GEMM.
+// Leading dimensions must be >= the row length (BLAS rule); callers copy other layouts to scratch.
+void linear_forward_f32(float *out, const float *inp, const float *w, const float *b, vitc_act act,
+                        vitc_int M, vitc_int N, vitc_int K, vitc_int ld_out, vitc_int ld_inp,
+                        vitc_int ld_w);
+void linear_forward_f64(double *out, const double *inp, const double *w, const double *b,
+                        vitc_int M, vitc_int N, vitc_int K, vitc_int ld_out, vitc_int ld_inp,
+                        vitc_int ld_w);
+
+// ---------------------------------------------------------------------------------------------
+// One attention head: out (S,E) = softmax(q (S,D) . k (T,D)^T * scale) . v (T,E).
+// Queries are processed in blocks so at most a (block, T) tile of scores exists at a time.
+// scratch: attention_scratch_len(S, T) elements. probs (S,T), if not NULL, receives the
+// attention probabilities (HF `output_attentions`), row stride ld_probs.
+vitc_int attention_scratch_len(vitc_int S, vitc_int T);
+void attention_forward_f32(float *out, float *probs, const float *q, const float *k, const float *v,
+                           float scale, vitc_int S, vitc_int T, vitc_int D, vitc_int E,
+                           vitc_int ld_out, vitc_int ld_probs, vitc_int ld_q, vitc_int ld_k,
+                           vitc_int ld_v, float *scratch);
+void attention_forward_f64(double *out, double *probs, const double *q, const double *k,
+                           const double *v, double scale, vitc_int S, vitc_int T, vitc_int D,
+                           vitc_int E, vitc_int ld_out, vitc_int ld_probs, vitc_int ld_q,
+                           vitc_int ld_k, vitc_int ld_v, double *scratch);
+
+// ---------------------------------------------------------------------------------------------
+// MLP: out (M,C) = fc2(act(fc1(inp))) with w1 (F,C), b1 (F), w2 (C,F), b2 (C);
+// bias + activation are applied in the fc1 output pass. scratch: mlp_scratch_len(M, F) elements.
+vitc_int mlp_scratch_len(vitc_int M, vitc_int F);
+void mlp_forward_f32(float *out, const float *inp, const float *w1, const float *b1,
+                     const float *w2, const float *b2, vitc_act act, vitc_int M, vitc_int C,
+                     vitc_int F, vitc_int ld_out, vitc_int ld_inp, float *scratch);
+void mlp_forward_f64(double *out, const double *inp, const double *w1, const double *b1,
+                     const double *w2, const double *b2, vitc_act act, vitc_int M, vitc_int C,
+                     vitc_int F, vitc_int ld_out, vitc_int ld_inp, double *scratch);
+
+// ---------------------------------------------------------------------------------------------
+// Threads: one setting for vitc's own parallel loops and its BLAS (threads.c).
+void vitc_set_num_threads(int n);
+int vitc_get_num_threads(void);
+
+// CPU features detected at run time (cpu.c): bit set of VITC_CPU_*.
+enum {
+    VITC_CPU_AVX2 = 1 << 0,
+    VITC_CPU_FMA = 1 << 1,
+    VITC_CPU_AVX512F = 1 << 2,
+    VITC_CPU_AVX512BW = 1 << 3,
+    VITC_CPU_AVX512VL = 1 << 4,
+    VITC_CPU_AVX512_BF16 = 1 << 5,
+    VITC_CPU_AVX512_VNNI = 1 << 6,
+};
+unsigned vitc_cpu_features(void);
+
+#endif  // VITC_KERNELS_H

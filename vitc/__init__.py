@@ -1,0 +1,32 @@
+"""vitc: Vision Transformer inference on the CPU with a C core.
+
+The kernels of a ViT layer are NumPy ufuncs (``vitc.gelu``, ``vitc.layer_norm``, ``vitc.linear``,
+``vitc.attention``, ...); ``vitc.ViT`` runs Hugging Face ViT checkpoints with the same outputs as
+transformers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+__version__ = "0.1.0"
+
+
+def _preload_openblas() -> None:
+    # The extension links libscipy_openblas.so by soname with an rpath into site-packages;
+    # loading it here first also covers editable installs, where that rpath points nowhere.
+    try:
+        import scipy_openblas32
+    except ImportError:  # built against a system OpenBLAS (VITC_BLAS=system)
+        return
+    lib = os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True))
+    ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+
+
+_preload_openblas()
+
+from vitc import _core  # noqa: E402
+from vitc._config import get_num_threads, set_num_threads, show_config  # noqa: E402
+
+__all__ = ["__version__", "get_num_threads", "set_num_threads", "show_config"]

@@ -1,0 +1,49 @@
+"""Run-time configuration: thread count and a report of how vitc was built."""
+
+from __future__ import annotations
+
+import sys
+
+from vitc import _core
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads in vitc's kernels and in its BLAS (default: all cores)."""
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise TypeError(f"set_num_threads: expected an int, got {type(n).__name__}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Threads vitc and its BLAS use."""
+    return _core.get_num_threads()
+
+
+def config_dict() -> dict:
+    """What :func:`show_config` prints, as a dict."""
+    import vitc
+
+    blas = _core.blas_info()
+    version = blas["config"].split()[1] if blas["config"].startswith("OpenBLAS") else "unknown"
+    return {
+        "vitc": vitc.__version__,
+        "blas": {
+            "library": "OpenBLAS",
+            "version": version,
+            "config": blas["config"],
+            "core_type": blas["corename"],
+        },
+        "num_threads": get_num_threads(),
+        "cpu_features": _core.cpu_features(),
+    }
+
+
+def show_config(file=None) -> None:
+    """Print the vitc version, the BLAS (library, version, core type), threads and CPU features."""
+    file = file or sys.stdout
+    c = config_dict()
+    print(f"vitc {c['vitc']}", file=file)
+    print(f"BLAS: {c['blas']['library']} {c['blas']['version']} (core: {c['blas']['core_type']})", file=file)
+    print(f"  config: {c['blas']['config']}", file=file)
+    print(f"threads: {c['num_threads']}", file=file)
+    print(f"CPU features: {' '.join(c['cpu_features']) or 'none detected'}", file=file)
