@@ -21,7 +21,9 @@ int vitc_register_ufuncs(PyObject *module);
 
 // forward_py.c: method table entries for the model forward.
 PyObject *vitc_py_vit_forward(PyObject *self, PyObject *args);
-#define VITC_PY_FORWARD_METHODS \
-    {"vit_forward", vitc_py_vit_forward, METH_VARARGS, "internal: see vitc.model.ViT"},
+PyObject *vitc_py_vit_workspace_len(PyObject *self, PyObject *args);
+#define VITC_PY_FORWARD_METHODS                                                               \
+    {"vit_forward", vitc_py_vit_forward, METH_VARARGS, "internal: see vitc.model.ViT"},        \
+    {"vit_workspace_len", vitc_py_vit_workspace_len, METH_VARARGS, "internal: see vitc.model"},
 
 #endif  // VITC_PY_H

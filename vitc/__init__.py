@@ -28,5 +28,26 @@ _preload_openblas()
 
 from vitc import _core  # noqa: E402
 from vitc._config import get_num_threads, set_num_threads, show_config  # noqa: E402
+from vitc.config import ViTConfig  # noqa: E402
+from vitc.convert import convert  # noqa: E402
+from vitc.default_model import load_default_model, sample_images  # noqa: E402
+from vitc.image_processor import ImageProcessor  # noqa: E402
+from vitc.model import ViT, ViTOutput  # noqa: E402
+from vitc.predict import Prediction, Predictions, attention_rollout  # noqa: E402
 
-__all__ = ["__version__", "get_num_threads", "set_num_threads", "show_config"]
+__all__ = [
+    "__version__",
+    "get_num_threads",
+    "set_num_threads",
+    "show_config",
+    "ViTConfig",
+    "convert",
+    "load_default_model",
+    "sample_images",
+    "ImageProcessor",
+    "ViT",
+    "ViTOutput",
+    "Prediction",
+    "Predictions",
+    "attention_rollout",
+]

@@ -1,0 +1,47 @@
+// vit_forward.h: the whole ViT forward pass (patch embedding -> L pre-norm blocks -> final norm
+// -> classifier / pooler) composed of the kernels of vitc_kernels.h. No Python here.
+#ifndef VITC_VIT_FORWARD_H
+#define VITC_VIT_FORWARD_H
+
+#include "vitc_kernels.h"
+
+// Weights of one encoder block, PyTorch (out, in) layout, float32, C-contiguous.
+typedef struct {
+    const float *norm1_w, *norm1_b;  // (C) layernorm_before
+    const float *qkv_w, *qkv_b;      // (3C, C), (3C) or NULL: query, key, value rows fused
+    const float *proj_w, *proj_b;    // (C, C), (C): attention output dense
+    const float *norm2_w, *norm2_b;  // (C) layernorm_after
+    const float *fc1_w, *fc1_b;      // (F, C), (F)
+    const float *fc2_w, *fc2_b;      // (C, F), (C)
+} vit_block;
+
+typedef struct {
+    vitc_int L, C, H, F, K, P, Cin;  // K = 0: no classifier
+    float eps;                       // layer_norm_eps of every layernorm
+    vitc_act act;                    // MLP activation
+    const float *patch_w, *patch_b;  // (C, Cin*P*P) conv weight flattened in (c, y, x) order, (C)
+    const float *cls;                // (C)
+    const float *pos;                // (T, C) position table for this input size (interpolated if needed)
+    const float *norm_w, *norm_b;    // (C) final layernorm
+    const float *head_w, *head_b;    // (K, C), (K) or NULL
+    const float *pool_w, *pool_b;    // (C, C), (C) or NULL: pooler dense, tanh
+    const vit_block *blocks;         // (L)
+} vit_model;
+
+// Optional outputs of vit_forward: NULL when not requested.
+typedef struct {
+    float *last;     // (B, T, C) last_hidden_state (after the final layernorm), required
+    float *logits;   // (B, K)
+    float *pooled;   // (B, C) pooler_output
+    float *hidden;   // (L+1, B, T, C) hidden_states: embeddings, then each block's output
+    float *attn;     // (L, B, H, T, T) attention probabilities
+} vit_outputs;
+
+// Floats of workspace vit_forward needs for a batch of B images of Hi x Wi pixels.
+vitc_int vit_workspace_len(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int Wi);
+
+// pixels (B, Cin, Hi, Wi), Hi and Wi multiples of P; workspace of vit_workspace_len floats.
+void vit_forward(const vit_model *m, const vit_outputs *out, const float *pixels, vitc_int B,
+                 vitc_int Hi, vitc_int Wi, float *workspace);
+
+#endif  // VITC_VIT_FORWARD_H

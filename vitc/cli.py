@@ -1,0 +1,190 @@
+"""The ``vitc`` command: classify images, convert checkpoints, describe models.
+
+Errors a user can fix (a missing file, a bad checkpoint, wrong options) print one line and exit
+with status 1; --help explains every option with an example.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXAMPLES = {
+    "predict": """examples:
+  vitc predict                                  # the embedded model on its sample images
+  vitc predict --model vit-large-patch16-512.vitc cat.jpg dog.png --top-k 3
+  vitc predict --model ./hf-folder images/*.jpg --batch-size 4 --json > preds.json
+  vitc predict --explain maps/ cat.jpg          # also write attention-map overlays as PNG""",
+    "convert": """examples:
+  vitc convert ./vit-large-patch16-512 vit-large-patch16-512.vitc
+  (the source is a Hugging Face folder: config.json + model.safetensors or pytorch_model.bin)""",
+    "info": """examples:
+  vitc info vit-large-patch16-512.vitc
+  vitc info ./vit-large-patch16-512 --json""",
+}
+
+
+class UserError(Exception):
+    """A mistake the user can fix: reported as one line, no traceback."""
+
+
+def _model_arg(path: str | None):
+    import vitc
+    from vitc.default_model import load_default_model
+
+    if path is None:
+        return load_default_model()
+    if not Path(path).exists():
+        raise UserError(f"model not found: {path}")
+    return vitc.ViT.from_pretrained(path)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from vitc.default_model import sample_images
+
+    images = list(args.images)
+    if not images:
+        if args.model is not None:
+            raise UserError("no images given (the sample images belong to the embedded model; pass IMAGE ...)")
+        images = [str(p) for p in sample_images()]
+    for p in images:
+        if not Path(p).exists():
+            raise UserError(f"image not found: {p}")
+    model = _model_arg(args.model)
+    preds = model.predict(images, top_k=args.top_k, batch_size=args.batch_size, progress=None if sys.stderr.isatty() else False)
+    if args.explain:
+        from vitc.predict import save_explanation
+
+        out_dir = Path(args.explain)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for image, pred in zip(images, preds):
+            heat = model.attention_map(image)
+            title = f"{pred[0][0]} ({pred[0][1]:.1%})"
+            save_explanation(image, heat, title, out_dir / (Path(image).stem + "_attention.png"))
+    if args.json:
+        json.dump(
+            [{"image": img, "predictions": [{"label": lb, "probability": p} for lb, p in pred]} for img, pred in zip(images, preds)],
+            sys.stdout,
+            indent=2,
+        )
+        print()
+    else:
+        for img, pred in zip(images, preds):
+            print(img)
+            for label, p in pred:
+                print(f"  {p:7.2%}  {label}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    import vitc
+
+    if not Path(args.src).exists():
+        raise UserError(f"source not found: {args.src}")
+    dst = vitc.convert(args.src, args.dst, dtype=args.dtype, progress=sys.stderr.isatty())
+    print(f"wrote {dst} ({os.path.getsize(dst) / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    model = _model_arg(args.model)
+    c = model.config
+    path = Path(args.model) if args.model else None
+    from vitc.default_model import DEFAULT_MODEL_PATH
+
+    path = path or DEFAULT_MODEL_PATH
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    labels = model.id2label
+    info = {
+        "path": str(path),
+        "architecture": "ViTForImageClassification" if model.num_labels else "ViTModel",
+        "image_size": list(c.image_hw),
+        "patch_size": model.patch_size,
+        "hidden_size": c.hidden_size,
+        "num_hidden_layers": c.num_hidden_layers,
+        "num_attention_heads": c.num_attention_heads,
+        "intermediate_size": c.intermediate_size,
+        "hidden_act": c.hidden_act,
+        "layer_norm_eps": c.layer_norm_eps,
+        "qkv_bias": c.qkv_bias,
+        "parameters": model.num_parameters(),
+        "num_labels": model.num_labels,
+        "labels_preview": [labels[i] for i in sorted(labels)[:5]],
+        "preprocessing": model.image_processor.to_dict(),
+        "file_size_bytes": size,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['architecture']} at {info['path']}")
+    print(f"  image {c.image_hw[0]}x{c.image_hw[1]}, patch {model.patch_size}, hidden {c.hidden_size}, "
+          f"{c.num_hidden_layers} layers, {c.num_attention_heads} heads, MLP {c.intermediate_size} ({c.hidden_act})")
+    print(f"  layer_norm_eps {c.layer_norm_eps:g}, qkv_bias {c.qkv_bias}")
+    print(f"  parameters {info['parameters']:,}; file {size / 1e6:.1f} MB")
+    print(f"  labels {model.num_labels}: {', '.join(info['labels_preview'])}{' ...' if model.num_labels > 5 else ''}")
+    pre = info["preprocessing"]
+    print(f"  preprocessing: resize to {pre['size']} (resample {pre['resample']}), rescale {pre['rescale_factor']:.6g}, "
+          f"mean {pre['image_mean']}, std {pre['image_std']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vitc",
+        description="Vision Transformer inference on the CPU with the outputs of Hugging Face transformers.",
+        epilog="Run 'vitc COMMAND --help' for a command's options and examples.",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="threads for vitc and its BLAS (default: all cores)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, epilog=EXAMPLES[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = add("predict", "Classify images and print the top-k labels with probabilities.")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (default: the embedded model's samples)")
+    p.add_argument("--model", "-m", default=None, help="a converted .vitc file or a Hugging Face model folder "
+                   "(default: the small model embedded in vitc)")
+    p.add_argument("--top-k", "-k", type=int, default=5, help="labels per image (default: 5)")
+    p.add_argument("--batch-size", "-b", type=int, default=8, help="images per forward pass (default: 8)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--explain", metavar="DIR", default=None,
+                   help="write per image a PNG with the attention-rollout heat-map and the top label to DIR")
+    p.set_defaults(func=cmd_predict)
+
+    p = add("convert", "Convert a Hugging Face ViT checkpoint to a vitc file that loads by memory-mapping.")
+    p.add_argument("src", metavar="SRC", help="Hugging Face model folder (or its weights file)")
+    p.add_argument("dst", metavar="DST", help="output .vitc file (written atomically)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "int8"],
+                   help="weight precision (default: float32)")
+    p.set_defaults(func=cmd_convert)
+
+    p = add("info", "Describe a model: architecture, parameters, labels, preprocessing, file size.")
+    p.add_argument("model", metavar="MODEL", nargs="?", default=None,
+                   help="a .vitc file or Hugging Face folder (default: the embedded model)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        if args.threads is not None:
+            import vitc
+
+            vitc.set_num_threads(args.threads)
+        return args.func(args)
+    except (UserError, FileNotFoundError, ValueError, NotImplementedError, MemoryError) as exc:
+        print(f"vitc {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"vitc {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,351 @@
+"""The ViT model: Hugging Face ViT checkpoints run by vitc's C forward pass.
+
+``ViT.from_pretrained`` takes a converted ``.vitc`` file or a Hugging Face model folder; calling the
+model mirrors ``transformers.ViTForImageClassification`` / ``ViTModel`` (same argument and output
+names). The whole forward runs in C with the GIL released; Python only validates inputs, keeps the
+position table for the input size and the working memory for the batch shape.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitc import _core
+from vitc import predict as _predict
+from vitc.config import ViTConfig
+from vitc.image_processor import ImageProcessor
+
+# HF hidden_act -> the C core's vitc_act enum (csrc/vitc_kernels.h).
+ACTIVATIONS = {
+    "gelu": 1,
+    "gelu_new": 2,
+    "gelu_pytorch_tanh": 2,
+    "gelu_fast": 2,  # 0.5x(1+tanh(0.79788456x(1+0.044715x^2))): the same function as gelu_new
+    "quick_gelu": 3,
+    "relu": 4,
+}
+
+# Order of vitc/convert.py tensor names that csrc/forward_py.c expects.
+MODEL_TENSORS = (
+    "patch_embed.proj.weight",
+    "patch_embed.proj.bias",
+    "cls_token",
+    "pos_embed",  # replaced by the table for the input size
+    "norm.weight",
+    "norm.bias",
+    "head.weight",
+    "head.bias",
+    "pooler.weight",
+    "pooler.bias",
+)
+BLOCK_TENSORS = (
+    "norm1.weight",
+    "norm1.bias",
+    "attn.qkv.weight",
+    "attn.qkv.bias",
+    "attn.proj.weight",
+    "attn.proj.bias",
+    "norm2.weight",
+    "norm2.bias",
+    "mlp.fc1.weight",
+    "mlp.fc1.bias",
+    "mlp.fc2.weight",
+    "mlp.fc2.bias",
+)
+OPTIONAL_TENSORS = {"head.weight", "head.bias", "pooler.weight", "pooler.bias", "attn.qkv.bias"}
+
+
+@dataclass
+class ViTOutput:
+    """Outputs of a forward pass, named as transformers names them.
+
+    Attributes
+    ----------
+    logits : (B, num_labels) array, or None for a model without a classifier.
+    last_hidden_state : (B, T, hidden_size) array, after the final layernorm.
+    pooler_output : (B, hidden_size) array when the checkpoint has a pooler, else None.
+    hidden_states : tuple of L+1 (B, T, hidden_size) arrays (embeddings, then each layer's
+        output) when ``output_hidden_states=True``, else None.
+    attentions : tuple of L (B, heads, T, T) arrays when ``output_attentions=True``, else None.
+    """
+
+    logits: np.ndarray | None
+    last_hidden_state: np.ndarray
+    pooler_output: np.ndarray | None = None
+    hidden_states: tuple[np.ndarray, ...] | None = None
+    attentions: tuple[np.ndarray, ...] | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        # transformers' ModelOutput allows out["logits"]
+        if not isinstance(key, str):
+            raise TypeError(f"ViTOutput: index with a field name such as 'logits', got {key!r}")
+        return getattr(self, key)
+
+    def keys(self) -> list[str]:
+        """Names of the fields that are set (not None), like transformers' ModelOutput."""
+        return [k for k in self.__dataclass_fields__ if getattr(self, k) is not None]
+
+
+def _bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """(out_size, in_size) matrix of torch's bicubic resize, align_corners=False, A=-0.75.
+
+    ref: PyTorch aten/src/ATen/native/UpSample.h (area_pixel_compute_source_index with cubic,
+    cubic_convolution1/2, upsample_get_value_bounded clamps the taps to the border).
+    """
+    A = -0.75
+    scale = in_size / out_size
+    real = scale * (np.arange(out_size) + 0.5) - 0.5
+    idx = np.floor(real).astype(np.int64)
+    t = real - idx
+
+    def near(x):  # |x| <= 1
+        return ((A + 2) * x - (A + 3)) * x * x + 1
+
+    def far(x):  # 1 < |x| < 2
+        return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A
+
+    weights = np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=1)
+    m = np.zeros((out_size, in_size))
+    for tap in range(4):
+        cols = np.clip(idx - 1 + tap, 0, in_size - 1)
+        np.add.at(m, (np.arange(out_size), cols), weights[:, tap])
+    return m
+
+
+def interpolate_pos_embed(pos_embed: np.ndarray, grid_h: int, grid_w: int) -> np.ndarray:
+    """Resize a (1 + s*s, C) position table to a (grid_h, grid_w) patch grid.
+
+    Matches current transformers' ``ViTEmbeddings.interpolate_pos_encoding``: the class position is
+    kept, the patch part is resized with bicubic interpolation (``size=``, align_corners=False).
+    """
+    num_positions = pos_embed.shape[0] - 1
+    s = int(round(num_positions**0.5))
+    if s * s != num_positions:
+        raise ValueError(f"pos_embed: expected 1 + s*s rows for a square grid, got {pos_embed.shape[0]}")
+    grid = pos_embed[1:].astype(np.float64).reshape(s, s, -1)
+    mh, mw = _bicubic_matrix(s, grid_h), _bicubic_matrix(s, grid_w)
+    resized = np.einsum("ys,sxc->yxc", mh, np.einsum("xt,stc->sxc", mw, grid))
+    return np.concatenate([pos_embed[:1], resized.reshape(grid_h * grid_w, -1).astype(np.float32)])
+
+
+class ViT:
+    """A Vision Transformer with the outputs of transformers' ``ViTForImageClassification``.
+
+    Build it with :meth:`from_pretrained`. Calling it runs the forward pass::
+
+        model = vitc.ViT.from_pretrained("vit-large-patch16-512.vitc")
+        out = model(pixel_values)          # (B, C, H, W) float32
+        out.logits.argmax(-1)
+
+    Parameters
+    ----------
+    config : ViTConfig
+    tensors : dict of vitc tensor names (see vitc/convert.py) to float32 arrays.
+    preprocessor : the checkpoint's preprocessor_config.json settings, or None.
+    """
+
+    def __init__(self, config: ViTConfig, tensors: dict[str, np.ndarray], preprocessor: dict | None = None):
+        if config.hidden_act not in ACTIVATIONS:
+            raise ValueError(
+                f"hidden_act: expected one of {sorted(ACTIVATIONS)}, got {config.hidden_act!r}"
+            )
+        self.config = config
+        self.preprocessor = preprocessor
+        self._tensors = tensors
+        ph, pw = config.patch_hw
+        if ph != pw:
+            raise NotImplementedError(f"patch_size: non-square patches ({ph}x{pw}) are not supported yet")
+        if "pooler.weight" in tensors and config.pooler_size != config.hidden_size:
+            raise NotImplementedError(
+                f"pooler_output_size {config.pooler_size} != hidden_size {config.hidden_size} is not supported yet"
+            )
+        self._patch = ph
+        self._image_hw = config.image_hw
+        self._dims = (
+            config.num_hidden_layers,
+            config.hidden_size,
+            config.num_attention_heads,
+            config.intermediate_size,
+            tensors["head.weight"].shape[0] if "head.weight" in tensors else 0,
+            self._patch,
+            config.num_channels,
+        )
+        self._weights = self._weight_tuple()
+        self._pos_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._local = threading.local()  # per-thread workspaces: one shared model, many threads
+        self._processor: ImageProcessor | None = None
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | Path, dtype: str = "float32") -> ViT:
+        """Load a converted ``.vitc`` file (memory-mapped) or a Hugging Face ViT folder.
+
+        An HF folder (config.json + model.safetensors / pytorch_model.bin / sharded index) is
+        converted in memory; ``vitc convert`` makes a file that loads faster.
+        """
+        if dtype != "float32":
+            raise NotImplementedError(f"dtype={dtype!r}: only float32 inference is implemented yet")
+        from vitc.convert import load_any
+
+        config, preprocessor, tensors = load_any(path)
+        return cls(config, tensors, preprocessor)
+
+    def _weight_tuple(self) -> tuple:
+        t = self._tensors
+        missing = [
+            n for n in MODEL_TENSORS if n not in t and n not in OPTIONAL_TENSORS and n != "pos_embed"
+        ]
+        if missing or "pos_embed" not in t:
+            raise ValueError(f"weights: missing tensors {missing or ['pos_embed']}")
+        head = [t.get(n) for n in MODEL_TENSORS]
+        blocks = []
+        for i in range(self.config.num_hidden_layers):
+            for n in BLOCK_TENSORS:
+                key = f"blocks.{i}.{n}"
+                if key not in t and n not in OPTIONAL_TENSORS:
+                    raise ValueError(f"weights: missing tensor {key!r}")
+                blocks.append(t.get(key))
+        return tuple(head + blocks)
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(self.config.id2label or {})
+
+    @property
+    def num_labels(self) -> int:
+        """Classes of the classifier head (0 for a bare ViTModel)."""
+        return self._dims[4]
+
+    @property
+    def patch_size(self) -> int:
+        return self._patch
+
+    @property
+    def image_processor(self) -> ImageProcessor:
+        """The checkpoint's preprocessing (preprocessor_config.json, or defaults at image_size)."""
+        if self._processor is None:
+            if self.preprocessor:
+                self._processor = ImageProcessor.from_dict(self.preprocessor)
+            else:
+                h, w = self._image_hw
+                self._processor = ImageProcessor(size={"height": h, "width": w})
+        return self._processor
+
+    def num_parameters(self) -> int:
+        """Parameter count (as transformers counts it, QKV counted once)."""
+        return int(sum(a.size for a in self._tensors.values()))
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"ViT(layers={c.num_hidden_layers}, hidden={c.hidden_size}, heads={c.num_attention_heads}, "
+            f"mlp={c.intermediate_size}, image={self._image_hw[0]}x{self._image_hw[1]}, patch={self._patch}, "
+            f"labels={self.num_labels}, act={c.hidden_act}, params={self.num_parameters():,})"
+        )
+
+    # -- forward -------------------------------------------------------------------------------
+    def _check_pixels(self, pixel_values: Any, interpolate_pos_encoding: bool) -> np.ndarray:
+        x = np.asarray(pixel_values)
+        cin, (h_img, w_img), p = self.config.num_channels, self._image_hw, self._patch
+        expected = f"(B, {cin}, {h_img}, {w_img}) float32"
+        if x.dtype == np.float32:
+            pass
+        elif x.dtype in (np.float64, np.float16):
+            x = x.astype(np.float32)  # rule: floats are computed in float32, as transformers casts
+        else:
+            raise ValueError(f"pixel_values: expected {expected}, got dtype {x.dtype} (cast to float32)")
+        if x.ndim != 4:
+            raise ValueError(f"pixel_values: expected rank 4 {expected}, got shape {x.shape}")
+        if x.shape[1] != cin:
+            raise ValueError(f"pixel_values: expected {cin} channels {expected}, got shape {x.shape}")
+        h, w = x.shape[2:]
+        if h == 0 or w == 0 or h % p or w % p:
+            raise ValueError(f"pixel_values: height and width must be positive multiples of the patch size {p}, got {h}x{w}")
+        if not interpolate_pos_encoding and (h, w) != (h_img, w_img):
+            raise ValueError(
+                f"pixel_values: expected {h_img}x{w_img} images {expected}, got {h}x{w}; "
+                "pass interpolate_pos_encoding=True to run at another size"
+            )
+        return np.ascontiguousarray(x)
+
+    def _pos_table(self, h: int, w: int) -> np.ndarray:
+        pos = self._tensors["pos_embed"]
+        p = self._patch
+        gh, gw = h // p, w // p
+        # ref: ViTEmbeddings.interpolate_pos_encoding returns the table unchanged in this case
+        if gh * gw == pos.shape[0] - 1 and h == w:
+            return pos
+        if (h, w) not in self._pos_cache:
+            self._pos_cache[(h, w)] = interpolate_pos_embed(pos, gh, gw)
+        return self._pos_cache[(h, w)]
+
+    def _workspace(self, b: int, h: int, w: int) -> np.ndarray:
+        cache = getattr(self._local, "workspace", None)
+        if cache is None or cache[0] != (b, h, w):
+            n = _core.vit_workspace_len(self._dims, b, h, w)
+            self._local.workspace = ((b, h, w), np.empty(n, dtype=np.float32))
+        return self._local.workspace[1]
+
+    def __call__(
+        self,
+        pixel_values: Any,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        interpolate_pos_encoding: bool = False,
+    ) -> ViTOutput:
+        """Run the model on (B, C, H, W) pixel values (as the image processor returns them)."""
+        x = self._check_pixels(pixel_values, interpolate_pos_encoding)
+        b, _, h, w = x.shape
+        L, C, H, _, K, p, _ = self._dims
+        T = (h // p) * (w // p) + 1
+        pos = self._pos_table(h, w) if interpolate_pos_encoding else self._tensors["pos_embed"]
+        weights = self._weights[:3] + (pos,) + self._weights[4:]
+
+        last = np.empty((b, T, C), dtype=np.float32)
+        logits = np.empty((b, K), dtype=np.float32) if K else None
+        pooled = np.empty((b, C), dtype=np.float32) if "pooler.weight" in self._tensors else None
+        hidden = np.empty((L + 1, b, T, C), dtype=np.float32) if output_hidden_states else None
+        attn = np.empty((L, b, H, T, T), dtype=np.float32) if output_attentions else None
+        if b > 0:
+            _core.vit_forward(
+                weights, self._dims, float(self.config.layer_norm_eps), ACTIVATIONS[self.config.hidden_act],
+                x, last, logits, pooled, hidden, attn, self._workspace(b, h, w),
+            )
+        return ViTOutput(
+            logits=logits,
+            last_hidden_state=last,
+            pooler_output=pooled,
+            hidden_states=tuple(hidden) if hidden is not None else None,
+            attentions=tuple(attn) if attn is not None else None,
+        )
+
+    forward = __call__
+
+    # -- images in, labels out -------------------------------------------------------------------
+    def predict(
+        self, images: Any, top_k: int = 5, batch_size: int = 8, progress: bool | None = None
+    ) -> _predict.Prediction | _predict.Predictions:
+        """Classify images: top-k ``(label, probability)`` pairs per image.
+
+        Parameters
+        ----------
+        images : a path, PIL image or HWC uint8 array, or a list of them.
+        top_k : labels per image, most probable first (softmax over the logits).
+        batch_size : images per forward pass.
+        progress : show a progress bar (default: when there are many images).
+
+        Returns
+        -------
+        Prediction (a list of pairs) for one image, Predictions (a list of them) for a list.
+        """
+        return _predict.predict(self, images, self.image_processor, top_k, batch_size, progress)
+
+    def attention_map(self, image: Any) -> np.ndarray:
+        """(H, W) heat-map in [0, 1] at the image's size: attention rollout from the CLS token."""
+        return _predict.attention_map(self, image, self.image_processor)

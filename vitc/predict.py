@@ -1,0 +1,176 @@
+"""From images to labels: top-k predictions, and attention maps that show what the model looks at.
+
+``ViT.predict`` and ``ViT.attention_map`` are thin wrappers over the functions here; results are
+plain lists with a notebook-friendly HTML repr.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from vitc.image_processor import ImageProcessor
+    from vitc.model import ViT
+
+
+class Prediction(list):
+    """Top-k ``(label, probability)`` pairs for one image, most probable first."""
+
+    def __init__(self, pairs: Sequence[tuple[str, float]], source: str | None = None):
+        super().__init__(pairs)
+        self.source = source
+
+    @property
+    def label(self) -> str:
+        """The most probable label."""
+        return self[0][0]
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(str(label))}</td><td style='text-align:right'>{p:.2%}</td>"
+            f"<td><div style='background:#4c78a8;height:0.8em;width:{100 * p:.0f}px'></div></td></tr>"
+            for label, p in self
+        )
+        title = f"<caption>{html.escape(self.source)}</caption>" if self.source else ""
+        return f"<table>{title}<tr><th>label</th><th>probability</th><th></th></tr>{rows}</table>"
+
+
+class Predictions(list):
+    """One :class:`Prediction` per image, in input order."""
+
+    def _repr_html_(self) -> str:
+        return "<div style='display:flex;flex-wrap:wrap;gap:1em'>" + "".join(p._repr_html_() for p in self) + "</div>"
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def is_single_image(images: Any) -> bool:
+    """A path, a PIL image or one HWC / HW array, as opposed to a list of them."""
+    if isinstance(images, (str, os.PathLike)):
+        return True
+    if isinstance(images, np.ndarray):
+        return images.ndim in (2, 3)
+    return not isinstance(images, (list, tuple))
+
+
+def _source_name(image: Any) -> str | None:
+    return str(image) if isinstance(image, (str, os.PathLike)) else None
+
+
+def predict(
+    model: ViT,
+    images: Any,
+    processor: ImageProcessor,
+    top_k: int = 5,
+    batch_size: int = 8,
+    progress: bool | None = None,
+) -> Prediction | Predictions:
+    """Classify images; see :meth:`vitc.ViT.predict`."""
+    if model.num_labels == 0:
+        raise ValueError("predict: this checkpoint has no classifier head (a bare ViTModel); use model(...) instead")
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k: expected a positive int, got {top_k!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    single = is_single_image(images)
+    items = [images] if single else list(images)
+    k = min(top_k, model.num_labels)
+    labels = model.id2label
+    results = Predictions()
+    from tqdm.auto import tqdm
+
+    show = progress if progress is not None else len(items) > 4 * batch_size
+    with tqdm(total=len(items), desc="predict", unit="img", disable=not show) as bar:
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            probs = softmax(model(processor(chunk)).logits)
+            for image, p in zip(chunk, probs):
+                order = np.argsort(-p, kind="stable")[:k]
+                pairs = [(labels.get(int(i), f"LABEL_{int(i)}"), float(p[i])) for i in order]
+                results.append(Prediction(pairs, source=_source_name(image)))
+            bar.update(len(chunk))
+    return results[0] if single else results
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention rollout
+
+
+def attention_rollout(attentions: Sequence[np.ndarray]) -> np.ndarray:
+    """Attention rollout (Abnar & Zuidema 2020, used in the ViT paper's Figure 6).
+
+    Each layer's attention is averaged over heads, the residual connection is accounted for as
+    ``0.5 * A + 0.5 * I``, and the layers are multiplied from the first to the last.
+
+    Parameters
+    ----------
+    attentions : sequence of L arrays (B, heads, T, T), as ``model(..., output_attentions=True)``.
+
+    Returns
+    -------
+    (B, T - 1) array: how much the CLS token draws from each patch, rows summing to <= 1.
+    """
+    if len(attentions) == 0:
+        raise ValueError("attention_rollout: expected at least one layer of attentions, got none")
+    b, _, t, _ = attentions[0].shape
+    rollout = np.broadcast_to(np.eye(t), (b, t, t)).copy()
+    for a in attentions:
+        mixed = 0.5 * a.astype(np.float64).mean(axis=1) + 0.5 * np.eye(t)
+        rollout = mixed @ rollout
+    return rollout[:, 0, 1:]
+
+
+def attention_map(model: ViT, image: Any, processor: ImageProcessor) -> np.ndarray:
+    """(H, W) heat-map in [0, 1] of the CLS token's attention rollout, at the image's own size."""
+    from vitc.image_processor import to_rgb_pil
+
+    rgb = to_rgb_pil(image)
+    out = model(processor([rgb]), output_attentions=True)
+    pixel_h, pixel_w = processor.output_size(rgb.height, rgb.width)
+    gh, gw = pixel_h // model.patch_size, pixel_w // model.patch_size
+    grid = attention_rollout(out.attentions)[0].reshape(gh, gw)
+    grid = (grid - grid.min()) / max(float(grid.max() - grid.min()), 1e-12)
+    from PIL import Image
+
+    heat = Image.fromarray(grid.astype(np.float32), mode="F").resize((rgb.width, rgb.height), Image.BILINEAR)
+    return np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0)
+
+
+def _colormap(x: np.ndarray) -> np.ndarray:
+    """(H, W) in [0, 1] -> (H, W, 3) uint8, dark blue -> red -> yellow (perceptually ordered)."""
+    stops = np.array([[0.05, 0.03, 0.35], [0.45, 0.05, 0.55], [0.85, 0.25, 0.3], [0.99, 0.65, 0.1], [0.99, 0.99, 0.6]])
+    pos = np.linspace(0, 1, len(stops))
+    rgb = np.stack([np.interp(x, pos, stops[:, c]) for c in range(3)], axis=-1)
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def save_explanation(image: Any, heatmap: np.ndarray, title: str, path: str | os.PathLike) -> Path:
+    """Write a PNG of ``image`` with ``heatmap`` overlaid and ``title`` above it."""
+    from PIL import Image, ImageDraw
+
+    from vitc.image_processor import to_rgb_pil
+
+    rgb = to_rgb_pil(image)
+    scale = max(1, 256 // max(rgb.width, rgb.height))  # tiny images (digits) are enlarged to be seen
+    size = (rgb.width * scale, rgb.height * scale)
+    base = rgb.resize(size, Image.NEAREST)
+    heat = Image.fromarray(_colormap(heatmap)).resize(size, Image.BILINEAR)
+    blended = Image.blend(base, heat, 0.5)
+    canvas = Image.new("RGB", (size[0], size[1] + 24), "white")
+    canvas.paste(blended, (0, 24))
+    ImageDraw.Draw(canvas).text((4, 4), title, fill="black")
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    canvas.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
