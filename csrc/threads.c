@@ -1,11 +1,140 @@
-// threads.c: the single thread-count setting shared by vitc's own loops and its BLAS.
-// vitc never runs its own parallel region while a BLAS call is in flight, so one number
-// bounds the busy threads (no oversubscription of the cores).
+// threads.c: vitc's one thread pool and the thread-count setting it shares with the BLAS.
+// While a vitc parallel region runs, every BLAS call inside it is single-threaded
+// (openblas_set_num_threads_local), so vitc's workers and OpenBLAS's never compete for the
+// cores. Outside regions, BLAS calls use the same number of threads. Not a general task system:
+// one static partition of [0, n) per region.
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "vitc_blas.h"
 #include "vitc_kernels.h"
 
-static int g_num_threads = 0;  // 0: not set yet, BLAS default (all cores)
+// Declared weak: a system OpenBLAS older than 0.3.27 lacks it; then regions run serially.
+int BLAS_FUNC(openblas_set_num_threads_local)(int num_threads) __attribute__((weak));
 
+enum { MAX_THREADS = 256 };
+
+static int g_num_threads = 0;  // 0: not set yet, the BLAS default (all cores)
+
+// ---------------------------------------------------------------------------------------------
+// The pool: workers sleep on `wake` until `generation` changes, run their chunk, count down.
+static struct {
+    pthread_mutex_t lock;      // guards everything below
+    pthread_cond_t wake, done;
+    pthread_mutex_t region;    // held by the thread that owns the pool during a region
+    int started;               // workers created
+    unsigned long generation;  // bumped per region
+    int pending;               // workers still running the current region
+    int nthreads;              // threads of the current region (caller included)
+    vitc_int n;
+    vitc_task_fn fn;
+    void *ctx;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
+          PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, NULL, NULL};
+
+static void chunk(vitc_int n, int nthreads, int t, vitc_int *begin, vitc_int *end) {
+    *begin = n * t / nthreads;
+    *end = n * (t + 1) / nthreads;
+}
+
+static void *worker_main(void *arg) {
+    const int id = (int)(size_t)arg;
+    unsigned long seen = 0;
+    if (BLAS_FUNC(openblas_set_num_threads_local)) BLAS_FUNC(openblas_set_num_threads_local)(1);
+    pthread_mutex_lock(&pool.lock);
+    for (;;) {
+        while (pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+        seen = pool.generation;
+        if (id >= pool.nthreads) continue;  // this region uses fewer threads
+        const vitc_int n = pool.n;
+        const int nthreads = pool.nthreads;
+        vitc_task_fn fn = pool.fn;
+        void *ctx = pool.ctx;
+        pthread_mutex_unlock(&pool.lock);
+        vitc_int begin, end;
+        chunk(n, nthreads, id, &begin, &end);
+        if (begin < end) fn(ctx, begin, end, id);
+        pthread_mutex_lock(&pool.lock);
+        if (--pool.pending == 0) pthread_cond_signal(&pool.done);
+    }
+    return NULL;
+}
+
+// A forked child has none of the parent's workers: start again lazily.
+static void reset_after_fork(void) {
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_mutex_init(&pool.region, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.done, NULL);
+    pool.started = 0;
+    pool.pending = 0;
+}
+
+// Start workers up to `want` - 1 (the caller is thread 0); returns how many threads are usable.
+static int ensure_workers(int want) {
+    static int atfork_registered = 0;
+    if (!atfork_registered) {
+        if (pthread_atfork(NULL, NULL, reset_after_fork) != 0) return 1;
+        atfork_registered = 1;
+    }
+    while (pool.started < want - 1) {
+        pthread_t tid;
+        pthread_attr_t attr;
+        if (pthread_attr_init(&attr) != 0) break;
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        const int rc = pthread_create(&tid, &attr, worker_main, (void *)(size_t)(pool.started + 1));
+        pthread_attr_destroy(&attr);
+        if (rc != 0) break;  // fewer threads than asked: still correct
+        pool.started++;
+    }
+    return pool.started + 1;
+}
+
+static void run_serial(vitc_int n, vitc_task_fn fn, void *ctx) {
+    if (n > 0) fn(ctx, 0, n, 0);
+}
+
+void vitc_parallel_for(vitc_int n, vitc_task_fn fn, void *ctx) {
+    int want = vitc_get_num_threads();
+    if (want > MAX_THREADS) want = MAX_THREADS;
+    if (want > n) want = (int)n;
+    // Without thread-local BLAS control, parallel tasks would oversubscribe: stay serial.
+    if (want <= 1 || !BLAS_FUNC(openblas_set_num_threads_local)) {
+        run_serial(n, fn, ctx);
+        return;
+    }
+    // Another Python thread owns the pool: run this region on the calling thread alone.
+    if (pthread_mutex_trylock(&pool.region) != 0) {
+        const int prev = BLAS_FUNC(openblas_set_num_threads_local)(1);
+        run_serial(n, fn, ctx);
+        BLAS_FUNC(openblas_set_num_threads_local)(prev);
+        return;
+    }
+    pthread_mutex_lock(&pool.lock);
+    const int nthreads = ensure_workers(want) < want ? pool.started + 1 : want;
+    pool.n = n;
+    pool.fn = fn;
+    pool.ctx = ctx;
+    pool.nthreads = nthreads;
+    pool.pending = nthreads - 1;
+    pool.generation++;
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+
+    const int prev = BLAS_FUNC(openblas_set_num_threads_local)(1);
+    vitc_int begin, end;
+    chunk(n, nthreads, 0, &begin, &end);
+    if (begin < end) fn(ctx, begin, end, 0);
+    BLAS_FUNC(openblas_set_num_threads_local)(prev);
+
+    pthread_mutex_lock(&pool.lock);
+    while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.lock);
+    pthread_mutex_unlock(&pool.lock);
+    pthread_mutex_unlock(&pool.region);
+}
+
+// ---------------------------------------------------------------------------------------------
 void vitc_set_num_threads(int n) {
     if (n < 1) n = 1;
     g_num_threads = n;

@@ -27,6 +27,7 @@ def _preload_openblas() -> None:
 _preload_openblas()
 
 from vitc import _core  # noqa: E402
+from vitc._core import attention, gelu, gelu_tanh, layer_norm, linear, mlp, softmax  # noqa: E402
 from vitc._config import get_num_threads, set_num_threads, show_config  # noqa: E402
 from vitc.config import ViTConfig  # noqa: E402
 from vitc.convert import convert  # noqa: E402
@@ -37,6 +38,13 @@ from vitc.predict import Prediction, Predictions, attention_rollout  # noqa: E40
 
 __all__ = [
     "__version__",
+    "attention",
+    "gelu",
+    "gelu_tanh",
+    "layer_norm",
+    "linear",
+    "mlp",
+    "softmax",
     "get_num_threads",
     "set_num_threads",
     "show_config",

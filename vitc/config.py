@@ -112,8 +112,13 @@ class ViTConfig:
     model_type: str = "vit"
 
     def __post_init__(self) -> None:
-        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "num_channels"):
+        for name in (
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "num_channels",
+        ):
             _positive_int(name, getattr(self, name))
         if self.pooler_output_size is not None:
             _positive_int("pooler_output_size", self.pooler_output_size)
@@ -142,7 +147,11 @@ class ViTConfig:
                     f"config: image {axis} ({img}) must be a multiple of the patch {axis} ({patch})"
                 )
         eps = self.layer_norm_eps
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (eps >= 0 and math.isfinite(eps)):
+        if (
+            isinstance(eps, bool)
+            or not isinstance(eps, (int, float))
+            or not (eps >= 0 and math.isfinite(eps))
+        ):
             raise ValueError(f"config layer_norm_eps: expected a finite float >= 0, found {eps!r}")
         self.layer_norm_eps = float(eps)
         if not isinstance(self.qkv_bias, bool):

@@ -1,0 +1,20 @@
+// kernels_internal.h: helpers shared between the kernel files (not part of the public kernel API).
+// Pure C, no Python; vitc_kernels.h is the API the model and the ufunc loops call.
+#ifndef VITC_KERNELS_INTERNAL_H
+#define VITC_KERNELS_INTERNAL_H
+
+#include "vitc_kernels.h"
+
+// Nonzero when the AVX-512 kernels may run: the CPU has them and they are not disabled.
+int vitc_simd_avx512(void);
+// Test hook: 0 forces the scalar fallbacks, 1 restores run-time detection.
+void vitc_set_simd_enabled(int enabled);
+
+// out (n) = exp(inp (n) - shift); returns the sum of out (accumulated in double).
+// Used by softmax; out may equal inp.
+double vitc_exp_shift_sum_f32(float *out, const float *inp, float shift, vitc_int n);
+
+// Any activation of the enum, float64 (the f64 mlp and linear kernels).
+void act_forward_f64(double *out, const double *inp, vitc_act act, vitc_int n);
+
+#endif  // VITC_KERNELS_INTERNAL_H

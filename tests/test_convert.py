@@ -1,0 +1,374 @@
+"""Tests of vitc.convert: the HF -> vitc name table, the .vitc file format, atomic writes, corrupt files."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hf_fixtures import PREPROCESSOR, make_model, save_bin, state_dict_numpy
+
+from vitc.config import ViTConfig
+from vitc.convert import (
+    ALIGNMENT,
+    convert,
+    convert_state_dict,
+    expected_shapes,
+    is_converted_file,
+    load_any,
+    load_converted,
+    read_metadata,
+)
+
+# vitc/__init__.py exports the convert() function under the submodule's name, so fetch the module itself.
+vconv = importlib.import_module("vitc.convert")
+
+
+def hf_folder(
+    path: Path, model: torch.nn.Module, *, fmt: str = "safetensors", preprocessor: bool = True
+) -> Path:
+    if fmt == "safetensors":
+        model.save_pretrained(path)
+    else:
+        save_bin(model, path)
+    if preprocessor:
+        (path / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR))
+    return path
+
+
+def config_of(model: torch.nn.Module) -> ViTConfig:
+    return ViTConfig.from_dict(model.config.to_dict())
+
+
+@pytest.fixture(scope="module")
+def cls_model():
+    return make_model("cls")
+
+
+@pytest.fixture(scope="module")
+def bare_model():
+    return make_model("bare", seed=1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Config
+
+
+def test_config_from_hf(cls_model, tmp_path):
+    cls_model.config.to_json_file(tmp_path / "config.json")
+    cfg = ViTConfig.from_json_file(tmp_path)
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size) == (
+        32,
+        2,
+        4,
+        37,
+    )
+    assert cfg.image_size == 30 and cfg.patch_size == 2 and cfg.num_positions == 1 + 15 * 15
+    assert cfg.id2label[3] == "LABEL_3" and cfg.num_labels == 10 and cfg.layer_norm_eps == 1e-12
+    assert ViTConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert ViTConfig() == ViTConfig.from_dict({})  # defaults are transformers' defaults
+    assert ViTConfig().hidden_size == 768 and ViTConfig().image_size == 224
+
+
+def test_config_pairs_and_errors():
+    cfg = ViTConfig(image_size=[32, 48], patch_size=[4, 8])
+    assert cfg.grid_size == (8, 6) and cfg.to_dict()["image_size"] == [32, 48]
+    with pytest.raises(
+        ValueError, match=r"hidden_size \(30\) must be a multiple of num_attention_heads \(4\)"
+    ):
+        ViTConfig(hidden_size=30, num_attention_heads=4)
+    with pytest.raises(ValueError, match=r"image height \(30\) must be a multiple of the patch height \(4\)"):
+        ViTConfig(image_size=30, patch_size=4)
+    with pytest.raises(
+        ValueError,
+        match="expected one of gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, quick_gelu, relu, found 'swish'",
+    ):
+        ViTConfig(hidden_act="swish")
+    with pytest.raises(ValueError, match="expected 'vit', found 'deit'"):
+        ViTConfig.from_dict({"model_type": "deit"})
+
+
+# ---------------------------------------------------------------------------------------------------
+# The name table
+
+
+def test_mapping_cls(cls_model):
+    sd = state_dict_numpy(cls_model)
+    cfg = config_of(cls_model)
+    out = convert_state_dict(cfg, sd)
+    assert {k: v.shape for k, v in out.items()} == expected_shapes(cfg, head=True, pooler=False)
+    assert all(v.dtype == np.float32 and v.flags.c_contiguous for v in out.values())
+    w = sd["vit.embeddings.patch_embeddings.projection.weight"]
+    np.testing.assert_array_equal(out["patch_embed.proj.weight"], w.reshape(32, 3 * 2 * 2))
+    np.testing.assert_array_equal(
+        out["patch_embed.proj.weight"][5, 1 * 2 * 2 + 1 * 2 + 1], w[5, 1, 1, 1]
+    )  # (channel, y, x) order
+    np.testing.assert_array_equal(out["cls_token"], sd["vit.embeddings.cls_token"][0, 0])
+    np.testing.assert_array_equal(out["pos_embed"], sd["vit.embeddings.position_embeddings"][0])
+    for i in range(2):
+        a = f"vit.encoder.layer.{i}.attention.attention"
+        for j, p in enumerate(("query", "key", "value")):
+            np.testing.assert_array_equal(
+                out[f"blocks.{i}.attn.qkv.weight"][32 * j : 32 * (j + 1)], sd[f"{a}.{p}.weight"]
+            )
+            np.testing.assert_array_equal(
+                out[f"blocks.{i}.attn.qkv.bias"][32 * j : 32 * (j + 1)], sd[f"{a}.{p}.bias"]
+            )
+        pairs = {
+            "attn.proj.weight": "attention.output.dense.weight",
+            "norm1.bias": "layernorm_before.bias",
+            "norm2.weight": "layernorm_after.weight",
+            "mlp.fc1.weight": "intermediate.dense.weight",
+            "mlp.fc2.weight": "output.dense.weight",
+            "mlp.fc2.bias": "output.dense.bias",
+        }
+        for dst, src in pairs.items():
+            np.testing.assert_array_equal(out[f"blocks.{i}.{dst}"], sd[f"vit.encoder.layer.{i}.{src}"])
+    np.testing.assert_array_equal(out["norm.weight"], sd["vit.layernorm.weight"])
+    np.testing.assert_array_equal(out["head.weight"], sd["classifier.weight"])
+    assert out["head.weight"].shape == (10, 32) and out["blocks.0.mlp.fc1.weight"].shape == (37, 32)
+
+
+def test_mapping_bare_with_pooler(bare_model):
+    sd = state_dict_numpy(bare_model)
+    cfg = config_of(bare_model)
+    out = convert_state_dict(cfg, sd)
+    assert set(out) == set(expected_shapes(cfg, head=False, pooler=True))
+    np.testing.assert_array_equal(out["pooler.weight"], sd["pooler.dense.weight"])
+    np.testing.assert_array_equal(out["blocks.1.norm1.weight"], sd["encoder.layer.1.layernorm_before.weight"])
+
+
+@pytest.mark.parametrize("kind", ["cls", "bare"])
+def test_transformers5_in_memory_names(kind, cls_model, bare_model):
+    # torch.save(model.state_dict()) under transformers 5 keeps its renamed parameters.
+    model = cls_model if kind == "cls" else bare_model
+    raw = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    expected = convert_state_dict(config_of(model), state_dict_numpy(model))
+    found = convert_state_dict(config_of(model), raw)
+    assert list(found) == list(expected)
+    for k, v in expected.items():
+        np.testing.assert_array_equal(found[k], v)
+
+
+def test_mapping_without_qkv_bias():
+    model = make_model("cls", qkv_bias=False)
+    out = convert_state_dict(config_of(model), state_dict_numpy(model))
+    assert "blocks.0.attn.qkv.bias" not in out and out["blocks.0.attn.qkv.weight"].shape == (96, 32)
+
+
+def test_missing_misshaped_and_unused(cls_model):
+    cfg = config_of(cls_model)
+    sd = state_dict_numpy(cls_model)
+    bad = dict(sd)
+    del bad["vit.encoder.layer.1.attention.attention.key.weight"]
+    with pytest.raises(
+        ValueError, match=r"missing 1 tensor.*vit.encoder.layer.1.attention.attention.key.weight"
+    ):
+        convert_state_dict(cfg, bad)
+    bad = {**sd, "vit.encoder.layer.0.intermediate.dense.weight": np.zeros((36, 32), np.float32)}
+    with pytest.raises(
+        ValueError, match=r"intermediate.dense.weight: expected shape \(37, 32\), found \(36, 32\)"
+    ):
+        convert_state_dict(cfg, bad)
+    bad = {**sd, "vit.embeddings.mask_token": np.zeros((1, 1, 32), np.float32)}
+    with pytest.raises(ValueError, match=r"does not use: \['vit.embeddings.mask_token'\]"):
+        convert_state_dict(cfg, bad)
+    # A config with qkv_bias=False must not silently drop the checkpoint's biases.
+    with pytest.raises(ValueError, match="attention.query.bias"):
+        convert_state_dict(ViTConfig.from_dict({**cfg.to_dict(), "qkv_bias": False}), sd)
+    # A partial classifier is a missing tensor, not an absent head.
+    bad = dict(sd)
+    del bad["classifier.bias"]
+    with pytest.raises(ValueError, match=r"missing.*classifier.bias"):
+        convert_state_dict(cfg, bad)
+    bad = {**sd, "vit.layernorm.bias": sd["vit.layernorm.bias"].astype(np.int32)}
+    with pytest.raises(ValueError, match="expected a floating-point dtype, found int32"):
+        convert_state_dict(cfg, bad)
+
+
+# ---------------------------------------------------------------------------------------------------
+# .vitc files
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+def test_roundtrip(tmp_path, cls_model, fmt):
+    src = hf_folder(tmp_path / "hf", cls_model, fmt=fmt)
+    dst = convert(src, tmp_path / "out" / "m.vitc", progress=False)
+    assert dst == tmp_path / "out" / "m.vitc" and is_converted_file(dst) and not is_converted_file(src)
+    cfg, pre, tensors = load_converted(dst)
+    expected = convert_state_dict(config_of(cls_model), state_dict_numpy(cls_model))
+    assert cfg == config_of(cls_model) and pre == PREPROCESSOR
+    assert list(tensors) == list(expected)
+    for k, v in expected.items():
+        np.testing.assert_array_equal(tensors[k], v, err_msg=k)
+        assert tensors[k].dtype == np.float32 and tensors[k].flags.c_contiguous
+        assert not tensors[k].flags.writeable and not tensors[k].flags.owndata  # zero-copy mmap views
+        assert tensors[k].ctypes.data % ALIGNMENT == 0
+    meta = read_metadata(dst)
+    assert "tensors" not in meta and meta["format_version"] == 1 and meta["dtype"] == "float32"
+    assert meta["config"] == cfg.to_dict()
+    for loaded in (
+        load_any(dst),
+        load_any(src),
+        load_any(src / ("model.safetensors" if fmt == "safetensors" else "pytorch_model.bin")),
+    ):
+        assert loaded[0] == cfg and loaded[1] == PREPROCESSOR
+        for k, v in expected.items():
+            np.testing.assert_array_equal(loaded[2][k], v)
+
+
+def test_bare_model_roundtrip_and_no_preprocessor(tmp_path, bare_model):
+    src = hf_folder(tmp_path / "hf", bare_model, preprocessor=False)
+    dst = convert(src, tmp_path, progress=False)  # an existing folder: writes model.vitc inside
+    assert dst == tmp_path / "model.vitc"
+    _, pre, tensors = load_converted(dst)
+    assert pre is None and "pooler.weight" in tensors and "head.weight" not in tensors
+
+
+def test_file_layout(tmp_path, cls_model):
+    dst = convert(hf_folder(tmp_path / "hf", cls_model), tmp_path / "m.vitc", progress=False)
+    raw = dst.read_bytes()
+    magic, version, n = struct.unpack("<6sHQ", raw[:16])
+    assert magic == b"VITC\x00\x01" and version == 1 and (16 + n) % ALIGNMENT == 0
+    header = json.loads(raw[16 : 16 + n])
+    ends = []
+    for name, t in header["tensors"].items():
+        assert t["offset"] % ALIGNMENT == 0 and t["nbytes"] == 4 * int(np.prod(t["shape"])), name
+        ends.append(t["offset"] + t["nbytes"])
+    assert max(ends) == len(raw)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_checkpoints(tmp_path, dtype):
+    model = make_model("cls", seed=3).to(dtype)
+    cfg, _, tensors = load_any(hf_folder(tmp_path, model))
+    expected = convert_state_dict(cfg, state_dict_numpy(model))
+    for k, v in expected.items():
+        assert tensors[k].dtype == np.float32
+        np.testing.assert_array_equal(tensors[k], v)
+
+
+def test_unimplemented_dtype(tmp_path, cls_model):
+    src = hf_folder(tmp_path / "hf", cls_model)
+    for dtype in ("bfloat16", "int8", np.float16):
+        with pytest.raises(
+            NotImplementedError, match=r"bfloat16/int8 conversion is not implemented yet \(issue 6\)"
+        ):
+            convert(src, tmp_path / "m.vitc", dtype=dtype)
+    assert not (tmp_path / "m.vitc").exists()
+
+
+def test_atomic_write(tmp_path, cls_model, monkeypatch):
+    src = hf_folder(tmp_path / "hf", cls_model)
+    out = tmp_path / "out"
+    out.mkdir()
+    calls = []
+    real = vconv._write_tensor
+
+    def failing(f, arr):
+        calls.append(1)
+        if len(calls) == 5:
+            raise OSError("disk full (simulated)")
+        real(f, arr)
+
+    monkeypatch.setattr(vconv, "_write_tensor", failing)
+    with pytest.raises(OSError, match="disk full"):
+        convert(src, out / "m.vitc", progress=False)
+    assert list(out.iterdir()) == []  # neither the destination nor a temporary file
+    # An existing destination survives a failed rewrite untouched.
+    (out / "m.vitc").write_bytes(b"old")
+    calls.clear()
+    with pytest.raises(OSError):
+        convert(src, out / "m.vitc", progress=False)
+    assert [p.name for p in out.iterdir()] == ["m.vitc"] and (out / "m.vitc").read_bytes() == b"old"
+    monkeypatch.setattr(vconv, "_write_tensor", real)
+    convert(src, out / "m.vitc", progress=False)
+    assert [p.name for p in out.iterdir()] == ["m.vitc"] and is_converted_file(out / "m.vitc")
+
+
+def test_missing_sources(tmp_path, cls_model):
+    with pytest.raises(FileNotFoundError, match="no such model folder"):
+        convert(tmp_path / "nope", tmp_path / "m.vitc")
+    cls_model.save_pretrained(tmp_path / "hf")
+    os.remove(tmp_path / "hf" / "config.json")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_any(tmp_path / "hf")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Corrupt .vitc files
+
+
+@pytest.fixture(scope="module")
+def good_file(tmp_path_factory, cls_model):
+    d = tmp_path_factory.mktemp("vitc")
+    return convert(hf_folder(d / "hf", cls_model), d / "good.vitc", progress=False)
+
+
+def rewrite_header(src: Path, dst: Path, mutate) -> Path:
+    """Copy src to dst with a mutated JSON header padded back to the same length (data unchanged)."""
+    raw = src.read_bytes()
+    n = struct.unpack("<Q", raw[8:16])[0]
+    header = json.loads(raw[16 : 16 + n])
+    mutate(header)
+    new = json.dumps(header, separators=(",", ":")).encode()
+    assert len(new) <= n
+    dst.write_bytes(raw[:16] + new + b" " * (n - len(new)) + raw[16 + n :])
+    return dst
+
+
+def first(h: dict) -> dict:
+    return h["tensors"]["patch_embed.proj.weight"]
+
+
+def second(h: dict) -> dict:
+    return h["tensors"]["patch_embed.proj.bias"]
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda h: first(h).update(offset=first(h)["offset"] + 4), "expected offset aligned to 64 bytes"),
+        (lambda h: second(h).update(offset=first(h)["offset"]), "overlap tensor"),
+        (lambda h: first(h).update(nbytes=first(h)["nbytes"] - 4), r"needs 1536 bytes, found 1532"),
+        (lambda h: first(h).update(offset=10**9), "expected offsets within the data region"),
+        (lambda h: first(h).update(offset=0), "expected offsets within the data region"),
+        (lambda h: first(h).update(dtype="bfloat16"), "expected dtype in"),
+        (lambda h: first(h).update(shape=[32, 4, 3], nbytes=1536), "tensors do not match the config"),
+        (lambda h: h["tensors"].pop("norm.bias"), "tensors do not match the config.*norm.bias"),
+        (lambda h: h["config"].update(hidden_act="swish"), "header config: config hidden_act"),
+        (lambda h: h.pop("tensors"), "header 'tensors': expected dict"),
+    ],
+)
+def test_corrupt_header_refused(tmp_path, good_file, mutate, match):
+    path = rewrite_header(good_file, tmp_path / "bad.vitc", mutate)
+    with pytest.raises(ValueError, match=match) as info:
+        load_converted(path)
+    assert "bad.vitc" in str(info.value)
+
+
+def test_truncated_and_bad_prefix_refused(tmp_path, good_file):
+    raw = good_file.read_bytes()
+    path = tmp_path / "bad.vitc"
+    n = struct.unpack("<Q", raw[8:16])[0]
+    for data, match in [
+        (raw[:-1], "expected offsets within the data region"),
+        (raw[: 16 + n // 2], "header length"),
+        (raw[:10], "expected at least 16 bytes"),
+        (b"XXXX" + raw[4:], "expected magic"),
+        (raw[:6] + struct.pack("<H", 2) + raw[8:], "expected format version 1, found 2"),
+        (raw[:8] + struct.pack("<Q", 2**62) + raw[16:], "header length"),
+        (raw[:16] + b"[" + raw[17:], "not valid UTF-8 JSON"),
+    ]:
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=match) as info:
+            load_converted(path)
+        assert "bad.vitc" in str(info.value)
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match="bad.vitc: file is empty"):
+        load_converted(path)

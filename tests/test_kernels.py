@@ -1,0 +1,539 @@
+"""vitc's kernel ufuncs against their slow NumPy twins (vitc._slow) and against torch.
+
+Covers dtypes, odd sizes, memory layouts, loop-dimension broadcasting, out= and aliasing, edge values,
+shape and dtype errors, threads, GIL release and the thread-count setting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import vitc
+from vitc import _core, _slow
+
+KERNELS = ("gelu", "gelu_tanh", "layer_norm", "softmax", "linear", "attention", "mlp")
+DTYPES = (np.float32, np.float64)
+TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64}
+
+# Element-wise vs the float64 reference: float32 within 16 ulp (measured worst case ~10 ulp for the
+# AVX-512 erfc GELU), float64 within 1e-12; ATOL only absorbs results near the underflow limit.
+ELEM_RTOL = {np.float32: 16 * 2.0**-23, np.float64: 1e-12}
+ELEM_ATOL = {np.float32: 1e-30, np.float64: 1e-300}
+# torch's float32 GELUs compute 1 + erf / 1 + tanh and lose ~|x| * 2^-24 absolutely for x < 0.
+TORCH_ELEM_ATOL = {np.float32: 1e-6, np.float64: 1e-14}
+# Row kernels (layer_norm, softmax): relative to the row scale.
+ROW_RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+ROW_ATOL = {np.float32: 1e-6, np.float64: 1e-13}
+# GEMM-based kernels: error grows with the reduction length; atol is relative to max |ref|.
+GEMM_RTOL = {np.float32: 1e-4, np.float64: 1e-11}
+GEMM_ATOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+LAYOUTS = ("C", "F", "neg", "sliced", "padded")
+
+
+def rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def relayout(a: np.ndarray, layout: str) -> np.ndarray:
+    """The same values as `a` in another memory layout (core dims are the last two axes)."""
+    a = np.asarray(a)
+    if layout == "C":
+        return np.ascontiguousarray(a)
+    if layout == "F":
+        return np.asfortranarray(a)
+    if layout == "neg":  # negative strides on every axis
+        b = np.ascontiguousarray(a[(slice(None, None, -1),) * a.ndim])
+        return b[(slice(None, None, -1),) * a.ndim]
+    if layout == "sliced":  # every other element: non-unit inner stride
+        big = np.zeros(tuple(2 * s + 1 for s in a.shape), a.dtype)
+        view = big[(slice(1, None, 2),) * a.ndim]
+        view[...] = a
+        return view
+    if layout == "padded":  # unit inner stride, row stride > row length (BLAS lda > n)
+        big = np.zeros(a.shape[:-1] + (a.shape[-1] + 3,), a.dtype)
+        view = big[..., 1 : 1 + a.shape[-1]]
+        view[...] = a
+        return view
+    raise ValueError(layout)
+
+
+def assert_close(actual, expected, rtol, atol_scale, dtype):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.dtype == np.dtype(dtype), (actual.dtype, dtype)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    scale = float(np.nanmax(np.abs(expected), initial=0.0)) if expected.size else 0.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol_scale * max(scale, 1.0))
+
+
+def t(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+# ---------------------------------------------------------------------------------------------
+# The objects
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_ufunc_objects(name):
+    uf = getattr(_core, name)
+    assert isinstance(uf, np.ufunc)
+    assert sorted(uf.types) == sorted(t for t in uf.types if set(t) <= set("fd->"))
+    assert uf.types[0].startswith("f") and uf.types[1].startswith("d")
+    assert uf.__doc__.startswith(f"{name}(")
+    expected = {
+        "gelu": None,
+        "gelu_tanh": None,
+        "layer_norm": "(n),(n),(n),()->(n)",
+        "softmax": "(n)->(n)",
+        "linear": "(m,k),(n,k),(n)->(m,n)",
+        "attention": "(s,d),(t,d),(t,e),()->(s,e)",
+        "mlp": "(m,c),(f,c),(f),(c,f),(c)->(m,c)",
+    }[name]
+    assert uf.signature == expected
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_exported_from_package(name):
+    # The lead exports the ufuncs from vitc/__init__.py.
+    assert getattr(vitc, name) is getattr(_core, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Element-wise GELUs
+
+EDGE = [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-40, -1e-40, 1e-30, 3e38, -3e38, 1e20, -1e20, 5.5, -5.5,
+        -9.0, -12.0, -20.0, -200.0, 20.0]
+
+
+@pytest.fixture(params=[True, False], ids=["simd", "scalar"])
+def simd(request):
+    _core._set_simd(request.param)
+    yield request.param
+    _core._set_simd(True)
+
+
+def assert_gelu_close(name, x, y, ref, dtype):
+    if name == "gelu_tanh" and dtype == np.float32:
+        # float32 tanh GELU: the exp argument (~87 at x = -10) carries ~1e-5 relative rounding
+        # error, so below x = -5 (|y| < 1e-5) only an absolute bound is meaningful.
+        tail = x < -5
+        np.testing.assert_allclose(y[tail], ref[tail], rtol=0, atol=1e-12)
+        x, y, ref = x[~tail], y[~tail], ref[~tail]
+    np.testing.assert_allclose(y, ref, rtol=ELEM_RTOL[dtype], atol=ELEM_ATOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 3, 17, 64, 1025])
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh"])
+def test_gelu_vs_slow_and_torch(name, n, dtype, simd):
+    x = (rng(n).standard_normal(n) * 4).astype(dtype)
+    y = getattr(_core, name)(x)
+    assert_gelu_close(name, x, y, getattr(_slow, name)(x.astype(np.float64)), dtype)
+    assert y.dtype == dtype
+    approximate = "none" if name == "gelu" else "tanh"
+    yt = F.gelu(t(x), approximate=approximate).numpy()
+    np.testing.assert_allclose(y, yt, rtol=ELEM_RTOL[dtype], atol=TORCH_ELEM_ATOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh"])
+def test_gelu_dense_range_and_edges(name, dtype, simd):
+    x = np.concatenate([np.linspace(-15, 15, 30001), EDGE]).astype(dtype)
+    with np.errstate(all="raise", under="ignore"):  # no spurious invalid/overflow flags
+        y = getattr(_core, name)(x)
+    assert_gelu_close(name, x, y, getattr(_slow, name)(x.astype(np.float64)), dtype)
+    y = getattr(_core, name)(np.array([np.inf, -np.inf, np.nan, -0.0], dtype))
+    assert y[0] == np.inf and y[1] == 0 and np.isnan(y[2]) and y[3] == 0
+    assert np.signbit(y[1]) and np.signbit(y[3])  # -0 limit and -0 input
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_gelu_layouts_out_and_inplace(dtype, layout):
+    x = (rng(1).standard_normal((7, 33)) * 3).astype(dtype)
+    ref = _slow.gelu(x)
+    xv = relayout(x, layout)
+    np.testing.assert_allclose(_core.gelu(xv), ref, rtol=ELEM_RTOL[dtype], atol=ELEM_ATOL[dtype])
+    out = relayout(np.zeros_like(x), layout)
+    res = _core.gelu(xv, out=out)
+    assert res is out
+    np.testing.assert_allclose(out, ref, rtol=ELEM_RTOL[dtype], atol=ELEM_ATOL[dtype])
+    _core.gelu(xv, out=xv)  # in place
+    np.testing.assert_allclose(xv, ref, rtol=ELEM_RTOL[dtype], atol=ELEM_ATOL[dtype])
+
+
+def test_gelu_overlapping_out():
+    x = np.linspace(-3, 3, 101)
+    ref = _slow.gelu(x[:-1])
+    _core.gelu(x[:-1], out=x[1:])  # shifted overlap: NumPy copies
+    np.testing.assert_allclose(x[1:], ref, rtol=ELEM_RTOL[np.float64])
+
+
+# ---------------------------------------------------------------------------------------------
+# layer_norm
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 3, 17, 64, 1025])
+def test_layer_norm_vs_slow_and_torch(n, dtype):
+    g = rng(n)
+    x = (g.standard_normal((5, n)) * 3 + 2).astype(dtype)
+    w, b = g.standard_normal(n).astype(dtype), g.standard_normal(n).astype(dtype)
+    y = _core.layer_norm(x, w, b, 1e-5)
+    assert_close(y, _slow.layer_norm(x, w, b, 1e-5), ROW_RTOL[dtype], ROW_ATOL[dtype], dtype)
+    yt = F.layer_norm(t(x), (n,), t(w), t(b), eps=1e-5).numpy()
+    assert_close(y, yt, ROW_RTOL[dtype], ROW_ATOL[dtype], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_layer_norm_layouts_broadcast_out(dtype, layout):
+    g = rng(2)
+    x = (g.standard_normal((2, 6, 19)) * 5).astype(dtype)
+    w, b = g.standard_normal(19).astype(dtype), g.standard_normal(19).astype(dtype)
+    eps = np.array([1e-5, 1e-2], dtype)[:, None]  # eps per batch, broadcast over rows
+    ref = _slow.layer_norm(x, w, b, eps)
+    xv, wv, bv = relayout(x, layout), relayout(w, layout), relayout(b, layout)
+    assert_close(_core.layer_norm(xv, wv, bv, eps), ref, ROW_RTOL[dtype], ROW_ATOL[dtype], dtype)
+    out = relayout(np.zeros_like(x), layout)
+    _core.layer_norm(xv, wv, bv, eps, out=out)
+    assert_close(out, ref, ROW_RTOL[dtype], ROW_ATOL[dtype], dtype)
+    _core.layer_norm(xv, wv, bv, eps, out=xv)  # in place
+    assert_close(xv, ref, ROW_RTOL[dtype], ROW_ATOL[dtype], dtype)
+
+
+def test_layer_norm_edges_and_scalars():
+    x = np.array([[1.0, np.nan, 2.0], [np.inf, 1.0, 2.0], [1e30, -1e30, 0.0], [7.0, 7.0, 7.0]], np.float32)
+    w, b = np.ones(3, np.float32), np.zeros(3, np.float32)
+    with np.errstate(invalid="ignore"):
+        y = _core.layer_norm(x, w, b, 1e-5)
+    yt = F.layer_norm(t(x), (3,), eps=1e-5).numpy()
+    # Row 2: torch's float32 variance overflows (1e60) and gives 0; vitc's double statistics don't.
+    like_torch = [0, 1, 3]
+    np.testing.assert_allclose(y[like_torch], yt[like_torch], rtol=ROW_RTOL[np.float32], atol=ROW_ATOL[np.float32])
+    np.testing.assert_allclose(y[2], _slow.layer_norm(x[2], w, b, 1e-5), rtol=ROW_RTOL[np.float32])
+    # eps as a Python float or int keeps float32; as a float64 array NumPy promotes to float64.
+    assert _core.layer_norm(x[3:], w, b, 1e-5).dtype == np.float32
+    assert _core.layer_norm(x[3:], w, b, 1).dtype == np.float32
+    assert _core.layer_norm(x[3:], w, b, np.float64(1e-5)).dtype == np.float64
+
+
+# ---------------------------------------------------------------------------------------------
+# softmax
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 3, 17, 64, 1025])
+def test_softmax_vs_slow_and_torch(n, dtype, simd):
+    x = (rng(n).standard_normal((4, n)) * 10).astype(dtype)
+    y = _core.softmax(x)
+    assert_close(y, _slow.softmax(x), ROW_RTOL[dtype], ROW_ATOL[dtype], dtype)
+    assert_close(y, torch.softmax(t(x), -1).numpy(), ROW_RTOL[dtype], ROW_ATOL[dtype], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_softmax_layouts_out_inplace(dtype, layout):
+    x = (rng(3).standard_normal((3, 5, 21)) * 4).astype(dtype)
+    ref = _slow.softmax(x)
+    xv = relayout(x, layout)
+    assert_close(_core.softmax(xv), ref, ROW_RTOL[dtype], ROW_ATOL[dtype], dtype)
+    _core.softmax(xv, out=xv)
+    assert_close(xv, ref, ROW_RTOL[dtype], ROW_ATOL[dtype], dtype)
+    y = x.copy()
+    _core.softmax(y[..., ::-1], out=y)  # out aliases a reversed view of the input
+    assert_close(y, _slow.softmax(x[..., ::-1]), ROW_RTOL[dtype], ROW_ATOL[dtype], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_edges_like_torch(dtype, simd):
+    x = np.array(
+        [[0.0, np.nan, 1.0], [-np.inf, -np.inf, -np.inf], [-np.inf, 0.0, 1.0], [1e30, -1e30, 0.0],
+         [-1e-45, 0.0, 88.0], [-200.0, -150.0, -100.0]],
+        dtype,
+    )
+    with np.errstate(invalid="ignore"):
+        y = _core.softmax(x)
+    yt = torch.softmax(t(x), -1).numpy()
+    np.testing.assert_allclose(y, yt, rtol=ROW_RTOL[dtype], atol=ROW_ATOL[dtype])
+    assert np.isnan(y[0]).all() and np.isnan(y[1]).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# linear
+
+LINEAR_SIZES = [(1, 1, 1), (3, 17, 5), (17, 3, 64), (64, 65, 33)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mkn", LINEAR_SIZES)
+def test_linear_vs_slow_and_torch(mkn, dtype):
+    m, k, n = mkn
+    g = rng(m * k * n)
+    x, w, b = (g.standard_normal(s).astype(dtype) for s in ((m, k), (n, k), (n,)))
+    y = _core.linear(x, w, b)
+    assert_close(y, _slow.linear(x, w, b), GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+    assert_close(y, F.linear(t(x), t(w), t(b)).numpy(), GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_layout", LAYOUTS)
+@pytest.mark.parametrize("w_layout", ["C", "F", "neg", "padded"])
+def test_linear_layouts_and_batch_broadcast(dtype, x_layout, w_layout):
+    g = rng(5)
+    x = g.standard_normal((3, 9, 13)).astype(dtype)  # batch 3 shares w and b
+    w, b = g.standard_normal((7, 13)).astype(dtype), g.standard_normal(7).astype(dtype)
+    ref = _slow.linear(x, w, b)
+    y = _core.linear(relayout(x, x_layout), relayout(w, w_layout), b)
+    assert_close(y, ref, GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+    out = relayout(np.zeros(ref.shape, dtype), x_layout)
+    assert _core.linear(relayout(x, x_layout), relayout(w, w_layout), b, out=out) is out
+    assert_close(out, ref, GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_aliasing_and_empty(dtype):
+    g = rng(6)
+    x, w, b = g.standard_normal((6, 6)).astype(dtype), g.standard_normal((6, 6)).astype(dtype), g.standard_normal(6).astype(dtype)
+    ref = _slow.linear(x, w, b)
+    _core.linear(x, w, b, out=x)
+    assert_close(x, ref, GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+    w2 = w.copy()
+    _core.linear(x, w2, b, out=w2)
+    assert_close(w2, _slow.linear(x, w, b), GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+    # weights broadcast per batch as a (B, n, k) stack, bias per batch
+    ws, bs = g.standard_normal((2, 4, 6)).astype(dtype), g.standard_normal((2, 4)).astype(dtype)
+    xs = g.standard_normal((2, 3, 6)).astype(dtype)
+    assert_close(_core.linear(xs, ws, bs), _slow.linear(xs, ws, bs), GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+    # k = 0: the output is the bias; m = 0 and n = 0: empty
+    y = _core.linear(np.zeros((3, 0), dtype), np.zeros((4, 0), dtype), b[:4])
+    np.testing.assert_array_equal(y, np.broadcast_to(b[:4], (3, 4)))
+    assert _core.linear(np.zeros((0, 5), dtype), np.zeros((4, 5), dtype), b[:4]).shape == (0, 4)
+    assert _core.linear(np.zeros((2, 5), dtype), np.zeros((0, 5), dtype), b[:0]).shape == (2, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# attention
+
+ATTN_SIZES = [(1, 1, 1, 1), (3, 17, 8, 5), (17, 3, 64, 64), (200, 130, 16, 24)]
+
+
+def sdpa(q, k, v, scale):
+    return F.scaled_dot_product_attention(t(q), t(k), t(v), scale=float(scale)).numpy()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("stde", ATTN_SIZES)
+def test_attention_vs_slow_and_torch(stde, dtype, simd):
+    s, tt, d, e = stde
+    g = rng(s + tt + d)
+    q, k, v = (g.standard_normal(sh).astype(dtype) for sh in ((2, 3, s, d), (2, 3, tt, d), (2, 3, tt, e)))
+    scale = d**-0.5
+    y = _core.attention(q, k, v, scale)
+    assert y.shape == (2, 3, s, e)
+    assert_close(y, _slow.attention(q, k, v, scale), GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+    assert_close(y, sdpa(q, k, v, scale), GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+
+
+def test_attention_vit_large_sequence():
+    g = rng(7)
+    q, k, v = (g.standard_normal((1025, 64)).astype(np.float32) for _ in range(3))
+    y = _core.attention(q, k, v, 0.125)
+    assert_close(y, sdpa(q, k, v, 0.125), GEMM_RTOL[np.float32], GEMM_ATOL[np.float32], np.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_attention_layouts_scale_broadcast_out(dtype, layout):
+    g = rng(8)
+    q, k, v = (g.standard_normal(sh).astype(dtype) for sh in ((2, 3, 11, 8), (2, 3, 9, 8), (2, 3, 9, 6)))
+    scale = np.array([0.1, 0.3, 1.0], dtype)[None, :]  # one scale per head, broadcast over batch
+    ref = _slow.attention(q, k, v, scale)
+    args = [relayout(a, layout) for a in (q, k, v)]
+    assert_close(_core.attention(*args, scale), ref, GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+    out = relayout(np.zeros(ref.shape, dtype), layout)
+    _core.attention(*args, scale, out=out)
+    assert_close(out, ref, GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+    # k and v shared by every batch (loop-dim broadcasting), out aliasing q (e == d)
+    q2 = g.standard_normal((4, 5, 8)).astype(dtype)
+    k2, v2 = g.standard_normal((7, 8)).astype(dtype), g.standard_normal((7, 8)).astype(dtype)
+    ref2 = _slow.attention(q2, k2, v2, 0.5)
+    _core.attention(q2, k2, v2, 0.5, out=q2)
+    assert_close(q2, ref2, GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+
+
+def test_attention_empty_keys_like_torch():
+    q = rng(9).standard_normal((3, 4)).astype(np.float32)
+    k, v = np.zeros((0, 4), np.float32), np.zeros((0, 5), np.float32)
+    y = _core.attention(q, k, v, 0.5)
+    np.testing.assert_array_equal(y, sdpa(q[None], k[None], v[None], 0.5)[0])
+    np.testing.assert_array_equal(y, np.zeros((3, 5), np.float32))
+    assert _core.attention(np.zeros((0, 4), np.float32), q, q, 0.5).shape == (0, 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# mlp
+
+MLP_SIZES = [(1, 1, 1), (3, 17, 5), (17, 8, 64), (65, 64, 256)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mcf", MLP_SIZES)
+def test_mlp_vs_slow_and_torch(mcf, dtype):
+    m, c, f = mcf
+    g = rng(m + c + f)
+    x, w1, b1, w2, b2 = (g.standard_normal(s).astype(dtype) for s in ((m, c), (f, c), (f,), (c, f), (c,)))
+    y = _core.mlp(x, w1, b1, w2, b2)
+    assert_close(y, _slow.mlp(x, w1, b1, w2, b2), GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+    yt = F.linear(F.gelu(F.linear(t(x), t(w1), t(b1))), t(w2), t(b2)).numpy()
+    assert_close(y, yt, GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_mlp_layouts_batch_out_inplace(dtype, layout):
+    g = rng(10)
+    x = g.standard_normal((2, 5, 12)).astype(dtype)
+    w1, b1, w2, b2 = (g.standard_normal(s).astype(dtype) for s in ((20, 12), (20,), (12, 20), (12,)))
+    ref = _slow.mlp(x, w1, b1, w2, b2)
+    args = [relayout(a, layout) for a in (x, w1, b1, w2, b2)]
+    assert_close(_core.mlp(*args), ref, GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+    _core.mlp(*args, out=args[0])  # in place on x
+    assert_close(args[0], ref, GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+
+def test_mismatched_core_dims_name_function_and_sizes():
+    with pytest.raises(ValueError, match=r"linear.*size 4 is different from 5"):
+        _core.linear(np.ones((2, 5)), np.ones((3, 4)), np.ones(3))
+    with pytest.raises(ValueError, match=r"linear.*size 2 is different from 3"):
+        _core.linear(np.ones((2, 5)), np.ones((3, 5)), np.ones(2))
+    with pytest.raises(ValueError, match=r"layer_norm.*size 4 is different from 5"):
+        _core.layer_norm(np.ones(5), np.ones(4), np.ones(5), 1e-5)
+    with pytest.raises(ValueError, match=r"attention.*size 6 is different from 7"):
+        _core.attention(np.ones((2, 8)), np.ones((7, 8)), np.ones((6, 3)), 1.0)
+    with pytest.raises(ValueError, match=r"mlp.*size 3 is different from 4"):
+        _core.mlp(np.ones((2, 4)), np.ones((6, 3)), np.ones(6), np.ones((4, 6)), np.ones(4))
+
+
+@pytest.mark.parametrize("call", [
+    lambda: _core.softmax(np.ones((3, 0))),
+    lambda: _core.layer_norm(np.ones((3, 0)), np.ones(0), np.ones(0), 1e-5),
+])
+def test_empty_rows_rejected(call):
+    with pytest.raises(ValueError, match=r"(softmax|layer_norm): expected n >= 1 .* got n=0"):
+        call()
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int64, np.float16, np.complex64, np.complex128, np.bool_])
+@pytest.mark.parametrize("name", KERNELS)
+def test_unsupported_dtypes_raise_type_error(name, dtype):
+    uf = getattr(_core, name)
+    args = {
+        "gelu": [(4,)], "gelu_tanh": [(4,)], "softmax": [(4,)],
+        "layer_norm": [(4,), (4,), (4,)], "linear": [(2, 4), (3, 4), (3,)],
+        "attention": [(2, 4), (3, 4), (3, 4)], "mlp": [(2, 4), (3, 4), (3,), (4, 3), (4,)],
+    }[name]
+    arrays = [np.ones(s, np.float32) for s in args]
+    arrays[0] = arrays[0].astype(dtype)
+    extra = [1e-5] if name in ("layer_norm", "attention") else []
+    with pytest.raises(TypeError, match=r"float32 or float64"):
+        uf(*arrays, *extra)
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads, GIL, resources
+
+
+def test_concurrent_calls_match_serial():
+    g = rng(11)
+    jobs = []
+    for i in range(4):
+        x, w, b = g.standard_normal((64, 96)).astype(np.float32), g.standard_normal((80, 96)).astype(np.float32), g.standard_normal(80).astype(np.float32)
+        q = g.standard_normal((2, 50, 16)).astype(np.float32)
+        jobs.append((x, w, b, q))
+
+    def run(job):
+        x, w, b, q = job
+        return (_core.linear(x, w, b), _core.layer_norm(x, x[0], x[1], 1e-5), _core.gelu(x),
+                _core.attention(q, q, q, 0.25), _core.softmax(x))
+
+    serial = [run(j) for j in jobs]
+    results = [None] * len(jobs)
+
+    def worker(i):
+        for _ in range(5):
+            results[i] = run(jobs[i])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(jobs))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for got, want in zip(results, serial):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_loops_release_the_gil():
+    # One float64 GEMM of 32 GFLOP (~0.5 s). If the loop held the GIL, the main thread could only
+    # spin for one switch interval (5 ms, < 1e5 iterations) while the call runs.
+    g = rng(12)
+    x, w, b = g.standard_normal((4000, 2000)), g.standard_normal((2000, 2000)), g.standard_normal(2000)
+    started, done = threading.Event(), threading.Event()
+
+    def work():
+        started.set()
+        _core.linear(x, w, b)
+        done.set()
+
+    th = threading.Thread(target=work)
+    th.start()
+    started.wait()
+    counter = 0
+    t0 = time.perf_counter()
+    while not done.is_set():
+        counter += 1
+    elapsed = time.perf_counter() - t0
+    th.join()
+    assert elapsed > 0.1, "work too short to tell"
+    assert counter > 500_000, (counter, elapsed)
+
+
+def test_scratch_allocation_failure_raises_memory_error():
+    # Zero-stride, non-BLAS layouts force scratch copies of absurd size: malloc fails cleanly.
+    m, k = 1 << 20, 1 << 30  # a copy of x would be 4 PiB
+    x = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape=(m, k), strides=(0, 0))
+    w = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape=(1, k), strides=(0, 0))
+    with pytest.raises(MemoryError):
+        _core.linear(x, w, np.zeros(1, np.float32))
+
+
+def test_set_num_threads_and_threadpoolctl():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import scipy_openblas32
+
+    before = vitc.get_num_threads()
+    try:
+        vitc.set_num_threads(1)
+        assert vitc.get_num_threads() == 1
+        # NumPy bundles its own (64-bit int) scipy-openblas: pick vitc's by file path.
+        info = [
+            i for i in threadpoolctl.threadpool_info()
+            if i["prefix"] == "libscipy_openblas" and scipy_openblas32.get_lib_dir() in i["filepath"]
+        ]
+        assert len(info) == 1, threadpoolctl.threadpool_info()
+        assert info[0]["num_threads"] == 1
+    finally:
+        vitc.set_num_threads(before)
+    assert vitc.get_num_threads() == before

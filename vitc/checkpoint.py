@@ -1,0 +1,615 @@
+"""Readers for Hugging Face checkpoint files: safetensors, PyTorch zip ``.bin``, and sharded indexes.
+
+Pure Python + NumPy: no torch, no safetensors package. Tensors are memory-mapped read-only views
+where the file layout allows it. This module does not rename or reshape anything (see convert.py).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import math
+import mmap
+import os
+import pickle
+import struct
+import zipfile
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SAFETENSORS_DTYPES",
+    "TensorEntry",
+    "check_tensor_layout",
+    "load_state_dict",
+    "read_safetensors",
+    "read_torch_bin",
+]
+
+# safetensors dtype code -> little-endian NumPy dtype of the stored bytes. BF16 has no NumPy dtype:
+# it is read as uint16 and widened to float32 (its top 16 bits) by _to_float32.
+SAFETENSORS_DTYPES: dict[str, np.dtype] = {
+    "F64": np.dtype("<f8"),
+    "F32": np.dtype("<f4"),
+    "F16": np.dtype("<f2"),
+    "BF16": np.dtype("<u2"),
+    "I64": np.dtype("<i8"),
+    "I32": np.dtype("<i4"),
+    "I16": np.dtype("<i2"),
+    "I8": np.dtype("i1"),
+    "U8": np.dtype("u1"),
+    "BOOL": np.dtype("?"),
+}
+
+# A JSON header this large is not a tensor table; refusing it bounds the memory a hostile file can
+# make us allocate before any validation has happened.
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+# data.pkl of a 1000-class ViT-L state dict is ~50 kB; the cap only stops pathological archives.
+MAX_PICKLE_BYTES = 256 * 1024 * 1024
+# Deflate cannot compress better than ~1032:1, so a member declaring more is lying (zip bomb).
+MAX_DEFLATE_RATIO = 1100
+
+SAFETENSORS_FILE = "model.safetensors"
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+TORCH_FILE = "pytorch_model.bin"
+TORCH_INDEX = "pytorch_model.bin.index.json"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared layout validation (safetensors and the .vitc format both use it)
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor of a flat binary file: ``[begin, end)`` are absolute byte offsets in the file."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_tensor_layout(
+    path: str | os.PathLike[str],
+    name: str,
+    dtype: np.dtype,
+    shape: Any,
+    begin: Any,
+    end: Any,
+    *,
+    base: int,
+    limit: int,
+    alignment: int = 1,
+) -> TensorEntry:
+    """Validate one tensor table entry and return it as a :class:`TensorEntry`.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        File name, quoted in error messages.
+    name : str
+        Tensor name, quoted in error messages.
+    dtype : numpy.dtype
+        Stored element type (gives the item size).
+    shape : Any
+        Must be a list of non-negative ints.
+    begin, end : Any
+        Absolute byte offsets, ``base <= begin <= end <= limit``.
+    base, limit : int
+        Byte range of the file's data region.
+    alignment : int, optional
+        ``begin`` must be a multiple of it.
+
+    Returns
+    -------
+    TensorEntry
+
+    Raises
+    ------
+    ValueError
+        Naming the file, the tensor, what was expected and what was found.
+    """
+    where = f"{os.fspath(path)}: tensor {name!r}"
+    if not isinstance(shape, (list, tuple)) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise ValueError(f"{where}: expected shape as a list of non-negative ints, found {shape!r}")
+    if not (_is_int(begin) and _is_int(end)):
+        raise ValueError(f"{where}: expected integer byte offsets, found [{begin!r}, {end!r}]")
+    if not base <= begin <= end <= limit:
+        raise ValueError(
+            f"{where}: expected offsets within the data region [{base}, {limit}] with begin <= end, "
+            f"found [{begin}, {end}]"
+        )
+    # Python ints: no overflow however large the claimed shape.
+    nbytes = math.prod(shape) * dtype.itemsize
+    if end - begin != nbytes:
+        raise ValueError(
+            f"{where}: shape {list(shape)} x {dtype.itemsize}-byte items needs {nbytes} bytes, "
+            f"found {end - begin} bytes between its offsets"
+        )
+    if begin % alignment:
+        raise ValueError(f"{where}: expected offset aligned to {alignment} bytes, found {begin}")
+    return TensorEntry(name, dtype, tuple(shape), begin, end)
+
+
+def check_no_overlap(path: str | os.PathLike[str], entries: Iterable[TensorEntry]) -> None:
+    """Raise ValueError if two non-empty tensors share bytes (a file's table must be a partition)."""
+    spans = sorted((e for e in entries if e.end > e.begin), key=lambda e: (e.begin, e.end))
+    for prev, cur in itertools.pairwise(spans):
+        if cur.begin < prev.end:
+            raise ValueError(
+                f"{os.fspath(path)}: tensor {cur.name!r} bytes [{cur.begin}, {cur.end}) overlap tensor "
+                f"{prev.name!r} bytes [{prev.begin}, {prev.end}); expected disjoint ranges"
+            )
+
+
+def map_file(path: str | os.PathLike[str]) -> mmap.mmap:
+    """Memory-map a whole file read-only (raises ValueError for an empty file, which mmap refuses)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise ValueError(f"{os.fspath(path)}: file is empty")
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def array_view(buf: mmap.mmap, entry: TensorEntry) -> np.ndarray:
+    """Zero-copy read-only view of a validated entry (copied only if misaligned for its dtype)."""
+    if entry.end == entry.begin:
+        return np.empty(entry.shape, dtype=entry.dtype)
+    count = (entry.end - entry.begin) // entry.dtype.itemsize
+    arr = np.frombuffer(buf, dtype=entry.dtype, count=count, offset=entry.begin).reshape(entry.shape)
+    # Unaligned views work in NumPy but are slow and not every C kernel accepts them.
+    return arr if arr.flags.aligned else arr.copy()
+
+
+def _to_float32(arr: np.ndarray, code: str) -> np.ndarray:
+    """Widen half types to float32 (BF16 bits are the top half of a float32); others unchanged."""
+    if code == "BF16":
+        return (arr.astype(np.uint32) << 16).view(np.float32)
+    if code == "F16":
+        return arr.astype(np.float32)
+    return arr
+
+
+def _json_object_no_dups(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate JSON key {k!r}")
+        out[k] = v
+    return out
+
+
+def parse_json_header(path: str | os.PathLike[str], raw: bytes) -> dict[str, Any]:
+    """Decode a JSON object header, refusing duplicate keys (which would hide a tensor)."""
+    try:
+        obj = json.loads(raw.decode("utf-8"), object_pairs_hook=_json_object_no_dups)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{os.fspath(path)}: header is not valid UTF-8 JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{os.fspath(path)}: expected a JSON object header, found {type(obj).__name__}")
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------------
+# safetensors
+
+
+def read_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read a ``.safetensors`` file without the safetensors package.
+
+    F32/F64/integer tensors are read-only views of a memory map (no copy); F16 and BF16 are converted
+    to float32.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Tensors in header order.
+
+    Raises
+    ------
+    ValueError
+        If the header or any tensor entry is malformed, out of bounds or overlapping.
+    """
+    path = os.fspath(path)
+    buf = map_file(path)
+    size = len(buf)
+    if size < 8:
+        raise ValueError(f"{path}: expected at least 8 bytes (header length), found {size}")
+    (n,) = struct.unpack("<Q", buf[:8])
+    if n > MAX_HEADER_BYTES or 8 + n > size:
+        raise ValueError(
+            f"{path}: header length {n} is invalid: expected at most "
+            f"{min(MAX_HEADER_BYTES, size - 8)} bytes (file size {size})"
+        )
+    header = parse_json_header(path, buf[8 : 8 + n])
+    header.pop("__metadata__", None)
+    base = 8 + n
+    entries: list[tuple[TensorEntry, str]] = []
+    for name, info in header.items():
+        if not isinstance(info, dict):
+            raise ValueError(f"{path}: tensor {name!r}: expected an object, found {info!r}")
+        code = info.get("dtype")
+        if code not in SAFETENSORS_DTYPES:
+            raise ValueError(
+                f"{path}: tensor {name!r}: expected dtype in {sorted(SAFETENSORS_DTYPES)}, found {code!r}"
+            )
+        offsets = info.get("data_offsets")
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets):
+            raise ValueError(
+                f"{path}: tensor {name!r}: expected data_offsets [begin, end] ints, found {offsets!r}"
+            )
+        entry = check_tensor_layout(
+            path,
+            name,
+            SAFETENSORS_DTYPES[code],
+            info.get("shape"),
+            base + offsets[0],
+            base + offsets[1],
+            base=base,
+            limit=size,
+        )
+        entries.append((entry, code))
+    check_no_overlap(path, (e for e, _ in entries))
+    return {e.name: _to_float32(array_view(buf, e), code) for e, code in entries}
+
+
+# ---------------------------------------------------------------------------------------------------
+# PyTorch zip checkpoints (torch.save, torch >= 1.6)
+
+# torch storage class name -> (stored little-endian dtype, safetensors-style code for widening)
+_TORCH_STORAGES: dict[str, tuple[np.dtype, str]] = {
+    "DoubleStorage": (np.dtype("<f8"), "F64"),
+    "FloatStorage": (np.dtype("<f4"), "F32"),
+    "HalfStorage": (np.dtype("<f2"), "F16"),
+    "BFloat16Storage": (np.dtype("<u2"), "BF16"),
+    "LongStorage": (np.dtype("<i8"), "I64"),
+    "IntStorage": (np.dtype("<i4"), "I32"),
+    "ShortStorage": (np.dtype("<i2"), "I16"),
+    "CharStorage": (np.dtype("i1"), "I8"),
+    "ByteStorage": (np.dtype("u1"), "U8"),
+    "BoolStorage": (np.dtype("?"), "BOOL"),
+}
+
+
+@dataclass(frozen=True)
+class _StorageType:
+    """Stands in for ``torch.XStorage`` inside the unpickler; never a torch object."""
+
+    dtype: np.dtype
+    code: str
+
+
+@dataclass(frozen=True)
+class _Storage:
+    data: np.ndarray  # 1-D, numel elements of the storage dtype
+    code: str
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    """A rebuilt tensor before half types are widened (kept as the storage dtype until the end)."""
+
+    array: np.ndarray
+    code: str
+
+
+def _shape_tuple(what: str, value: Any) -> tuple[int, ...]:
+    if not isinstance(value, (tuple, list)) or not all(_is_int(v) and v >= 0 for v in value):
+        raise pickle.UnpicklingError(f"{what}: expected a tuple of non-negative ints, found {value!r}")
+    return tuple(value)
+
+
+def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any, *_: Any) -> _Tensor:
+    """Replacement for ``torch._utils._rebuild_tensor(_v2)``: a validated strided view of the storage."""
+    if not isinstance(storage, _Storage):
+        raise pickle.UnpicklingError(f"tensor storage: expected a persistent storage, found {type(storage)}")
+    size_t, stride_t = _shape_tuple("tensor size", size), _shape_tuple("tensor stride", stride)
+    if len(size_t) != len(stride_t):
+        raise pickle.UnpicklingError(f"tensor stride: expected {len(size_t)} entries, found {stride_t}")
+    if not _is_int(storage_offset) or storage_offset < 0:
+        raise pickle.UnpicklingError(f"tensor offset: expected an int >= 0, found {storage_offset!r}")
+    data = storage.data
+    if 0 in size_t:
+        return _Tensor(np.empty(size_t, dtype=data.dtype), storage.code)
+    last = storage_offset + sum((n - 1) * s for n, s in zip(size_t, stride_t))
+    if last >= data.size:
+        raise pickle.UnpicklingError(
+            f"tensor size {size_t} stride {stride_t} offset {storage_offset}: expected element "
+            f"indices below the storage size {data.size}, found {last}"
+        )
+    item = data.dtype.itemsize
+    view = np.lib.stride_tricks.as_strided(
+        data[storage_offset:], shape=size_t, strides=[s * item for s in stride_t], writeable=False
+    )
+    return _Tensor(np.ascontiguousarray(view), storage.code)
+
+
+def _rebuild_parameter(data: Any, requires_grad: Any = None, backward_hooks: Any = None, *_: Any) -> Any:
+    """Replacement for ``torch._utils._rebuild_parameter``: a parameter is just its tensor here."""
+    return data
+
+
+# (module, name) -> what the pickle gets instead. Nothing else can be named by the pickle.
+_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("collections", "OrderedDict"): OrderedDict,
+    **{("torch", cls): _StorageType(dt, code) for cls, (dt, code) in _TORCH_STORAGES.items()},
+}
+
+
+class _StateDictUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only :data:`_ALLOWED_GLOBALS` and reads storages from the archive."""
+
+    def __init__(self, file: Any, *, path: str, storage_reader: Any) -> None:
+        super().__init__(file)
+        self._path = path
+        self._read_storage = storage_reader
+        self._storages: dict[str, _Storage] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"refusing to load global {module}.{name} from {self._path}: "
+                "only tensor state dicts are allowed"
+            ) from None
+
+    def persistent_load(self, pid: Any) -> _Storage:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise pickle.UnpicklingError(
+                f"{self._path}: expected persistent id ('storage', type, key, location, numel), found {pid!r}"
+            )
+        _, stype, key, _location, numel = pid
+        if not isinstance(stype, _StorageType):
+            raise pickle.UnpicklingError(f"{self._path}: expected a storage type, found {stype!r}")
+        if not isinstance(key, str) or not key or "/" in key or "\\" in key or key in (".", ".."):
+            raise pickle.UnpicklingError(f"{self._path}: invalid storage key {key!r}")
+        if not _is_int(numel) or numel < 0:
+            raise pickle.UnpicklingError(f"{self._path}: storage {key}: expected numel >= 0, found {numel!r}")
+        cached = self._storages.get(key)
+        if cached is None:
+            cached = _Storage(self._read_storage(key, stype.dtype, numel), stype.code)
+            self._storages[key] = cached
+        elif cached.data.dtype != stype.dtype or cached.data.size < numel:
+            raise pickle.UnpicklingError(
+                f"{self._path}: storage {key} referenced with conflicting types/sizes"
+            )
+        return cached
+
+
+def _check_member_names(path: str, names: list[str]) -> str:
+    """Refuse path traversal and return the archive's single top-level folder."""
+    prefixes = set()
+    for n in names:
+        parts = n.split("/")
+        if n.startswith(("/", "\\")) or "\\" in n or ".." in parts or (len(n) > 1 and n[1] == ":"):
+            raise ValueError(f"{path}: refusing zip member with an unsafe path {n!r}")
+        prefixes.add(parts[0])
+    if len(prefixes) != 1:
+        raise ValueError(f"{path}: expected one top-level folder in the archive, found {sorted(prefixes)}")
+    return prefixes.pop()
+
+
+def _member_bytes(
+    path: str, zf: zipfile.ZipFile, buf: mmap.mmap, info: zipfile.ZipInfo, cap: int | None = None
+) -> np.ndarray:
+    """The bytes of one member: a zero-copy view for stored members, a bounded read if deflated."""
+    if info.flag_bits & 0x1:
+        raise ValueError(f"{path}: member {info.filename} is encrypted")
+    if cap is not None and info.file_size > cap:
+        raise ValueError(
+            f"{path}: member {info.filename}: expected at most {cap} bytes, found {info.file_size}"
+        )
+    if info.compress_type == zipfile.ZIP_STORED:
+        # torch.save stores storages uncompressed and 64-byte aligned, so map them in place; the local
+        # header's name/extra lengths may differ from the central directory's, so read them from it.
+        h = info.header_offset
+        local = buf[h : h + 30]
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise ValueError(f"{path}: member {info.filename}: bad local file header")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        start = h + 30 + name_len + extra_len
+        if info.compress_size != info.file_size or start + info.file_size > len(buf):
+            raise ValueError(
+                f"{path}: member {info.filename}: expected {info.file_size} bytes inside the archive "
+                f"(size {len(buf)}), found them to end at {start + info.compress_size}"
+            )
+        return np.frombuffer(buf, dtype=np.uint8, count=info.file_size, offset=start)
+    if info.compress_type == zipfile.ZIP_DEFLATED:
+        if info.file_size > MAX_DEFLATE_RATIO * max(info.compress_size, 1):
+            raise ValueError(
+                f"{path}: member {info.filename} claims {info.file_size} bytes from {info.compress_size} "
+                f"compressed bytes: expected a ratio below {MAX_DEFLATE_RATIO} (zip bomb?)"
+            )
+        return np.frombuffer(zf.read(info), dtype=np.uint8)  # zipfile stops at file_size and checks CRC
+    raise ValueError(f"{path}: member {info.filename}: unsupported compression {info.compress_type}")
+
+
+def read_torch_bin(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read a PyTorch zip checkpoint (``torch.save`` default since 1.6) without importing torch.
+
+    The pickle may only name the tensor rebuild functions, ``collections.OrderedDict`` and torch
+    storage types; any other global is refused before it can run. Uncompressed storages (what
+    torch.save writes) are memory-mapped; F16/BF16 tensors are converted to float32.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The ``.bin``/``.pt`` file.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The state dict, C-contiguous arrays.
+
+    Raises
+    ------
+    ValueError
+        For a legacy (non-zip) file, a forbidden global, an unsafe archive or out-of-range tensors.
+    """
+    path = os.fspath(path)
+    buf = map_file(path)
+    if not zipfile.is_zipfile(path):
+        if buf[:1] == b"\x80":  # pickle PROTO opcode: the pre-1.6 torch.save format
+            raise ValueError(f"{path}: legacy torch.save format not supported; re-save with torch>=1.6")
+        raise ValueError(f"{path}: expected a PyTorch zip checkpoint, found neither zip nor pickle data")
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{path}: corrupt zip archive ({exc})") from None
+    with zf:
+        infos = {i.filename: i for i in zf.infolist()}
+        prefix = _check_member_names(path, list(infos))
+        pkl = infos.get(f"{prefix}/data.pkl")
+        if pkl is None:
+            raise ValueError(f"{path}: expected {prefix}/data.pkl in the archive, found {sorted(infos)[:10]}")
+        order = infos.get(f"{prefix}/byteorder")
+        if order is not None:
+            found = bytes(_member_bytes(path, zf, buf, order, cap=16))
+            if found != b"little":
+                raise ValueError(f"{path}: expected byteorder 'little', found {found!r}")
+
+        def read_storage(key: str, dtype: np.dtype, numel: int) -> np.ndarray:
+            info = infos.get(f"{prefix}/data/{key}")
+            if info is None:
+                raise pickle.UnpicklingError(f"{path}: storage member {prefix}/data/{key} is missing")
+            # Check the claim against the declared size before touching the bytes.
+            if numel * dtype.itemsize > info.file_size:
+                raise pickle.UnpicklingError(
+                    f"{path}: storage {key}: {numel} x {dtype.itemsize}-byte items need "
+                    f"{numel * dtype.itemsize} bytes, found a {info.file_size}-byte member"
+                )
+            raw = _member_bytes(path, zf, buf, info)
+            raw = raw[: numel * dtype.itemsize]
+            if raw.ctypes.data % dtype.alignment:
+                raw = raw.copy()
+            return raw.view(dtype)
+
+        pickle_bytes = bytes(_member_bytes(path, zf, buf, pkl, cap=MAX_PICKLE_BYTES))
+        unpickler = _StateDictUnpickler(io.BytesIO(pickle_bytes), path=path, storage_reader=read_storage)
+        try:
+            obj = unpickler.load()
+        except pickle.UnpicklingError as exc:
+            raise ValueError(str(exc)) from None
+        except (
+            EOFError,
+            TypeError,
+            IndexError,
+            KeyError,
+            AttributeError,
+            RecursionError,
+            struct.error,
+        ) as exc:
+            raise ValueError(f"{path}: malformed data.pkl ({type(exc).__name__}: {exc})") from None
+
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path}: expected a state dict (mapping), found {type(obj).__name__}")
+    out: dict[str, np.ndarray] = {}
+    for k, v in obj.items():
+        if not isinstance(k, str) or not isinstance(v, _Tensor):
+            raise ValueError(f"{path}: expected str -> tensor entries, found {k!r} -> {type(v).__name__}")
+        out[k] = _to_float32(v.array, v.code)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hugging Face folders and sharded indexes
+
+
+def _read_checkpoint_file(path: Path) -> dict[str, np.ndarray]:
+    """Dispatch on suffix, then content: zip or pickle data is a torch checkpoint, else safetensors."""
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK") or head[:1] == b"\x80":
+        return read_torch_bin(path)
+    return read_safetensors(path)
+
+
+def _read_sharded(index_path: Path) -> dict[str, np.ndarray]:
+    folder = index_path.parent.resolve()
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{index_path}: not valid JSON ({exc})") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ValueError(f"{index_path}: expected a non-empty 'weight_map' object, found {weight_map!r}")
+    by_shard: dict[str, list[str]] = {}
+    for name, shard in weight_map.items():
+        if not isinstance(shard, str):
+            raise ValueError(f"{index_path}: tensor {name!r}: expected a shard file name, found {shard!r}")
+        by_shard.setdefault(shard, []).append(name)
+    out: dict[str, np.ndarray] = {}
+    for shard, names in by_shard.items():
+        shard_path = (folder / shard).resolve()
+        if shard_path.parent != folder:
+            raise ValueError(f"{index_path}: shard {shard!r} must be a file name inside {folder}")
+        if not shard_path.is_file():
+            raise FileNotFoundError(f"{index_path}: shard {shard!r} not found in {folder}")
+        tensors = _read_checkpoint_file(shard_path)
+        missing = [n for n in names if n not in tensors]
+        if missing:
+            raise ValueError(f"{shard_path}: tensors listed in {index_path.name} are missing: {missing}")
+        extra = sorted(set(tensors) - set(names))
+        if extra:
+            raise ValueError(f"{shard_path}: tensors not listed for this shard in {index_path.name}: {extra}")
+        out.update(tensors)
+    return out
+
+
+def load_state_dict(folder_or_file: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Load the weights of a Hugging Face model folder or of one checkpoint file.
+
+    In a folder the first present of ``model.safetensors``, ``model.safetensors.index.json``,
+    ``pytorch_model.bin``, ``pytorch_model.bin.index.json`` is used (safetensors preferred).
+
+    Parameters
+    ----------
+    folder_or_file : str or PathLike
+        A folder, a ``.safetensors``/``.bin`` file, or a ``*.index.json`` shard index.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        HF tensor names to arrays (float32 for floating tensors stored as F16/BF16).
+
+    Raises
+    ------
+    FileNotFoundError
+        If nothing loadable is found (the message lists what was looked for).
+    ValueError
+        If a file is malformed.
+    """
+    p = Path(folder_or_file)
+    if p.is_dir():
+        candidates = (SAFETENSORS_FILE, SAFETENSORS_INDEX, TORCH_FILE, TORCH_INDEX)
+        for name in candidates:
+            if (p / name).is_file():
+                return load_state_dict(p / name)
+        raise FileNotFoundError(f"{p}: no checkpoint found; looked for {', '.join(candidates)}")
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file or folder")
+    if p.name.endswith(".index.json"):
+        return _read_sharded(p)
+    return _read_checkpoint_file(p)
