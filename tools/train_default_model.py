@@ -27,7 +27,7 @@ from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPi
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-from vitc.datasets import (  # noqa: E402
+from vitc.datasets import (
     IMAGE_SIDE,
     LABEL_NAMES,
     default_split,

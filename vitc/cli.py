@@ -167,7 +167,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a .vitc file or Hugging Face folder (default: the embedded model)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=cmd_info)
+
+    from vitc.evaluate import add_eval_parser
+
+    add_eval_parser(sub)
+
+    p = sub.add_parser("bench", help="Benchmark vitc against PyTorch and ONNX Runtime (from a source checkout).",
+                       add_help=False)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of benchmarks/run.py (see --help)")
+    p.set_defaults(func=cmd_bench)
     return parser
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        from benchmarks.run import main as bench_main
+    except ImportError:
+        raise UserError(
+            "vitc bench runs the benchmark suite of a source checkout: run it from the repository root "
+            "after pip install '.[bench]' (python benchmarks/run.py --help)"
+        ) from None
+    return bench_main(args.bench_args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
             vitc.set_num_threads(args.threads)
         return args.func(args)
-    except (UserError, FileNotFoundError, ValueError, NotImplementedError, MemoryError) as exc:
+    except (UserError, FileNotFoundError, ValueError, NotImplementedError, MemoryError, ImportError) as exc:
         print(f"vitc {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

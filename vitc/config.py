@@ -231,6 +231,13 @@ class ViTConfig:
         kwargs = {k: v for k, v in d.items() if k in names}
         if kwargs.get("model_type") is None:
             kwargs.pop("model_type", None)
+        if not kwargs.get("id2label"):
+            # transformers' PretrainedConfig: without a label table there are num_labels (default 2)
+            # labels named LABEL_i, and config.json omits them when they are the default.
+            n = d.get("num_labels", 2)
+            if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 1_000_000:
+                raise ValueError(f"config num_labels: expected an int in 0..1000000, found {n!r}")
+            kwargs["id2label"] = {i: f"LABEL_{i}" for i in range(n)}
         return cls(**kwargs)
 
     @classmethod

@@ -453,6 +453,10 @@ def convert(
                 _write_tensor(f, arr)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates the file 0600; give the result the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, dst_path)
     except BaseException:
         try:

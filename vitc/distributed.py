@@ -1,0 +1,182 @@
+"""Evaluation spread over a Ray cluster: the same result and output file as :func:`vitc.evaluate.evaluate`.
+
+dataset -> samples (on the driver) -> Ray Data ``from_items`` -> ``map_batches`` with one
+:class:`_Predictor` actor per worker (each loads the model once) -> JSON records streamed back to
+the driver, which writes the output file (resumable, as the single-process run) and summarizes.
+
+Ray is an optional dependency (``pip install 'vitc[ray]'``), imported only here. Every worker must
+be able to import vitc and to read the model and the images at the paths the driver sees (a
+shared file system on a multi-node cluster). This module is not a general Ray integration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitc.evaluate import EvalResult, Sample, load_batch, plan_evaluation, predict_records, write_records
+
+RAY_INSTALL_HINT = "pip install 'vitc[ray]'"
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        import ray.data
+    except ImportError as e:
+        raise ImportError(
+            f"evaluating on Ray needs the 'ray[data]' package, which is not installed ({e}): {RAY_INSTALL_HINT}"
+        ) from None
+    return ray
+
+
+class _Predictor:
+    """A Ray Data callable class: one model per actor, one record (a JSON string) per input row."""
+
+    def __init__(self, model_path: str, kmax: int, threads: int):
+        import vitc
+
+        vitc.set_num_threads(threads)
+        self.model = vitc.ViT.from_pretrained(model_path)
+        self.processor = self.model.image_processor
+        self.kmax = kmax
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        samples = [
+            Sample(int(i), str(k), str(p), int(lb))
+            for i, k, p, lb in zip(batch["index"], batch["key"], batch["path"], batch["label"])
+        ]
+        pixels, good, errors = load_batch(self.processor, samples)
+        records = predict_records(self.model, pixels, good, self.kmax) + errors
+        records.sort(key=lambda r: r["index"])
+        return {"record": np.array([json.dumps(r) for r in records], dtype=object)}
+
+
+def evaluate_ray(
+    model_path: str | os.PathLike | None,
+    dataset: str | os.PathLike,
+    address: str = "local",
+    num_workers: int = 2,
+    batch_size: int = 8,
+    top_k: int | Iterable[int] = (1, 5),
+    output: str | os.PathLike | None = None,
+    class_mapping: str = "auto",
+    progress: bool | None = None,
+    threads_per_worker: int = 1,
+) -> EvalResult:
+    """Evaluate a classifier with Ray Data, one model per worker actor.
+
+    Parameters
+    ----------
+    model_path : a .vitc file or Hugging Face folder every worker can read (None: the embedded model).
+    dataset : ImageFolder tree or list file, as for :func:`vitc.evaluate.evaluate`.
+    address : ``"local"`` starts a Ray instance on this machine (and stops it afterwards); anything
+        else is passed to ``ray.init(address=...)`` (``"auto"``, ``"ray://host:10001"``). If Ray is
+        already initialized in this process, that instance is used as it is.
+    num_workers : actors, each with its own model.
+    batch_size : images per forward pass (per Ray batch).
+    top_k, output, class_mapping, progress : as for :func:`vitc.evaluate.evaluate`; the output file
+        is written by this process and resumes the same way.
+    threads_per_worker : CPUs Ray reserves per actor, and vitc threads each actor uses.
+
+    Returns
+    -------
+    EvalResult
+        Equal to the single-process result on the same images (timing aside).
+
+    Raises
+    ------
+    ImportError
+        If ray[data] is not installed.
+    FileNotFoundError, ValueError
+        As :func:`vitc.evaluate.evaluate`.
+    """
+    for name, value in (
+        ("num_workers", num_workers),
+        ("batch_size", batch_size),
+        ("threads_per_worker", threads_per_worker),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, found {value!r}")
+    ray = _import_ray()
+    import vitc
+    from vitc.default_model import DEFAULT_MODEL_PATH
+
+    model_path = Path(DEFAULT_MODEL_PATH if model_path is None else model_path).resolve()
+    if not model_path.exists():
+        raise FileNotFoundError(f"model not found: '{model_path}'")
+    # The driver reads the labels only; .vitc files are memory-mapped, so this is cheap.
+    labels_model = vitc.ViT.from_pretrained(model_path)
+    plan = plan_evaluation(
+        labels_model.id2label,
+        labels_model.num_labels,
+        dataset,
+        top_k,
+        output,
+        None,
+        class_mapping,
+        model_name=str(model_path),
+    )
+    del labels_model
+    new: list[dict[str, Any]] = []
+    started_ray = False
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    ctx, bars = None, None
+    try:
+        if plan.pending:
+            if not ray.is_initialized():
+                if address == "local":
+                    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+                else:
+                    ray.init(address=address, log_to_driver=False, configure_logging=False)
+                started_ray = True
+            start = time.perf_counter()  # throughput of the evaluation, not of starting Ray
+            ctx = ray.data.DataContext.get_current()
+            bars, ctx.enable_progress_bars = ctx.enable_progress_bars, False  # ours shows rate and ETA
+            items = [
+                {"index": s.index, "key": s.key, "path": os.path.abspath(s.path), "label": s.label}
+                for s in plan.pending
+            ]
+            ds = ray.data.from_items(items).map_batches(
+                _Predictor,
+                batch_size=batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=num_workers),
+                num_cpus=threads_per_worker,
+                fn_constructor_kwargs={
+                    "model_path": str(model_path),
+                    "kmax": max(plan.top_k),
+                    "threads": threads_per_worker,
+                },
+            )
+            with tqdm(
+                total=len(plan.selection),
+                initial=len(plan.done),
+                desc="eval (ray)",
+                unit="img",
+                disable=(None if progress is None else not progress),
+                file=sys.stderr,
+            ) as bar:
+                for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
+                    records = [json.loads(r) for r in batch["record"]]
+                    write_records(plan.out, records)
+                    new += records
+                    bar.update(len(records))
+    finally:
+        plan.close()
+        if ctx is not None:
+            ctx.enable_progress_bars = bars
+        if started_ray:
+            ray.shutdown()
+    seconds = time.perf_counter() - start
+    evaluated_now = sum(1 for r in new if "error" not in r)
+    return plan.result(new, seconds, evaluated_now)
