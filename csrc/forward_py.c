@@ -55,19 +55,24 @@ static int weight(PyObject *weights, Py_ssize_t i, npy_intp count, int optional,
     return 0;
 }
 
-// vit_forward(weights, dims, eps, act, pixels, last, logits, pooled, hidden, attn, workspace)
+// vit_forward(weights, dims, eps, act, pixels, last, logits, pooled, hidden, attn, workspace, threads)
 //   weights: tuple of MODEL_NTENSORS + L*BLOCK_NTENSORS arrays or None (optional ones)
 //   dims: (L, C, H, F, K, P, Cin); pixels (B, Cin, Hi, Wi) float32
+//   threads: the count the workspace was sized for (vit_workspace_len), the most the forward uses
 PyObject *vitc_py_vit_forward(PyObject *self, PyObject *args) {
     PyObject *weights, *pixels_obj, *last_obj, *logits_obj, *pooled_obj, *hidden_obj, *attn_obj, *ws_obj;
     Py_ssize_t L, C, H, F, K, P, Cin;
     double eps;
-    int act;
+    int act, threads;
     vit_block *blocks = NULL;
-    if (!PyArg_ParseTuple(args, "O!(nnnnnnn)diOOOOOOO", &PyTuple_Type, &weights, &L, &C, &H, &F, &K,
+    if (!PyArg_ParseTuple(args, "O!(nnnnnnn)diOOOOOOOi", &PyTuple_Type, &weights, &L, &C, &H, &F, &K,
                           &P, &Cin, &eps, &act, &pixels_obj, &last_obj, &logits_obj, &pooled_obj,
-                          &hidden_obj, &attn_obj, &ws_obj))
+                          &hidden_obj, &attn_obj, &ws_obj, &threads))
         return NULL;
+    if (threads < 1 || threads > 4096) {
+        PyErr_Format(PyExc_ValueError, "vit_forward: expected 1 <= threads <= 4096, got %d", threads);
+        return NULL;
+    }
     if (L < 0 || C < 1 || H < 1 || C % H != 0 || F < 1 || K < 0 || P < 1 || Cin < 1 ||
         act < VITC_ACT_NONE || act > VITC_ACT_RELU) {
         PyErr_SetString(PyExc_ValueError, "vit_forward: invalid model dimensions");
@@ -139,10 +144,10 @@ PyObject *vitc_py_vit_forward(PyObject *self, PyObject *args) {
         as_f32(pooled_obj, "output", 2, B * C, 1, 1, &out.pooled) < 0 ||
         as_f32(hidden_obj, "output", 3, (L + 1) * B * T * C, 1, 1, &out.hidden) < 0 ||
         as_f32(attn_obj, "output", 4, L * B * H * T * T, 1, 1, &out.attn) < 0 ||
-        as_f32(ws_obj, "workspace", 0, vit_workspace_len(&m, B, Hi, Wi), 0, 1, &workspace) < 0)
+        as_f32(ws_obj, "workspace", 0, vit_workspace_len(&m, B, Hi, Wi, threads), 0, 1, &workspace) < 0)
         goto fail;
 
-    Py_BEGIN_ALLOW_THREADS vit_forward(&m, &out, pixels, B, Hi, Wi, workspace);
+    Py_BEGIN_ALLOW_THREADS vit_forward(&m, &out, pixels, B, Hi, Wi, workspace, threads);
     Py_END_ALLOW_THREADS
 
     PyMem_Free(blocks);
@@ -155,11 +160,13 @@ fail:
 // The workspace size for a model and input shape, so Python can allocate it once per shape.
 PyObject *vitc_py_vit_workspace_len(PyObject *self, PyObject *args) {
     Py_ssize_t L, C, H, F, K, P, Cin, B, Hi, Wi;
-    if (!PyArg_ParseTuple(args, "(nnnnnnn)nnn", &L, &C, &H, &F, &K, &P, &Cin, &B, &Hi, &Wi)) return NULL;
-    if (C < 1 || P < 1 || Cin < 1 || F < 1 || B < 0 || Hi < P || Wi < P) {
+    int threads;
+    if (!PyArg_ParseTuple(args, "(nnnnnnn)nnni", &L, &C, &H, &F, &K, &P, &Cin, &B, &Hi, &Wi, &threads))
+        return NULL;
+    if (C < 1 || P < 1 || Cin < 1 || F < 1 || B < 0 || Hi < P || Wi < P || threads < 1 || threads > 4096) {
         PyErr_SetString(PyExc_ValueError, "vit_workspace_len: invalid dimensions");
         return NULL;
     }
     vit_model m = {.L = L, .C = C, .H = H, .F = F, .K = K, .P = P, .Cin = Cin};
-    return PyLong_FromSsize_t(vit_workspace_len(&m, B, Hi, Wi));
+    return PyLong_FromSsize_t(vit_workspace_len(&m, B, Hi, Wi, threads));
 }

@@ -200,6 +200,39 @@ AVX512 static double exp_shift_sum_f32_avx512(float *out, const float *inp, floa
     }
     return sum;
 }
+
+// Row maximum; NaN if the row has one. Quiet compares raise no FP flag for NaN inputs.
+AVX512 static float row_max_f32_avx512(const float *x, vitc_int n) {
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    __mmask16 nan = 0;
+    vitc_int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m = _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ), v);
+    }
+    if (i < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
+        const __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, x + i);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m = _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ), v);
+    }
+    if (nan) return NAN;
+    float lanes[16], best = -INFINITY;
+    _mm512_storeu_ps(lanes, m);
+    for (int j = 0; j < 16; j++) best = lanes[j] > best ? lanes[j] : best;
+    return best;
+}
+
+AVX512 static void scale_f32_avx512(float *x, float s, vitc_int n) {
+    const __m512 sv = _mm512_set1_ps(s);
+    vitc_int i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), sv));
+    if (i < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(x + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), sv));
+    }
+}
 #endif  // VITC_HAVE_AVX512_CODE
 
 // ---------------------------------------------------------------------------------------------
@@ -283,4 +316,27 @@ double vitc_exp_shift_sum_f32(float *out, const float *inp, float shift, vitc_in
         sum += out[i];
     }
     return sum;
+}
+
+float vitc_row_max_f32(const float *x, vitc_int n) {
+#if VITC_HAVE_AVX512_CODE
+    if (vitc_simd_avx512()) return row_max_f32_avx512(x, n);
+#endif
+    float m = x[0];
+    int has_nan = isnan(x[0]);
+    for (vitc_int i = 1; i < n; i++) {
+        m = isgreater(x[i], m) ? x[i] : m;
+        has_nan |= isnan(x[i]);
+    }
+    return has_nan ? NAN : m;
+}
+
+void vitc_scale_f32(float *x, float s, vitc_int n) {
+#if VITC_HAVE_AVX512_CODE
+    if (vitc_simd_avx512()) {
+        scale_f32_avx512(x, s, n);
+        return;
+    }
+#endif
+    for (vitc_int i = 0; i < n; i++) x[i] *= s;
 }

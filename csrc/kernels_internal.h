@@ -14,6 +14,11 @@ void vitc_set_simd_enabled(int enabled);
 // Used by softmax; out may equal inp.
 double vitc_exp_shift_sum_f32(float *out, const float *inp, float shift, vitc_int n);
 
+// Row maximum of x (n >= 1), NaN if the row has a NaN (softmax).
+float vitc_row_max_f32(const float *x, vitc_int n);
+// x (n) *= s
+void vitc_scale_f32(float *x, float s, vitc_int n);
+
 // Any activation of the enum, float64 (the f64 mlp and linear kernels).
 void act_forward_f64(double *out, const double *inp, vitc_act act, vitc_int n);
 

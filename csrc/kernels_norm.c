@@ -84,7 +84,6 @@ void layernorm_forward_f64(double *out, const double *inp, const double *w, cons
         }                                                \
         return has_nan ? (T)NAN : m;                     \
     }
-DEFINE_ROW_MAX(row_max_f32, float)
 DEFINE_ROW_MAX(row_max_f64, double)
 
 // out (rows,n), inp (rows,n)
@@ -94,11 +93,10 @@ void softmax_forward_f32(float *out, const float *inp, vitc_int rows, vitc_int n
     for (vitc_int r = 0; r < rows; r++) {
         const float *x = inp + r * ld_inp;
         float *y = out + r * ld_out;
-        const float m = row_max_f32(x, n);
+        const float m = vitc_row_max_f32(x, n);
         // -inf max (all -inf): -inf - -inf = NaN, as torch. NaN max: NaN row.
         const double sum = vitc_exp_shift_sum_f32(y, x, m, n);
-        const float inv = (float)(1.0 / sum);
-        for (vitc_int i = 0; i < n; i++) y[i] *= inv;
+        vitc_scale_f32(y, (float)(1.0 / sum), n);
     }
 }
 

@@ -1,17 +1,14 @@
 // threads.c: vitc's one thread pool and the thread-count setting it shares with the BLAS.
-// While a vitc parallel region runs, every BLAS call inside it is single-threaded
-// (openblas_set_num_threads_local), so vitc's workers and OpenBLAS's never compete for the
-// cores. Outside regions, BLAS calls use the same number of threads. Not a general task system:
-// one static partition of [0, n) per region.
+// While a vitc parallel region runs, OpenBLAS is set to one thread, so BLAS calls inside the
+// region run on the calling worker and vitc's workers and OpenBLAS's never compete for the
+// cores; outside regions, BLAS calls use the same number of threads as vitc. Not a general task
+// system: one static partition of [0, n) per region.
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "vitc_blas.h"
 #include "vitc_kernels.h"
-
-// Declared weak: a system OpenBLAS older than 0.3.27 lacks it; then regions run serially.
-int BLAS_FUNC(openblas_set_num_threads_local)(int num_threads) __attribute__((weak));
 
 enum { MAX_THREADS = 256 };
 
@@ -41,7 +38,6 @@ static void chunk(vitc_int n, int nthreads, int t, vitc_int *begin, vitc_int *en
 static void *worker_main(void *arg) {
     const int id = (int)(size_t)arg;
     unsigned long seen = 0;
-    if (BLAS_FUNC(openblas_set_num_threads_local)) BLAS_FUNC(openblas_set_num_threads_local)(1);
     pthread_mutex_lock(&pool.lock);
     for (;;) {
         while (pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.lock);
@@ -95,22 +91,20 @@ static void run_serial(vitc_int n, vitc_task_fn fn, void *ctx) {
     if (n > 0) fn(ctx, 0, n, 0);
 }
 
-void vitc_parallel_for(vitc_int n, vitc_task_fn fn, void *ctx) {
+void vitc_parallel_for(vitc_int n, int max_threads, vitc_task_fn fn, void *ctx) {
     int want = vitc_get_num_threads();
+    if (want > max_threads) want = max_threads;
     if (want > MAX_THREADS) want = MAX_THREADS;
     if (want > n) want = (int)n;
-    // Without thread-local BLAS control, parallel tasks would oversubscribe: stay serial.
-    if (want <= 1 || !BLAS_FUNC(openblas_set_num_threads_local)) {
+    // One thread, or another Python thread owns the pool: run on the calling thread alone
+    // (its BLAS calls may then use BLAS threads: no vitc worker competes with them).
+    if (want <= 1 || pthread_mutex_trylock(&pool.region) != 0) {
         run_serial(n, fn, ctx);
         return;
     }
-    // Another Python thread owns the pool: run this region on the calling thread alone.
-    if (pthread_mutex_trylock(&pool.region) != 0) {
-        const int prev = BLAS_FUNC(openblas_set_num_threads_local)(1);
-        run_serial(n, fn, ctx);
-        BLAS_FUNC(openblas_set_num_threads_local)(prev);
-        return;
-    }
+    // The BLAS thread count is process-wide in OpenBLAS (no per-thread setting in the wheel's
+    // build): single-threaded for the region, restored after it.
+    BLAS_FUNC(openblas_set_num_threads)(1);
     pthread_mutex_lock(&pool.lock);
     const int nthreads = ensure_workers(want) < want ? pool.started + 1 : want;
     pool.n = n;
@@ -122,15 +116,14 @@ void vitc_parallel_for(vitc_int n, vitc_task_fn fn, void *ctx) {
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
 
-    const int prev = BLAS_FUNC(openblas_set_num_threads_local)(1);
     vitc_int begin, end;
     chunk(n, nthreads, 0, &begin, &end);
     if (begin < end) fn(ctx, begin, end, 0);
-    BLAS_FUNC(openblas_set_num_threads_local)(prev);
 
     pthread_mutex_lock(&pool.lock);
     while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.lock);
     pthread_mutex_unlock(&pool.lock);
+    BLAS_FUNC(openblas_set_num_threads)(vitc_get_num_threads());
     pthread_mutex_unlock(&pool.region);
 }
 

@@ -1,6 +1,11 @@
 // vit_forward.c: the ViT forward pass, mirroring transformers' modeling_vit.py step by step,
 // composed of vitc's kernels and BLAS. One workspace from the caller serves every layer: no
 // allocation happens here. Not a model loader: weights arrive as pointers (vit_forward.h).
+//
+// Threads: weight GEMMs run on OpenBLAS's threads (one call, all rows: its B-panel packing is
+// shared by the threads); everything between them runs on vitc's pool (vitc_parallel_for),
+// whose BLAS calls are single-threaded: attention is parallel over (image, head) pairs, and the
+// GEMM epilogues (bias, activation) and layernorms over rows. The two never run at once.
 #include "vit_forward.h"
 
 #include <math.h>
@@ -11,50 +16,120 @@
 // Workspace carve-up, in floats; one place so vit_workspace_len and vit_forward agree.
 typedef struct {
     vitc_int x, a, qkv, ctx, big, attn;  // offsets
+    vitc_int attn_len;                   // attention scratch per thread
     vitc_int total;
 } workspace_plan;
 
-static workspace_plan plan_workspace(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int Wi) {
+static workspace_plan plan_workspace(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int Wi,
+                                     int threads) {
     const vitc_int Np = (Hi / m->P) * (Wi / m->P), T = Np + 1, BT = B * T, C = m->C;
     const vitc_int patch_len = B * Np * m->Cin * m->P * m->P;  // im2col patches
     const vitc_int mlp_len = BT * m->F;                        // fc1 output
     workspace_plan p;
-    p.x = 0;                        // (B*T, C) residual stream
-    p.a = p.x + BT * C;             // (B*T, C) layernorm output
-    p.qkv = p.a + BT * C;           // (B*T, 3C)
-    p.ctx = p.qkv + BT * 3 * C;     // (B*T, C) attention context, heads concatenated
-    p.big = p.ctx + BT * C;         // patches, then the MLP hidden (B*T, F)
+    p.x = 0;                     // (B*T, C) residual stream
+    p.a = p.x + BT * C;          // (B*T, C) layernorm output
+    p.qkv = p.a + BT * C;        // (B*T, 3C)
+    p.ctx = p.qkv + BT * 3 * C;  // (B*T, C) attention context, heads concatenated
+    p.big = p.ctx + BT * C;      // patches, then the MLP hidden (B*T, F)
     p.attn = p.big + (patch_len > mlp_len ? patch_len : mlp_len);
-    p.total = p.attn + attention_scratch_len(T, T);
+    p.attn_len = attention_scratch_len(T, T);
+    p.total = p.attn + (threads > 0 ? threads : 1) * p.attn_len;
     return p;
 }
 
-vitc_int vit_workspace_len(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int Wi) {
-    return plan_workspace(m, B, Hi, Wi).total;
+vitc_int vit_workspace_len(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int Wi, int threads) {
+    return plan_workspace(m, B, Hi, Wi, threads).total;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers
+// Row-parallel passes on vitc's pool
 
-// x (M, N) with row stride ld += b (N)
-static void add_bias_rows(float *x, const float *b, vitc_int M, vitc_int N, vitc_int ld) {
-    if (b == NULL) return;
-    for (vitc_int i = 0; i < M; i++) {
-        float *row = x + i * ld;
-        for (vitc_int j = 0; j < N; j++) row[j] += b[j];
+// Rows of at least this many elements make a task worth waking a thread for.
+static const vitc_int PARALLEL_MIN_ELEMS = 1 << 15;
+
+static int row_threads(vitc_int rows, vitc_int n, int threads) {
+    return rows * n >= PARALLEL_MIN_ELEMS ? threads : 1;
+}
+
+// x (rows, N) = act(x + b): the GEMM epilogue, applied after the BLAS call.
+typedef struct {
+    float *x;
+    const float *b;
+    vitc_act act;
+    vitc_int N;
+} epilogue_job;
+
+static void epilogue_task(void *ctx, vitc_int begin, vitc_int end, int tid) {
+    const epilogue_job *j = ctx;
+    (void)tid;
+    for (vitc_int i = begin; i < end; i++) {
+        float *row = j->x + i * j->N;
+        if (j->b)
+            for (vitc_int c = 0; c < j->N; c++) row[c] += j->b[c];
+        if (j->act != VITC_ACT_NONE) act_forward_f32(row, row, j->act, j->N);
     }
 }
 
-// x (M, N) += inp (M, K) . w (N, K)^T + b (N): a residual connection fused into the GEMM (beta=1).
+// out (M, N) = act(beta * out + inp (M, K) . w (N, K)^T + b): beta = 1 fuses a residual add.
 // ref: modeling_vit.py ViTLayer.forward `hidden_states = hidden_states + residual`
-static void linear_residual(float *x, const float *inp, const float *w, const float *b,
-                            vitc_int M, vitc_int N, vitc_int K) {
+static void linear(float *out, const float *inp, const float *w, const float *b, vitc_act act,
+                   float beta, vitc_int M, vitc_int N, vitc_int K, int threads) {
     if (M == 0 || N == 0) return;
     if (K > 0)
         BLAS_FUNC(cblas_sgemm)(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)M, (blasint)N,
-                               (blasint)K, 1.0f, inp, (blasint)K, w, (blasint)K, 1.0f, x, (blasint)N);
-    add_bias_rows(x, b, M, N, N);
+                               (blasint)K, 1.0f, inp, (blasint)K, w, (blasint)K, beta, out,
+                               (blasint)N);
+    else if (beta == 0.0f)
+        memset(out, 0, (size_t)(M * N) * sizeof(float));
+    if (b == NULL && act == VITC_ACT_NONE) return;
+    epilogue_job job = {out, b, act, N};
+    vitc_parallel_for(M, row_threads(M, N, threads), epilogue_task, &job);
 }
+
+typedef struct {
+    float *out;
+    const float *inp, *w, *b;
+    float eps;
+    vitc_int C;
+} layernorm_job;
+
+static void layernorm_task(void *ctx, vitc_int begin, vitc_int end, int tid) {
+    const layernorm_job *j = ctx;
+    (void)tid;
+    layernorm_forward_f32(j->out + begin * j->C, j->inp + begin * j->C, j->w, j->b, j->eps,
+                          end - begin, j->C, j->C, j->C);
+}
+
+static void layernorm(float *out, const float *inp, const float *w, const float *b, float eps,
+                      vitc_int rows, vitc_int C, int threads) {
+    layernorm_job job = {out, inp, w, b, eps, C};
+    vitc_parallel_for(rows, row_threads(rows, C, threads), layernorm_task, &job);
+}
+
+// One task per (image, head): softmax(q k^T / sqrt(D)) v with single-threaded GEMMs, each thread
+// with its own scratch (a block of scores, never the whole T x T).
+typedef struct {
+    float *ctx, *probs, *scratch;
+    const float *qkv;
+    vitc_int T, C, H, scratch_len;
+    float scale;
+} attention_job;
+
+static void attention_task(void *arg, vitc_int begin, vitc_int end, int tid) {
+    const attention_job *j = arg;
+    const vitc_int T = j->T, C = j->C, D = C / j->H;
+    float *scratch = j->scratch + tid * j->scratch_len;
+    for (vitc_int i = begin; i < end; i++) {
+        const vitc_int b = i / j->H, h = i % j->H;
+        const float *q = j->qkv + b * T * 3 * C + h * D;  // row stride 3C: q | k | v
+        float *probs = j->probs ? j->probs + i * T * T : NULL;
+        attention_forward_f32(j->ctx + b * T * C + h * D, probs, q, q + C, q + 2 * C, j->scale, T,
+                              T, D, D, C, T, 3 * C, 3 * C, 3 * C, scratch);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
 
 // patches (B*Np, Cin*P*P) from pixels (B, Cin, Hi, Wi): each row one patch in (c, y, x) order,
 // patches row-major over the grid, the layout of Conv2d(kernel=P, stride=P) as a GEMM.
@@ -73,20 +148,18 @@ static void im2col_patches(float *patches, const float *pixels, vitc_int B, vitc
             }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Forward
-
 // ref: modeling_vit.py ViTEmbeddings.forward: cat(cls, patch_embeddings(pixels)) + position table
 static void embed(const vit_model *m, float *x, float *patches, const float *pixels, vitc_int B,
-                  vitc_int Hi, vitc_int Wi) {
+                  vitc_int Hi, vitc_int Wi, int threads) {
     const vitc_int C = m->C, Np = (Hi / m->P) * (Wi / m->P), T = Np + 1;
     const vitc_int row_len = m->Cin * m->P * m->P;
     im2col_patches(patches, pixels, B, m->Cin, Hi, Wi, m->P);
     for (vitc_int b = 0; b < B; b++) {
         float *xb = x + b * T * C;
         for (vitc_int c = 0; c < C; c++) xb[c] = m->cls[c] + m->pos[c];
-        linear_forward_f32(xb + C, patches + b * Np * row_len, m->patch_w, m->patch_b,
-                           VITC_ACT_NONE, Np, C, row_len, C, row_len, row_len);
+        // patch projection (bias) then + position: the order of transformers' additions
+        linear(xb + C, patches + b * Np * row_len, m->patch_w, m->patch_b, VITC_ACT_NONE, 0.0f, Np,
+               C, row_len, threads);
         for (vitc_int t = 1; t < T; t++) {
             float *row = xb + t * C;
             const float *pos = m->pos + t * C;
@@ -97,44 +170,39 @@ static void embed(const vit_model *m, float *x, float *patches, const float *pix
 
 // ref: modeling_vit.py ViTLayer.forward (pre-norm: attention then MLP, each with a residual)
 static void block_forward(const vit_model *m, const vit_block *blk, const workspace_plan *p,
-                          float *ws, float *attn_probs, vitc_int B, vitc_int T) {
-    const vitc_int C = m->C, H = m->H, D = C / H, BT = B * T;
+                          float *ws, float *attn_probs, vitc_int B, vitc_int T, int threads) {
+    const vitc_int C = m->C, H = m->H, BT = B * T;
     float *x = ws + p->x, *a = ws + p->a, *qkv = ws + p->qkv, *ctx = ws + p->ctx;
-    float *hidden = ws + p->big, *scratch = ws + p->attn;
-    const float scale = 1.0f / sqrtf((float)D);
+    float *hidden = ws + p->big;
 
-    layernorm_forward_f32(a, x, blk->norm1_w, blk->norm1_b, m->eps, BT, C, C, C);
-    linear_forward_f32(qkv, a, blk->qkv_w, blk->qkv_b, VITC_ACT_NONE, BT, 3 * C, C, 3 * C, C, C);
-    for (vitc_int b = 0; b < B; b++)
-        for (vitc_int h = 0; h < H; h++) {
-            const float *q = qkv + b * T * 3 * C + h * D;
-            float *probs = attn_probs ? attn_probs + (b * H + h) * T * T : NULL;
-            attention_forward_f32(ctx + b * T * C + h * D, probs, q, q + C, q + 2 * C, scale, T, T,
-                                  D, D, C, T, 3 * C, 3 * C, 3 * C, scratch);
-        }
-    linear_residual(x, ctx, blk->proj_w, blk->proj_b, BT, C, C);
+    layernorm(a, x, blk->norm1_w, blk->norm1_b, m->eps, BT, C, threads);
+    linear(qkv, a, blk->qkv_w, blk->qkv_b, VITC_ACT_NONE, 0.0f, BT, 3 * C, C, threads);
+    attention_job job = {ctx, attn_probs, ws + p->attn, qkv, T, C, H, p->attn_len,
+                         1.0f / sqrtf((float)(C / H))};
+    vitc_parallel_for(B * H, threads, attention_task, &job);
+    linear(x, ctx, blk->proj_w, blk->proj_b, VITC_ACT_NONE, 1.0f, BT, C, C, threads);
 
-    layernorm_forward_f32(a, x, blk->norm2_w, blk->norm2_b, m->eps, BT, C, C, C);
-    linear_forward_f32(hidden, a, blk->fc1_w, blk->fc1_b, m->act, BT, m->F, C, m->F, C, C);
-    linear_residual(x, hidden, blk->fc2_w, blk->fc2_b, BT, C, m->F);
+    layernorm(a, x, blk->norm2_w, blk->norm2_b, m->eps, BT, C, threads);
+    linear(hidden, a, blk->fc1_w, blk->fc1_b, m->act, 0.0f, BT, m->F, C, threads);
+    linear(x, hidden, blk->fc2_w, blk->fc2_b, VITC_ACT_NONE, 1.0f, BT, C, m->F, threads);
 }
 
 void vit_forward(const vit_model *m, const vit_outputs *out, const float *pixels, vitc_int B,
-                 vitc_int Hi, vitc_int Wi, float *workspace) {
-    const workspace_plan p = plan_workspace(m, B, Hi, Wi);
+                 vitc_int Hi, vitc_int Wi, float *workspace, int threads) {
+    const workspace_plan p = plan_workspace(m, B, Hi, Wi, threads);
     const vitc_int C = m->C, T = (Hi / m->P) * (Wi / m->P) + 1, BT = B * T;
     float *x = workspace + p.x;
     if (B == 0) return;
 
-    embed(m, x, workspace + p.big, pixels, B, Hi, Wi);
+    embed(m, x, workspace + p.big, pixels, B, Hi, Wi, threads);
     if (out->hidden) memcpy(out->hidden, x, (size_t)(BT * C) * sizeof(float));
     for (vitc_int l = 0; l < m->L; l++) {
         float *probs = out->attn ? out->attn + l * B * m->H * T * T : NULL;
-        block_forward(m, &m->blocks[l], &p, workspace, probs, B, T);
+        block_forward(m, &m->blocks[l], &p, workspace, probs, B, T, threads);
         if (out->hidden) memcpy(out->hidden + (l + 1) * BT * C, x, (size_t)(BT * C) * sizeof(float));
     }
     // ref: modeling_vit.py ViTModel.forward `sequence_output = self.layernorm(hidden_states)`
-    layernorm_forward_f32(out->last, x, m->norm_w, m->norm_b, m->eps, BT, C, C, C);
+    layernorm(out->last, x, m->norm_w, m->norm_b, m->eps, BT, C, threads);
 
     // ref: ViTForImageClassification.forward `logits = self.classifier(sequence_output[:, 0, :])`
     if (out->logits && m->head_w)

@@ -37,11 +37,13 @@ typedef struct {
     float *attn;     // (L, B, H, T, T) attention probabilities
 } vit_outputs;
 
-// Floats of workspace vit_forward needs for a batch of B images of Hi x Wi pixels.
-vitc_int vit_workspace_len(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int Wi);
+// Floats of workspace vit_forward needs for a batch of B images of Hi x Wi pixels when it may
+// use up to `threads` threads (each thread has its own attention scratch).
+vitc_int vit_workspace_len(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int Wi, int threads);
 
-// pixels (B, Cin, Hi, Wi), Hi and Wi multiples of P; workspace of vit_workspace_len floats.
+// pixels (B, Cin, Hi, Wi), Hi and Wi multiples of P; workspace of vit_workspace_len floats for
+// the same `threads`, which bounds the threads the forward uses.
 void vit_forward(const vit_model *m, const vit_outputs *out, const float *pixels, vitc_int B,
-                 vitc_int Hi, vitc_int Wi, float *workspace);
+                 vitc_int Hi, vitc_int Wi, float *workspace, int threads);
 
 #endif  // VITC_VIT_FORWARD_H

@@ -285,11 +285,14 @@ class ViT:
             self._pos_cache[(h, w)] = interpolate_pos_embed(pos, gh, gw)
         return self._pos_cache[(h, w)]
 
-    def _workspace(self, b: int, h: int, w: int) -> np.ndarray:
+    def _workspace(self, b: int, h: int, w: int, threads: int) -> np.ndarray:
+        # Working memory for this batch shape, kept for the next call of the same shape.
+        key = (b, h, w, threads)
         cache = getattr(self._local, "workspace", None)
-        if cache is None or cache[0] != (b, h, w):
-            n = _core.vit_workspace_len(self._dims, b, h, w)
-            self._local.workspace = ((b, h, w), np.empty(n, dtype=np.float32))
+        if cache is None or cache[0] != key:
+            self._local.workspace = None  # free the old one before allocating the new one
+            n = _core.vit_workspace_len(self._dims, b, h, w, threads)
+            self._local.workspace = (key, np.empty(n, dtype=np.float32))
         return self._local.workspace[1]
 
     def __call__(
@@ -313,9 +316,10 @@ class ViT:
         hidden = np.empty((L + 1, b, T, C), dtype=np.float32) if output_hidden_states else None
         attn = np.empty((L, b, H, T, T), dtype=np.float32) if output_attentions else None
         if b > 0:
+            threads = _core.get_num_threads()
             _core.vit_forward(
                 weights, self._dims, float(self.config.layer_norm_eps), ACTIVATIONS[self.config.hidden_act],
-                x, last, logits, pooled, hidden, attn, self._workspace(b, h, w),
+                x, last, logits, pooled, hidden, attn, self._workspace(b, h, w, threads), threads,
             )
         return ViTOutput(
             logits=logits,
