@@ -31,6 +31,39 @@ class UserError(Exception):
     """A mistake the user can fix: reported as one line, no traceback."""
 
 
+class _UsageError(Exception):
+    """A command line argparse rejects; the message names the (sub-)command."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one line with status 1 (not usage + status 2)."""
+
+    def error(self, message: str):
+        raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _explanation_names(images: list[str]) -> list[str]:
+    """One PNG name per image, ``<stem>_attention.png``, made unique when two images share a stem."""
+    names, seen = [], set()
+    for i, image in enumerate(images):
+        name = Path(image).stem + "_attention.png"
+        if name in seen:
+            name = f"{Path(image).stem}_{i}_attention.png"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
 def _model_arg(path: str | None):
     import vitc
     from vitc.default_model import load_default_model
@@ -53,26 +86,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for p in images:
         if not Path(p).exists():
             raise UserError(f"image not found: {p}")
+    out_dir = Path(args.explain) if args.explain else None
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UserError(f"--explain: not a directory: {out_dir}")
+        out_dir.mkdir(parents=True, exist_ok=True)
     model = _model_arg(args.model)
-    preds = model.predict(images, top_k=args.top_k, batch_size=args.batch_size, progress=None if sys.stderr.isatty() else False)
-    if args.explain:
+    progress = None if sys.stderr.isatty() else False
+    preds = model.predict(images, top_k=args.top_k, batch_size=args.batch_size, progress=progress)
+    if out_dir is not None:
         from vitc.predict import save_explanation
 
-        out_dir = Path(args.explain)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for image, pred in zip(images, preds):
+        for image, pred, name in zip(images, preds, _explanation_names(images), strict=True):
             heat = model.attention_map(image)
             title = f"{pred[0][0]} ({pred[0][1]:.1%})"
-            save_explanation(image, heat, title, out_dir / (Path(image).stem + "_attention.png"))
+            save_explanation(image, heat, title, out_dir / name)
     if args.json:
-        json.dump(
-            [{"image": img, "predictions": [{"label": lb, "probability": p} for lb, p in pred]} for img, pred in zip(images, preds)],
-            sys.stdout,
-            indent=2,
-        )
+        records = [
+            {"image": img, "predictions": [{"label": lb, "probability": p} for lb, p in pred]}
+            for img, pred in zip(images, preds, strict=True)
+        ]
+        json.dump(records, sys.stdout, indent=2)
         print()
     else:
-        for img, pred in zip(images, preds):
+        for img, pred in zip(images, preds, strict=True):
             print(img)
             for label, p in pred:
                 print(f"  {p:7.2%}  {label}")
@@ -126,18 +163,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  parameters {info['parameters']:,}; file {size / 1e6:.1f} MB")
     print(f"  labels {model.num_labels}: {', '.join(info['labels_preview'])}{' ...' if model.num_labels > 5 else ''}")
     pre = info["preprocessing"]
-    print(f"  preprocessing: resize to {pre['size']} (resample {pre['resample']}), rescale {pre['rescale_factor']:.6g}, "
-          f"mean {pre['image_mean']}, std {pre['image_std']}")
+    print(f"  preprocessing: resize to {pre['size']} (resample {pre['resample']}), "
+          f"rescale {pre['rescale_factor']:.6g}, mean {pre['image_mean']}, std {pre['image_std']}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vitc",
         description="Vision Transformer inference on the CPU with the outputs of Hugging Face transformers.",
         epilog="Run 'vitc COMMAND --help' for a command's options and examples.",
     )
-    parser.add_argument("--threads", type=int, default=None, help="threads for vitc and its BLAS (default: all cores)")
+    parser.add_argument("--threads", type=_positive_int, default=None,
+                        help="threads for vitc and its BLAS (default: all cores)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
@@ -148,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (default: the embedded model's samples)")
     p.add_argument("--model", "-m", default=None, help="a converted .vitc file or a Hugging Face model folder "
                    "(default: the small model embedded in vitc)")
-    p.add_argument("--top-k", "-k", type=int, default=5, help="labels per image (default: 5)")
-    p.add_argument("--batch-size", "-b", type=int, default=8, help="images per forward pass (default: 8)")
+    p.add_argument("--top-k", "-k", type=_positive_int, default=5, help="labels per image (default: 5)")
+    p.add_argument("--batch-size", "-b", type=_positive_int, default=8, help="images per forward pass (default: 8)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--explain", metavar="DIR", default=None,
                    help="write per image a PNG with the attention-rollout heat-map and the top label to DIR")
@@ -192,7 +230,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command == "bench":
+            # argparse's REMAINDER leaves options that come first (vitc bench --help) unparsed
+            args.bench_args = extra + args.bench_args
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     if args.command is None:
         parser.print_help()
         return 0
@@ -202,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
 
             vitc.set_num_threads(args.threads)
         return args.func(args)
-    except (UserError, FileNotFoundError, ValueError, NotImplementedError, MemoryError, ImportError) as exc:
+    except (UserError, OSError, ValueError, NotImplementedError, MemoryError, ImportError) as exc:
         print(f"vitc {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

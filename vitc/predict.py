@@ -7,8 +7,9 @@ plain lists with a notebook-friendly HTML repr.
 from __future__ import annotations
 
 import html
+import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,12 +56,20 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def is_single_image(images: Any) -> bool:
-    """A path, a PIL image or one HWC / HW array, as opposed to a list of them."""
+    """A path, a PIL image or one HWC / HW array, as opposed to a list (or any iterable) of them."""
     if isinstance(images, (str, os.PathLike)):
         return True
     if isinstance(images, np.ndarray):
         return images.ndim in (2, 3)
-    return not isinstance(images, (list, tuple))
+    # Anything else iterable (list, tuple, generator, Path.glob) is many images; PIL images are
+    # not iterable, and whatever is left gets the image type error from the image processor.
+    return not isinstance(images, Iterable)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return int(value)
 
 
 def _source_name(image: Any) -> str | None:
@@ -78,27 +87,34 @@ def predict(
     """Classify images; see :meth:`vitc.ViT.predict`."""
     if model.num_labels == 0:
         raise ValueError("predict: this checkpoint has no classifier head (a bare ViTModel); use model(...) instead")
-    if not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k: expected a positive int, got {top_k!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    top_k = _positive_int("top_k", top_k)
+    batch_size = _positive_int("batch_size", batch_size)
     single = is_single_image(images)
     items = [images] if single else list(images)
     k = min(top_k, model.num_labels)
     labels = model.id2label
     results = Predictions()
-    from tqdm.auto import tqdm
-
     show = progress if progress is not None else len(items) > 4 * batch_size
-    with tqdm(total=len(items), desc="predict", unit="img", disable=not show) as bar:
+    bar = None
+    if show:
+        # tqdm.auto: a widget in Jupyter (with ipywidgets), text on stderr elsewhere. Imported only
+        # when a bar is shown: in a notebook without ipywidgets the import itself warns.
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(items), desc="predict", unit="img")
+    try:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             probs = softmax(model(processor(chunk)).logits)
-            for image, p in zip(chunk, probs):
+            for image, p in zip(chunk, probs, strict=True):
                 order = np.argsort(-p, kind="stable")[:k]
                 pairs = [(labels.get(int(i), f"LABEL_{int(i)}"), float(p[i])) for i in order]
                 results.append(Prediction(pairs, source=_source_name(image)))
-            bar.update(len(chunk))
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
     return results[0] if single else results
 
 

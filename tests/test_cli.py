@@ -1,0 +1,247 @@
+"""The ``vitc`` command: predict, convert, info; user errors as one line with status 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hf_factory import make_checkpoint
+from PIL import Image
+
+import vitc
+from vitc.cli import main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = vitc.sample_images()
+SAMPLE_NAME = re.compile(r"digit_(\d)_\d+\.png")
+
+
+def true_label(path: str | Path) -> str:
+    return f"digit {SAMPLE_NAME.fullmatch(Path(path).name).group(1)}"
+
+
+def parse_text(out: str) -> dict[str, list[tuple[str, float]]]:
+    """``vitc predict`` text output -> {image: [(label, probability), ...]}."""
+    result: dict[str, list[tuple[str, float]]] = {}
+    current = None
+    for line in out.splitlines():
+        if not line.startswith(" "):
+            current = line
+            result[current] = []
+        else:
+            pct, label = line.strip().split("%", 1)
+            result[current].append((label.strip(), float(pct) / 100))
+    return result
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_user_error(rc: int, err: str, *words: str) -> None:
+    """Status 1, exactly one line on stderr, no traceback, and the line says what went wrong."""
+    assert rc == 1
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert "Traceback" not in err and err.startswith("vitc")
+    for w in words:
+        assert w in err, err
+
+
+# ---------------------------------------------------------------------------------------------
+# predict
+
+
+def test_predict_samples_with_the_default_model(capsys) -> None:
+    rc, out, err = run(capsys, "predict")
+    assert rc == 0 and err == ""
+    preds = parse_text(out)
+    assert list(preds) == [str(p) for p in SAMPLES]
+    for image, pairs in preds.items():
+        assert len(pairs) == 5
+        assert pairs[0][0] == true_label(image)
+        probs = [p for _, p in pairs]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+def test_predict_top_k(capsys) -> None:
+    rc, out, _ = run(capsys, "predict", "--top-k", "3", str(SAMPLES[2]), str(SAMPLES[7]))
+    assert rc == 0
+    preds = parse_text(out)
+    assert list(preds) == [str(SAMPLES[2]), str(SAMPLES[7])]
+    assert all(len(pairs) == 3 for pairs in preds.values())
+    assert [pairs[0][0] for pairs in preds.values()] == ["digit 2", "digit 7"]
+
+
+def test_predict_json(capsys) -> None:
+    rc, out, _ = run(capsys, "predict", "--json", "-k", "2", "--batch-size", "3")
+    assert rc == 0
+    records = json.loads(out)
+    assert [r["image"] for r in records] == [str(p) for p in SAMPLES]
+    for r in records:
+        assert len(r["predictions"]) == 2
+        assert set(r["predictions"][0]) == {"label", "probability"}
+        assert r["predictions"][0]["label"] == true_label(r["image"])
+        assert r["predictions"][0]["probability"] >= r["predictions"][1]["probability"]
+
+
+def test_predict_matches_the_python_api(capsys) -> None:
+    rc, out, _ = run(capsys, "predict", "--json", "--top-k", "10", *map(str, SAMPLES[:3]))
+    assert rc == 0
+    api = vitc.load_default_model().predict(SAMPLES[:3], top_k=10)
+    assert [[(p["label"], p["probability"]) for p in r["predictions"]] for r in json.loads(out)] == api
+
+
+def test_predict_with_a_model_folder(tmp_path, capsys) -> None:
+    make_checkpoint(tmp_path / "hf")
+    image = tmp_path / "gray.png"
+    Image.new("RGB", (45, 30), (90, 120, 200)).save(image)
+    rc, out, _ = run(capsys, "predict", "--model", str(tmp_path / "hf"), str(image), "-k", "3")
+    assert rc == 0
+    (pairs,) = parse_text(out).values()
+    assert len(pairs) == 3 and all(label.startswith("LABEL_") for label, _ in pairs)
+
+
+def test_predict_explain_writes_one_png_per_image(tmp_path, capsys) -> None:
+    # two images with the same file name in different folders still get a PNG each
+    twin = tmp_path / "other" / SAMPLES[0].name
+    twin.parent.mkdir()
+    twin.write_bytes(SAMPLES[0].read_bytes())
+    images = [str(p) for p in SAMPLES[:3]] + [str(twin)]
+    out_dir = tmp_path / "maps" / "nested"
+    rc, out, _ = run(capsys, "predict", "--explain", str(out_dir), *images)
+    assert rc == 0 and len(parse_text(out)) == 4
+    pngs = sorted(out_dir.iterdir())
+    assert len(pngs) == 4 and all(p.suffix == ".png" for p in pngs)
+    assert not list(out_dir.glob("*.tmp"))
+    for png in pngs:
+        with Image.open(png) as img:
+            assert img.format == "PNG" and img.mode == "RGB"
+            # 28x28 digits are enlarged 9x (to ~256 px), with a 24 px title band above
+            assert img.size == (252, 252 + 24)
+
+
+def test_predict_progress_bar_on_a_terminal(capsys, monkeypatch) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    rc, out, err = run(capsys, "predict", "--batch-size", "1")
+    assert rc == 0 and len(parse_text(out)) == len(SAMPLES)
+    assert "predict" in err and f"{len(SAMPLES)}/{len(SAMPLES)}" in err
+
+
+def test_python_m_vitc_predict() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "vitc", "predict", "--top-k", "1"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # not a terminal: no progress bar
+    preds = parse_text(proc.stdout)
+    assert len(preds) == len(SAMPLES)
+    assert all(pairs[0][0] == true_label(image) for image, pairs in preds.items())
+
+
+def test_python_m_vitc_user_error() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "vitc", "predict", "no-such-image.png"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.stdout == ""
+    assert_user_error(proc.returncode, proc.stderr, "image not found", "no-such-image.png")
+
+
+# ---------------------------------------------------------------------------------------------
+# convert, info
+
+
+def test_convert_then_info(tmp_path, capsys) -> None:
+    hf_model = make_checkpoint(tmp_path / "hf", num_labels=7)
+    dst = tmp_path / "tiny.vitc"
+    rc, out, err = run(capsys, "convert", str(tmp_path / "hf"), str(dst))
+    assert rc == 0 and dst.is_file() and out.startswith(f"wrote {dst}")
+    n_params = sum(p.numel() for p in hf_model.parameters())
+
+    rc, out, _ = run(capsys, "info", str(dst))
+    assert rc == 0
+    assert out.startswith(f"ViTForImageClassification at {dst}")
+    assert f"parameters {n_params:,}" in out
+    assert "image 30x30, patch 2, hidden 32, 2 layers, 4 heads" in out and "labels 7" in out
+
+    rc, out, _ = run(capsys, "info", str(dst), "--json")
+    info = json.loads(out)
+    assert rc == 0 and info["parameters"] == n_params and info["num_labels"] == 7
+
+    # the converted file predicts like the folder it came from
+    image = str(SAMPLES[5])
+    from_file = run(capsys, "predict", "-m", str(dst), image)
+    from_folder = run(capsys, "predict", "-m", str(tmp_path / "hf"), image)
+    assert from_file == from_folder and from_file[0] == 0
+
+
+def test_info_default_model(capsys) -> None:
+    rc, out, _ = run(capsys, "info")
+    model = vitc.load_default_model()
+    assert rc == 0 and f"parameters {model.num_parameters():,}" in out and "digit 0" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# user errors and help
+
+
+def test_user_errors_are_one_line(tmp_path, capsys) -> None:
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("hello")
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    cases = [
+        (["predict", str(tmp_path / "missing.png")], "image not found"),
+        (["predict", "--model", str(tmp_path / "missing.vitc"), str(SAMPLES[0])], "model not found"),
+        (["predict", str(not_an_image)], "not an image file"),
+        (["predict", str(tmp_path)], "directory"),
+        (["predict", "--top-k", "0"], "--top-k"),
+        (["predict", "--top-k", "-3"], "--top-k"),
+        (["predict", "--top-k", "three"], "--top-k"),
+        (["predict", "--batch-size", "0"], "--batch-size"),
+        (["predict", "--explain", str(a_file)], "not a directory"),
+        (["predict", "--no-such-option"], "unrecognized arguments"),
+        (["predict", "--model", str(a_file), str(SAMPLES[0])], "config.json"),
+        (["convert", str(tmp_path / "missing"), str(tmp_path / "out.vitc")], "source not found"),
+        (["info", str(tmp_path / "missing.vitc")], "model not found"),
+        (["info", str(a_file)], "config.json"),
+        (["--threads", "zero", "info"], "--threads"),
+        (["no-such-command"], "invalid choice"),
+    ]
+    for argv, words in cases:
+        rc, out, err = run(capsys, *argv)
+        assert out == "", argv
+        assert_user_error(rc, err, words)
+
+
+@pytest.mark.parametrize("command", ["predict", "convert", "info", "eval"])
+def test_help_shows_examples(capsys, command) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: vitc {command}")
+    assert "examples:" in out and f"  vitc {command} " in out
+
+
+def test_top_level_help(capsys) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for command in ("predict", "convert", "info", "eval", "bench"):
+        assert command in out
+
+
+def test_bench_help_reaches_the_benchmark_suite() -> None:
+    """``vitc bench --help`` is passed to benchmarks/run.py (argparse would otherwise swallow it)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "vitc", "bench", "--help"],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: vitc bench") and "--engines" in proc.stdout

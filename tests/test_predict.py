@@ -1,0 +1,248 @@
+"""Images in, labels out: ViT.predict, attention rollout and attention maps against transformers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import tqdm.auto
+from default_model_hf import load_default_hf
+from hf_factory import HF_TEST_CONFIG, hf_forward, make_checkpoint
+from PIL import Image
+from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+import vitc
+from vitc.datasets import load_default_heldout
+from vitc.predict import Prediction, Predictions, attention_rollout
+
+# Probabilities: softmax of float32 logits that agree with transformers to ~1e-5.
+PROB_ATOL = 1e-5
+# Rollout: products of L attention matrices, each within ~1e-6 of transformers'.
+ROLLOUT_ATOL = 1e-5
+# The same image in batches of different sizes: float32 sums may be ordered differently.
+BATCH_ATOL = 1e-6
+
+
+@pytest.fixture(scope="module")
+def model() -> vitc.ViT:
+    return vitc.load_default_model()
+
+
+@pytest.fixture(scope="module")
+def hf(tmp_path_factory):
+    """(transformers model, transformers image processor) of the default checkpoint."""
+    folder = tmp_path_factory.mktemp("default_hf")
+    hf_model = load_default_hf(folder)
+    return hf_model, ViTImageProcessorPil.from_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def digits() -> np.ndarray:
+    """Twelve held-out digits, (12, 28, 28, 3) uint8."""
+    return load_default_heldout()[0][::83][:12]
+
+
+def hf_probs(hf, images: list) -> np.ndarray:
+    """softmax of transformers' logits, its own image processor and model, in float64."""
+    hf_model, hf_processor = hf
+    pixel_values = hf_processor(images, return_tensors="np")["pixel_values"]
+    with torch.no_grad():
+        logits = hf_model(torch.from_numpy(pixel_values)).logits.double()
+    return torch.softmax(logits, dim=-1).numpy()
+
+
+def assert_matches(pred: Prediction, probs: np.ndarray, top_k: int, labels: dict[int, str]) -> None:
+    """``pred`` is the top-k of ``probs``: right length, sorted, right labels and probabilities."""
+    assert isinstance(pred, Prediction)
+    assert len(pred) == top_k
+    assert all(isinstance(lb, str) and isinstance(p, float) for lb, p in pred)
+    ps = [p for _, p in pred]
+    assert ps == sorted(ps, reverse=True)
+    expected = np.argsort(-probs, kind="stable")[:top_k]
+    assert [lb for lb, _ in pred] == [labels[int(i)] for i in expected]
+    np.testing.assert_allclose(ps, probs[expected], rtol=0, atol=PROB_ATOL)
+    assert pred.label == labels[int(np.argmax(probs))]
+
+
+# ---------------------------------------------------------------------------------------------
+# predict
+
+
+@pytest.mark.parametrize("kind", ["path", "pil", "array", "array_gray"])
+def test_predict_one_image(model, hf, kind) -> None:
+    path = vitc.sample_images()[3]
+    with Image.open(path) as img:
+        pil = img.convert("RGB")
+    image = {"path": path, "pil": pil, "array": np.asarray(pil), "array_gray": np.asarray(pil)[..., 0]}[kind]
+    pred = model.predict(image, top_k=3)
+    assert_matches(pred, hf_probs(hf, [pil])[0], 3, model.id2label)
+    assert pred.label == "digit 3"
+    assert pred.source == (str(path) if kind == "path" else None)
+
+
+def test_predict_list_returns_one_prediction_per_image(model, hf, digits) -> None:
+    images = list(digits)
+    preds = model.predict(images, top_k=4)
+    assert isinstance(preds, Predictions) and len(preds) == len(images)
+    for pred, probs in zip(preds, hf_probs(hf, images), strict=True):
+        assert_matches(pred, probs, 4, model.id2label)
+    # a tuple, a stacked (N, H, W, C) array and a generator are lists of images too
+    for many in (tuple(images), digits, (im for im in images)):
+        again = model.predict(many, top_k=4)
+        assert isinstance(again, Predictions) and [p.label for p in again] == [p.label for p in preds]
+    assert model.predict([], top_k=4) == []
+
+
+def test_predict_paths_keep_their_source(model) -> None:
+    paths = vitc.sample_images()[:3]
+    preds = model.predict(paths, top_k=2)
+    assert [p.source for p in preds] == [str(p) for p in paths]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 5, 12, 100])
+def test_batch_size_does_not_change_results(model, digits, batch_size) -> None:
+    reference = model.predict(list(digits), top_k=10, batch_size=len(digits))
+    preds = model.predict(list(digits), top_k=10, batch_size=batch_size)
+    assert len(preds) == len(reference)
+    for a, b in zip(preds, reference, strict=True):
+        assert [lb for lb, _ in a] == [lb for lb, _ in b]
+        np.testing.assert_allclose([p for _, p in a], [p for _, p in b], rtol=0, atol=BATCH_ATOL)
+
+
+def test_top_k_larger_than_num_labels_is_clipped(model, hf, digits) -> None:
+    pred = model.predict(digits[0], top_k=1000)
+    assert len(pred) == model.num_labels == 10
+    assert_matches(pred, hf_probs(hf, [digits[0]])[0], 10, model.id2label)
+    assert sum(p for _, p in pred) == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("top_k", [0, -1, 2.0, "3", None, True])
+def test_invalid_top_k_raises(model, digits, top_k) -> None:
+    with pytest.raises(ValueError, match="top_k"):
+        model.predict(digits[0], top_k=top_k)
+
+
+@pytest.mark.parametrize("batch_size", [0, -2, 1.5])
+def test_invalid_batch_size_raises(model, digits, batch_size) -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        model.predict(list(digits), batch_size=batch_size)
+
+
+def test_numpy_integer_top_k_is_accepted(model, digits) -> None:
+    assert len(model.predict(digits[0], top_k=np.int64(2))) == 2
+
+
+def test_bare_vit_model_cannot_predict(tmp_path) -> None:
+    make_checkpoint(tmp_path, bare=True)
+    bare = vitc.ViT.from_pretrained(tmp_path)
+    image = np.zeros((HF_TEST_CONFIG["image_size"],) * 2 + (3,), dtype=np.uint8)
+    with pytest.raises(ValueError, match="no classifier head"):
+        bare.predict(image)
+
+
+def test_html_repr_shows_labels_and_probabilities(model) -> None:
+    paths = vitc.sample_images()[:2]
+    preds = model.predict(paths, top_k=3)
+    page = preds._repr_html_()
+    for pred in preds:
+        one = pred._repr_html_()
+        assert one.startswith("<table") and one in page
+        for label, p in pred:
+            assert label in one and f"{p:.2%}" in one
+        assert paths[preds.index(pred)].name in one
+    escaped = Prediction([("<cat & dog>", 1.0)])._repr_html_()
+    assert "&lt;cat &amp; dog&gt;" in escaped and "<cat" not in escaped
+
+
+def test_progress_bar_goes_to_stderr(model, digits, capsys) -> None:
+    model.predict(list(digits), batch_size=4, progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "predict" in err and "12/12" in err
+    model.predict(list(digits), batch_size=4, progress=False)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_progress_bar_is_tqdm_auto(model, digits, monkeypatch) -> None:
+    """tqdm.auto picks the notebook widget in Jupyter and the text bar elsewhere."""
+    made = []
+
+    class Spy(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Spy)
+    model.predict(list(digits), batch_size=4, progress=True)
+    assert [m["total"] for m in made] == [12]
+    model.predict(list(digits), batch_size=4)  # few images: no bar by default
+    model.predict(list(digits), batch_size=2)  # more than 4 batches: a bar
+    assert [m["total"] for m in made] == [12, 12]
+
+
+# ---------------------------------------------------------------------------------------------
+# attention rollout
+
+
+def rollout_reference(attentions: list[np.ndarray]) -> np.ndarray:
+    """Abnar & Zuidema's rollout written out plainly: R = A'_L ... A'_1, A' = (mean_h A + I) / 2."""
+    b, _, t, _ = attentions[0].shape
+    out = np.empty((b, t - 1))
+    for i in range(b):
+        r = np.eye(t)
+        for layer in attentions:
+            a = np.mean(np.asarray(layer[i], dtype=np.float64), axis=0)
+            r = (0.5 * a + 0.5 * np.eye(t)) @ r
+        out[i] = r[0, 1:]  # what the CLS token draws from each patch
+    return out
+
+
+def test_rollout_matches_numpy_on_transformers_attentions(model, hf, digits) -> None:
+    hf_model, hf_processor = hf
+    pixel_values = hf_processor(list(digits[:4]), return_tensors="np")["pixel_values"]
+    ref = hf_forward(hf_model, pixel_values, output_attentions=True).attentions
+    expected = rollout_reference([a.numpy() for a in ref])
+    ours = attention_rollout(model(pixel_values, output_attentions=True).attentions)
+    assert ours.shape == expected.shape == (4, 49)
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=ROLLOUT_ATOL)
+    # rows of every 0.5 A + 0.5 I sum to 1, so the CLS row does too: patches get what CLS keeps not
+    assert np.all(ours > 0) and np.all(ours.sum(-1) < 1)
+
+
+def test_rollout_random_checkpoint(tmp_path) -> None:
+    hf_model = make_checkpoint(tmp_path, num_hidden_layers=3)
+    x = np.random.default_rng(0).standard_normal((2, 3, 30, 30)).astype(np.float32)
+    ref = hf_forward(hf_model, x, output_attentions=True).attentions
+    ours = vitc.ViT.from_pretrained(tmp_path)(x, output_attentions=True).attentions
+    np.testing.assert_allclose(
+        attention_rollout(ours), rollout_reference([a.numpy() for a in ref]), rtol=0, atol=ROLLOUT_ATOL
+    )
+
+
+def test_rollout_of_one_layer_is_half_the_cls_attention() -> None:
+    a = np.random.default_rng(1).random((2, 3, 5, 5))
+    a /= a.sum(-1, keepdims=True)
+    np.testing.assert_allclose(attention_rollout([a]), 0.5 * a.mean(1)[:, 0, 1:], rtol=1e-12)
+    with pytest.raises(ValueError, match="at least one layer"):
+        attention_rollout([])
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 3), (40, 56, 3), (33, 17)])
+def test_attention_map_has_image_size_and_unit_range(model, digits, shape) -> None:
+    image = np.asarray(Image.fromarray(digits[1]).resize(shape[1::-1], Image.BILINEAR))
+    if len(shape) == 2:
+        image = image[..., 0]
+    heat = model.attention_map(image)
+    assert heat.shape == shape[:2] and heat.dtype == np.float32
+    assert heat.min() >= 0.0 and heat.max() <= 1.0
+    # normalized to [0, 1] on the patch grid, then bilinearly resized: peaks are smoothed a little
+    assert heat.max() > 0.5 and heat.min() < 0.1
+
+
+def test_attention_map_follows_the_rollout(model, digits) -> None:
+    """At the model's own size, the hottest patch of the map is the patch rollout ranks first."""
+    image = digits[2]
+    heat = model.attention_map(image)
+    grid = attention_rollout(model(model.image_processor(image), output_attentions=True).attentions)[0]
+    p = model.patch_size
+    cells = heat.reshape(28 // p, p, 28 // p, p).mean(axis=(1, 3)).ravel()
+    assert np.corrcoef(cells, grid)[0, 1] > 0.9
