@@ -156,6 +156,9 @@ class ViTConfig:
         self.layer_norm_eps = float(eps)
         if not isinstance(self.qkv_bias, bool):
             raise ValueError(f"config qkv_bias: expected true or false, found {self.qkv_bias!r}")
+        if not self.id2label:
+            # transformers' PretrainedConfig: without a label table there are two labels, LABEL_0/1
+            self.id2label = {0: "LABEL_0", 1: "LABEL_1"}
         # JSON object keys are strings; transformers turns id2label keys back into ints, so do we.
         try:
             self.id2label = {int(k): str(v) for k, v in (self.id2label or {}).items()}
