@@ -301,7 +301,8 @@ def test_linear_layouts_and_batch_broadcast(dtype, x_layout, w_layout):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_linear_aliasing_and_empty(dtype):
     g = rng(6)
-    x, w, b = g.standard_normal((6, 6)).astype(dtype), g.standard_normal((6, 6)).astype(dtype), g.standard_normal(6).astype(dtype)
+    x, w = g.standard_normal((6, 6)).astype(dtype), g.standard_normal((6, 6)).astype(dtype)
+    b = g.standard_normal(6).astype(dtype)
     ref = _slow.linear(x, w, b)
     _core.linear(x, w, b, out=x)
     assert_close(x, ref, GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
@@ -458,8 +459,9 @@ def test_unsupported_dtypes_raise_type_error(name, dtype):
 def test_concurrent_calls_match_serial():
     g = rng(11)
     jobs = []
-    for i in range(4):
-        x, w, b = g.standard_normal((64, 96)).astype(np.float32), g.standard_normal((80, 96)).astype(np.float32), g.standard_normal(80).astype(np.float32)
+    for _ in range(4):
+        x, w = g.standard_normal((64, 96)).astype(np.float32), g.standard_normal((80, 96)).astype(np.float32)
+        b = g.standard_normal(80).astype(np.float32)
         q = g.standard_normal((2, 50, 16)).astype(np.float32)
         jobs.append((x, w, b, q))
 

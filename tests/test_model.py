@@ -202,9 +202,8 @@ def test_threads_share_one_model(tiny):
 
 def test_kakaobrain_vit_large_512(tmp_path):
     """The full kakaobrain/vit-large-patch16-512 configuration, as a pytorch_model.bin."""
-    from transformers.models.vit import ViTConfig as _  # noqa: F401  (transformers is the reference)
-
     from imagenet_labels import IMAGENET_ID2LABEL
+    from transformers.models.vit import ViTConfig as _  # noqa: F401  (transformers is the reference)
 
     config = dict(
         image_size=512,

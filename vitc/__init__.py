@@ -26,14 +26,16 @@ def _preload_openblas() -> None:
 
 _preload_openblas()
 
-from vitc import _core  # noqa: E402
-from vitc._core import attention, gelu, gelu_tanh, layer_norm, linear, mlp, softmax  # noqa: E402
+from vitc import (
+    _core,  # noqa: E402
+    testing,  # noqa: E402
+)
 from vitc._config import get_num_threads, set_num_threads, show_config  # noqa: E402
+from vitc._core import attention, gelu, gelu_tanh, layer_norm, linear, mlp, softmax  # noqa: E402
 from vitc.config import ViTConfig  # noqa: E402
 from vitc.convert import convert  # noqa: E402
-from vitc import testing  # noqa: E402
-from vitc.evaluate import EvalResult, evaluate, merge  # noqa: E402
 from vitc.default_model import load_default_model, sample_images  # noqa: E402
+from vitc.evaluate import EvalResult, evaluate, merge  # noqa: E402
 from vitc.image_processor import ImageProcessor  # noqa: E402
 from vitc.model import ViT, ViTOutput  # noqa: E402
 from vitc.predict import Prediction, Predictions, attention_rollout  # noqa: E402

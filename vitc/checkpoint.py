@@ -13,13 +13,15 @@ import math
 import mmap
 import os
 import pickle
+import reprlib
 import struct
 import zipfile
+import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -54,6 +56,13 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024
 MAX_PICKLE_BYTES = 256 * 1024 * 1024
 # Deflate cannot compress better than ~1032:1, so a member declaring more is lying (zip bomb).
 MAX_DEFLATE_RATIO = 1100
+# NumPy's own limit on array rank; also bounds the work of checking a hostile shape list.
+MAX_NDIM = 64
+# Bytes a .bin may make us copy (non-contiguous tensors, F16/BF16 widening), as a multiple of its size
+# plus a constant: legitimate files need at most 2x (F16 -> F32); memo references to one storage under
+# many keys would otherwise turn a small file into terabytes of copies.
+MAX_COPY_RATIO = 4
+MAX_COPY_SLACK = 1 << 20
 
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -78,6 +87,15 @@ class TensorEntry:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 60, 60, 40
+
+
+def short_repr(v: Any) -> str:
+    """Bounded repr for error messages: hostile values may be huge or nested thousands deep."""
+    return _REPR.repr(v)
 
 
 def check_tensor_layout(
@@ -120,11 +138,20 @@ def check_tensor_layout(
     ValueError
         Naming the file, the tensor, what was expected and what was found.
     """
-    where = f"{os.fspath(path)}: tensor {name!r}"
-    if not isinstance(shape, (list, tuple)) or not all(_is_int(d) and d >= 0 for d in shape):
-        raise ValueError(f"{where}: expected shape as a list of non-negative ints, found {shape!r}")
+    where = f"{os.fspath(path)}: tensor {short_repr(name)}"
+    if (
+        not isinstance(shape, (list, tuple))
+        or len(shape) > MAX_NDIM
+        or not all(_is_int(d) and d >= 0 for d in shape)
+    ):
+        raise ValueError(
+            f"{where}: expected shape as a list of at most {MAX_NDIM} non-negative ints, "
+            f"found {short_repr(shape)}"
+        )
     if not (_is_int(begin) and _is_int(end)):
-        raise ValueError(f"{where}: expected integer byte offsets, found [{begin!r}, {end!r}]")
+        raise ValueError(
+            f"{where}: expected integer byte offsets, found [{short_repr(begin)}, {short_repr(end)}]"
+        )
     if not base <= begin <= end <= limit:
         raise ValueError(
             f"{where}: expected offsets within the data region [{base}, {limit}] with begin <= end, "
@@ -133,8 +160,10 @@ def check_tensor_layout(
     # Python ints: no overflow however large the claimed shape.
     nbytes = math.prod(shape) * dtype.itemsize
     if end - begin != nbytes:
+        # Huge products are shown in scientific notation (int -> str of >4300 digits raises).
+        need = nbytes if nbytes < 10**40 else f"{float(min(nbytes, 10**300)):.3g}"
         raise ValueError(
-            f"{where}: shape {list(shape)} x {dtype.itemsize}-byte items needs {nbytes} bytes, "
+            f"{where}: shape {short_repr(list(shape))} x {dtype.itemsize}-byte items needs {need} bytes, "
             f"found {end - begin} bytes between its offsets"
         )
     if begin % alignment:
@@ -148,8 +177,8 @@ def check_no_overlap(path: str | os.PathLike[str], entries: Iterable[TensorEntry
     for prev, cur in itertools.pairwise(spans):
         if cur.begin < prev.end:
             raise ValueError(
-                f"{os.fspath(path)}: tensor {cur.name!r} bytes [{cur.begin}, {cur.end}) overlap tensor "
-                f"{prev.name!r} bytes [{prev.begin}, {prev.end}); expected disjoint ranges"
+                f"{os.fspath(path)}: tensor {short_repr(cur.name)} bytes [{cur.begin}, {cur.end}) overlap "
+                f"tensor {short_repr(prev.name)} bytes [{prev.begin}, {prev.end}); expected disjoint ranges"
             )
 
 
@@ -185,17 +214,30 @@ def _json_object_no_dups(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in pairs:
         if k in out:
-            raise ValueError(f"duplicate JSON key {k!r}")
+            raise ValueError(f"duplicate JSON key {short_repr(k)}")
         out[k] = v
     return out
 
 
+def load_json(path: str | os.PathLike[str], text: bytes | str, what: str = "header") -> Any:
+    """``json.loads`` for untrusted text: every failure is a ValueError naming the file.
+
+    Duplicate keys are refused (they would hide a tensor); nesting deeper than the interpreter's
+    recursion limit (``[[[[...`` a few kB long) is a ValueError, not a RecursionError.
+    """
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        return json.loads(text, object_pairs_hook=_json_object_no_dups)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{os.fspath(path)}: {what} is not valid UTF-8 JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{os.fspath(path)}: {what} JSON is nested too deeply") from None
+
+
 def parse_json_header(path: str | os.PathLike[str], raw: bytes) -> dict[str, Any]:
     """Decode a JSON object header, refusing duplicate keys (which would hide a tensor)."""
-    try:
-        obj = json.loads(raw.decode("utf-8"), object_pairs_hook=_json_object_no_dups)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{os.fspath(path)}: header is not valid UTF-8 JSON ({exc})") from None
+    obj = load_json(path, raw)
     if not isinstance(obj, dict):
         raise ValueError(f"{os.fspath(path)}: expected a JSON object header, found {type(obj).__name__}")
     return obj
@@ -243,16 +285,18 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     entries: list[tuple[TensorEntry, str]] = []
     for name, info in header.items():
         if not isinstance(info, dict):
-            raise ValueError(f"{path}: tensor {name!r}: expected an object, found {info!r}")
+            raise ValueError(f"{path}: tensor {short_repr(name)}: expected an object, found {short_repr(info)}")
         code = info.get("dtype")
-        if code not in SAFETENSORS_DTYPES:
+        if not isinstance(code, str) or code not in SAFETENSORS_DTYPES:
             raise ValueError(
-                f"{path}: tensor {name!r}: expected dtype in {sorted(SAFETENSORS_DTYPES)}, found {code!r}"
+                f"{path}: tensor {short_repr(name)}: expected dtype in {sorted(SAFETENSORS_DTYPES)}, "
+                f"found {short_repr(code)}"
             )
         offsets = info.get("data_offsets")
         if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets):
             raise ValueError(
-                f"{path}: tensor {name!r}: expected data_offsets [begin, end] ints, found {offsets!r}"
+                f"{path}: tensor {short_repr(name)}: expected data_offsets [begin, end] ints, "
+                f"found {short_repr(offsets)}"
             )
         entry = check_tensor_layout(
             path,
@@ -287,47 +331,72 @@ _TORCH_STORAGES: dict[str, tuple[np.dtype, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class _StorageType:
+# The pickle can reach only the objects below, and BUILD/SETATTR opcodes can mutate whatever is on the
+# unpickler's stack. So every object a pickle can touch is immutable: NamedTuples and slot-less
+# callables have no __dict__, no __setstate__ and refuse setattr; the results are re-checked by exact
+# type at the end. A mutable stand-in would let one hostile file silently corrupt every later load.
+
+
+class _StorageType(NamedTuple):
     """Stands in for ``torch.XStorage`` inside the unpickler; never a torch object."""
 
     dtype: np.dtype
     code: str
 
 
-@dataclass(frozen=True)
-class _Storage:
-    data: np.ndarray  # 1-D, numel elements of the storage dtype
+class _Storage(NamedTuple):
+    data: np.ndarray  # 1-D, numel elements of the storage dtype (a view of the archive)
     code: str
 
 
-@dataclass(frozen=True)
-class _Tensor:
-    """A rebuilt tensor before half types are widened (kept as the storage dtype until the end)."""
+class _Tensor(NamedTuple):
+    """A rebuilt tensor: a strided, read-only view of its storage, kept in the storage dtype."""
 
     array: np.ndarray
     code: str
 
 
 def _shape_tuple(what: str, value: Any) -> tuple[int, ...]:
-    if not isinstance(value, (tuple, list)) or not all(_is_int(v) and v >= 0 for v in value):
-        raise pickle.UnpicklingError(f"{what}: expected a tuple of non-negative ints, found {value!r}")
-    return tuple(value)
+    if (
+        type(value) not in (tuple, list)
+        or len(value) > MAX_NDIM
+        or not all(_is_int(v) and v >= 0 for v in value)
+    ):
+        raise pickle.UnpicklingError(
+            f"{what}: expected a tuple of at most {MAX_NDIM} non-negative ints, found {short_repr(value)}"
+        )
+    return tuple(int(v) for v in value)
 
 
 def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any, *_: Any) -> _Tensor:
-    """Replacement for ``torch._utils._rebuild_tensor(_v2)``: a validated strided view of the storage."""
-    if not isinstance(storage, _Storage):
-        raise pickle.UnpicklingError(f"tensor storage: expected a persistent storage, found {type(storage)}")
+    """Replacement for ``torch._utils._rebuild_tensor(_v2)``: a validated strided view of the storage.
+
+    Every element index must fall inside the storage, and a tensor may not have more elements than its
+    storage (a stride-0 "expanded" tensor would otherwise turn a few bytes into terabytes when copied).
+    """
+    if type(storage) is not _Storage:
+        raise pickle.UnpicklingError(
+            f"tensor storage: expected a persistent storage, found {type(storage).__name__}"
+        )
     size_t, stride_t = _shape_tuple("tensor size", size), _shape_tuple("tensor stride", stride)
     if len(size_t) != len(stride_t):
         raise pickle.UnpicklingError(f"tensor stride: expected {len(size_t)} entries, found {stride_t}")
     if not _is_int(storage_offset) or storage_offset < 0:
-        raise pickle.UnpicklingError(f"tensor offset: expected an int >= 0, found {storage_offset!r}")
+        raise pickle.UnpicklingError(
+            f"tensor offset: expected an int >= 0, found {short_repr(storage_offset)}"
+        )
     data = storage.data
-    if 0 in size_t:
-        return _Tensor(np.empty(size_t, dtype=data.dtype), storage.code)
-    last = storage_offset + sum((n - 1) * s for n, s in zip(size_t, stride_t))
+    numel = math.prod(size_t)
+    if numel > data.size:
+        raise pickle.UnpicklingError(
+            f"tensor size {short_repr(size_t)}: expected at most the storage's {data.size} elements, "
+            f"found {numel if numel < 10**40 else 'more'}"
+        )
+    if numel == 0:
+        return _Tensor(np.empty(size_t, dtype=data.dtype), storage.code)  # dims are <= data.size
+    # A dimension of size 1 never moves, so its stride is irrelevant (and may be anything).
+    stride_t = tuple(s if n > 1 else 0 for n, s in zip(size_t, stride_t, strict=True))
+    last = storage_offset + sum((n - 1) * s for n, s in zip(size_t, stride_t, strict=True))
     if last >= data.size:
         raise pickle.UnpicklingError(
             f"tensor size {size_t} stride {stride_t} offset {storage_offset}: expected element "
@@ -337,7 +406,7 @@ def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any, *
     view = np.lib.stride_tricks.as_strided(
         data[storage_offset:], shape=size_t, strides=[s * item for s in stride_t], writeable=False
     )
-    return _Tensor(np.ascontiguousarray(view), storage.code)
+    return _Tensor(view, storage.code)
 
 
 def _rebuild_parameter(data: Any, requires_grad: Any = None, backward_hooks: Any = None, *_: Any) -> Any:
@@ -345,18 +414,75 @@ def _rebuild_parameter(data: Any, requires_grad: Any = None, backward_hooks: Any
     return data
 
 
+class _RebuildTensor:
+    """``torch._utils._rebuild_tensor(_v2)`` as the pickle sees it: immutable (no attributes)."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any) -> _Tensor:
+        return _rebuild_tensor(*args)
+
+
+class _RebuildParameter:
+    """``torch._utils._rebuild_parameter`` as the pickle sees it: immutable (no attributes)."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any) -> Any:
+        return _rebuild_parameter(*args)
+
+
+class _NewOrderedDict:
+    """``collections.OrderedDict`` as the pickle sees it: a constructor only (REDUCE with no args).
+
+    Handing out the class itself would let BUILD/SETATTR target it; each call returns a fresh dict
+    the pickle fills with SETITEM(S).
+    """
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any) -> OrderedDict:
+        if args:
+            raise pickle.UnpicklingError(
+                f"collections.OrderedDict: expected no arguments, found {len(args)}"
+            )
+        return OrderedDict()
+
+
 # (module, name) -> what the pickle gets instead. Nothing else can be named by the pickle.
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("collections", "OrderedDict"): OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): _RebuildTensor(),
+    ("torch._utils", "_rebuild_tensor"): _RebuildTensor(),
+    ("torch._utils", "_rebuild_parameter"): _RebuildParameter(),
+    ("collections", "OrderedDict"): _NewOrderedDict(),
     **{("torch", cls): _StorageType(dt, code) for cls, (dt, code) in _TORCH_STORAGES.items()},
 }
 
+# What unpickling a hostile or corrupt data.pkl can raise besides UnpicklingError: the opcodes' own
+# failures, wrong arguments to the allowed callables, and errors reading storages from the archive.
+_MALFORMED_PICKLE_ERRORS = (
+    EOFError,
+    TypeError,
+    IndexError,
+    KeyError,
+    AttributeError,
+    RecursionError,
+    OverflowError,
+    struct.error,
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+)
 
-class _StateDictUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only :data:`_ALLOWED_GLOBALS` and reads storages from the archive."""
+
+class _StateDictUnpickler(pickle._Unpickler):  # noqa: SLF001 - see below
+    """Unpickler that resolves only :data:`_ALLOWED_GLOBALS` and reads storages from the archive.
+
+    It derives from the pure-Python unpickler on purpose: the C one keeps its memo in an array sized by
+    the largest index a PUT names, so ``LONG_BINPUT 778593140`` in a 2.6 kB file (found by
+    tools/fuzz/) allocated 12 GB. The Python one keeps the memo in a dict. data.pkl of a ViT-L state
+    dict is ~50 kB, so the speed difference is negligible.
+    """
 
     def __init__(self, file: Any, *, path: str, storage_reader: Any) -> None:
         super().__init__(file)
@@ -367,24 +493,35 @@ class _StateDictUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         try:
             return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
+        except (KeyError, TypeError):
             raise pickle.UnpicklingError(
-                f"refusing to load global {module}.{name} from {self._path}: "
+                f"refusing to load global {str(module)[:200]}.{str(name)[:200]} from {self._path}: "
                 "only tensor state dicts are allowed"
             ) from None
 
     def persistent_load(self, pid: Any) -> _Storage:
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+        if not (type(pid) is tuple and len(pid) == 5 and pid[0] == "storage"):
             raise pickle.UnpicklingError(
-                f"{self._path}: expected persistent id ('storage', type, key, location, numel), found {pid!r}"
+                f"{self._path}: expected persistent id ('storage', type, key, location, numel), "
+                f"found {short_repr(pid)}"
             )
         _, stype, key, _location, numel = pid
-        if not isinstance(stype, _StorageType):
-            raise pickle.UnpicklingError(f"{self._path}: expected a storage type, found {stype!r}")
-        if not isinstance(key, str) or not key or "/" in key or "\\" in key or key in (".", ".."):
-            raise pickle.UnpicklingError(f"{self._path}: invalid storage key {key!r}")
+        if type(stype) is not _StorageType:
+            raise pickle.UnpicklingError(f"{self._path}: expected a storage type, found {short_repr(stype)}")
+        if (
+            type(key) is not str
+            or not key
+            or len(key) > 255
+            or "/" in key
+            or "\\" in key
+            or "\x00" in key
+            or key in (".", "..")
+        ):
+            raise pickle.UnpicklingError(f"{self._path}: invalid storage key {short_repr(key)}")
         if not _is_int(numel) or numel < 0:
-            raise pickle.UnpicklingError(f"{self._path}: storage {key}: expected numel >= 0, found {numel!r}")
+            raise pickle.UnpicklingError(
+                f"{self._path}: storage {key}: expected numel >= 0, found {short_repr(numel)}"
+            )
         cached = self._storages.get(key)
         if cached is None:
             cached = _Storage(self._read_storage(key, stype.dtype, numel), stype.code)
@@ -440,7 +577,12 @@ def _member_bytes(
                 f"{path}: member {info.filename} claims {info.file_size} bytes from {info.compress_size} "
                 f"compressed bytes: expected a ratio below {MAX_DEFLATE_RATIO} (zip bomb?)"
             )
-        return np.frombuffer(zf.read(info), dtype=np.uint8)  # zipfile stops at file_size and checks CRC
+        try:  # zipfile stops at file_size and checks the CRC
+            return np.frombuffer(zf.read(info), dtype=np.uint8)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, OverflowError) as exc:
+            raise ValueError(
+                f"{path}: member {info.filename}: corrupt compressed data ({type(exc).__name__}: {exc})"
+            ) from None
     raise ValueError(f"{path}: member {info.filename}: unsupported compression {info.compress_type}")
 
 
@@ -468,14 +610,28 @@ def read_torch_bin(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """
     path = os.fspath(path)
     buf = map_file(path)
-    if not zipfile.is_zipfile(path):
-        if buf[:1] == b"\x80":  # pickle PROTO opcode: the pre-1.6 torch.save format
-            raise ValueError(f"{path}: legacy torch.save format not supported; re-save with torch>=1.6")
-        raise ValueError(f"{path}: expected a PyTorch zip checkpoint, found neither zip nor pickle data")
+    if buf[:1] == b"\x80":  # pickle PROTO opcode: the pre-1.6 torch.save format
+        raise ValueError(f"{path}: legacy torch.save format not supported; re-save with torch>=1.6")
     try:
+        # zipfile.is_zipfile is not used: it raises (BadZipFile, OSError) on some corrupt
+        # end-of-central-directory records instead of returning False.
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
+        if buf[:2] != b"PK":
+            raise ValueError(
+                f"{path}: expected a PyTorch zip checkpoint, found neither zip nor pickle data"
+            ) from None
         raise ValueError(f"{path}: corrupt zip archive ({exc})") from None
+    except (
+        zipfile.LargeZipFile,
+        ValueError,
+        OverflowError,
+        struct.error,
+        EOFError,
+        NotImplementedError,
+        OSError,  # seeks to offsets a corrupt directory claims
+    ) as exc:
+        raise ValueError(f"{path}: corrupt zip archive ({type(exc).__name__}: {exc})") from None
     with zf:
         infos = {i.filename: i for i in zf.infolist()}
         prefix = _check_member_names(path, list(infos))
@@ -509,25 +665,50 @@ def read_torch_bin(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         try:
             obj = unpickler.load()
         except pickle.UnpicklingError as exc:
-            raise ValueError(str(exc)) from None
-        except (
-            EOFError,
-            TypeError,
-            IndexError,
-            KeyError,
-            AttributeError,
-            RecursionError,
-            struct.error,
-        ) as exc:
+            msg = str(exc)
+            raise ValueError(msg if path in msg else f"{path}: malformed data.pkl ({msg})") from None
+        except MemoryError:
+            # Counted opcodes (BINBYTES8, FRAME, ...) allocate their claimed length before reading; a
+            # data.pkl of at most MAX_PICKLE_BYTES cannot hold what it claims.
+            raise ValueError(
+                f"{path}: malformed data.pkl (a length field claims more memory than exists)"
+            ) from None
+        except ValueError as exc:  # e.g. unsupported protocol; already the contract's type
+            raise ValueError(f"{path}: malformed data.pkl ({exc})") from None
+        except _MALFORMED_PICKLE_ERRORS as exc:
             raise ValueError(f"{path}: malformed data.pkl ({type(exc).__name__}: {exc})") from None
 
-    if not isinstance(obj, Mapping):
+    # Exact types: BUILD may have set instance attributes (an 'items' that shadows the method), so
+    # the dict is read through dict's own methods.
+    if type(obj) not in (dict, OrderedDict):
         raise ValueError(f"{path}: expected a state dict (mapping), found {type(obj).__name__}")
+    items = list(dict.items(obj))
+    for k, v in items:
+        if type(k) is not str or type(v) is not _Tensor:
+            raise ValueError(
+                f"{path}: expected str -> tensor entries, found {short_repr(k)} -> {type(v).__name__}"
+            )
+    # Copies (non-contiguous views, F16/BF16 widening) are made once per distinct tensor, after
+    # checking their total against the file size (memo references can repeat one tensor many times).
+    copies: dict[int, int] = {}
+    for _, v in items:
+        a = v.array
+        if v.code in ("F16", "BF16"):
+            copies[id(v)] = a.size * 4
+        elif not a.flags.c_contiguous:
+            copies[id(v)] = a.nbytes
+    budget = MAX_COPY_RATIO * len(buf) + MAX_COPY_SLACK
+    if sum(copies.values()) > budget:
+        raise ValueError(
+            f"{path}: tensors would need {sum(copies.values())} bytes of copies: expected at most "
+            f"{budget} for a {len(buf)}-byte file (the same storage referenced many times?)"
+        )
+    done: dict[int, np.ndarray] = {}
     out: dict[str, np.ndarray] = {}
-    for k, v in obj.items():
-        if not isinstance(k, str) or not isinstance(v, _Tensor):
-            raise ValueError(f"{path}: expected str -> tensor entries, found {k!r} -> {type(v).__name__}")
-        out[k] = _to_float32(v.array, v.code)
+    for k, v in items:
+        if id(v) not in done:
+            done[id(v)] = _to_float32(np.ascontiguousarray(v.array), v.code)
+        out[k] = done[id(v)]
     return out
 
 
@@ -548,32 +729,45 @@ def _read_checkpoint_file(path: Path) -> dict[str, np.ndarray]:
 
 def _read_sharded(index_path: Path) -> dict[str, np.ndarray]:
     folder = index_path.parent.resolve()
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{index_path}: not valid JSON ({exc})") from None
+    size = index_path.stat().st_size
+    if size > MAX_HEADER_BYTES:
+        raise ValueError(f"{index_path}: expected an index of at most {MAX_HEADER_BYTES} bytes, found {size}")
+    index = load_json(index_path, index_path.read_bytes(), what="index")
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
-        raise ValueError(f"{index_path}: expected a non-empty 'weight_map' object, found {weight_map!r}")
+        raise ValueError(
+            f"{index_path}: expected a non-empty 'weight_map' object, found {short_repr(weight_map)}"
+        )
     by_shard: dict[str, list[str]] = {}
     for name, shard in weight_map.items():
-        if not isinstance(shard, str):
-            raise ValueError(f"{index_path}: tensor {name!r}: expected a shard file name, found {shard!r}")
+        if not isinstance(shard, str) or not shard or "\x00" in shard or len(shard) > 255:
+            raise ValueError(
+                f"{index_path}: tensor {short_repr(name)}: expected a shard file name, found {short_repr(shard)}"
+            )
         by_shard.setdefault(shard, []).append(name)
     out: dict[str, np.ndarray] = {}
     for shard, names in by_shard.items():
-        shard_path = (folder / shard).resolve()
-        if shard_path.parent != folder:
-            raise ValueError(f"{index_path}: shard {shard!r} must be a file name inside {folder}")
-        if not shard_path.is_file():
-            raise FileNotFoundError(f"{index_path}: shard {shard!r} not found in {folder}")
+        try:
+            shard_path = (folder / shard).resolve()
+            inside = shard_path.parent == folder
+            exists = inside and shard_path.is_file()
+        except OSError as exc:  # a name the file system refuses (too long, bad characters)
+            raise ValueError(f"{index_path}: shard {short_repr(shard)}: unusable file name ({exc})") from None
+        if not inside:
+            raise ValueError(f"{index_path}: shard {short_repr(shard)} must be a file name inside {folder}")
+        if not exists:
+            raise FileNotFoundError(f"{index_path}: shard {short_repr(shard)} not found in {folder}")
         tensors = _read_checkpoint_file(shard_path)
         missing = [n for n in names if n not in tensors]
         if missing:
-            raise ValueError(f"{shard_path}: tensors listed in {index_path.name} are missing: {missing}")
+            raise ValueError(
+                f"{shard_path}: tensors listed in {index_path.name} are missing: {short_repr(missing)}"
+            )
         extra = sorted(set(tensors) - set(names))
         if extra:
-            raise ValueError(f"{shard_path}: tensors not listed for this shard in {index_path.name}: {extra}")
+            raise ValueError(
+                f"{shard_path}: tensors not listed for this shard in {index_path.name}: {short_repr(extra)}"
+            )
         out.update(tensors)
     return out
 

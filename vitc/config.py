@@ -264,6 +264,8 @@ class ViTConfig:
                 d = json.load(f)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}: not valid JSON ({exc})") from None
+            except RecursionError:
+                raise ValueError(f"{path}: JSON nested too deeply") from None
         try:
             return cls.from_dict(d)
         except ValueError as exc:

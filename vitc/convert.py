@@ -35,9 +35,11 @@ from vitc.checkpoint import (
     array_view,
     check_no_overlap,
     check_tensor_layout,
+    load_json,
     load_state_dict,
     map_file,
     parse_json_header,
+    short_repr,
 )
 from vitc.config import ViTConfig
 
@@ -250,6 +252,13 @@ def convert_state_dict(config: ViTConfig, state_dict: Mapping[str, np.ndarray]) 
         Missing tensors, unused tensors, or a tensor whose shape differs from what the config implies
         (the message names the key, the expected and the found shape).
     """
+    # Each layer has at least 11 tensors: a config claiming more layers than that allows is refused
+    # before the table is expanded (a config.json saying 10**9 layers must not build 10**10 names).
+    if config.num_hidden_layers * 11 > len(state_dict):
+        raise ValueError(
+            f"checkpoint has {len(state_dict)} tensors: too few for the config's "
+            f"{config.num_hidden_layers} layers (at least 11 per layer)"
+        )
     state_dict, origin = _hub_names(state_dict)
     prefix = _BACKBONE_PREFIX if any(k.startswith(_BACKBONE_PREFIX) for k in state_dict) else ""
 
@@ -308,13 +317,25 @@ def convert_state_dict(config: ViTConfig, state_dict: Mapping[str, np.ndarray]) 
 
 
 def _read_json_dict(path: Path) -> dict[str, Any]:
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    size = path.stat().st_size
+    if size > MAX_HEADER_BYTES:
+        raise ValueError(f"{path}: expected at most {MAX_HEADER_BYTES} bytes of JSON, found {size}")
+    d = load_json(path, path.read_bytes(), what="file")
     if not isinstance(d, dict):
         raise ValueError(f"{path}: expected a JSON object, found {type(d).__name__}")
     return d
+
+
+# What ViTConfig.from_dict can raise on a hostile config besides ValueError (values of the wrong
+# type reaching arithmetic or comparisons); all are reported as ValueError naming the file.
+_CONFIG_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError, RecursionError)
+
+
+def _config_from_dict(path: str | os.PathLike[str], d: Any) -> ViTConfig:
+    try:
+        return ViTConfig.from_dict(d)
+    except _CONFIG_ERRORS as exc:
+        raise ValueError(f"{os.fspath(path)}: config: {type(exc).__name__}: {exc}"[:2000]) from None
 
 
 def _hf_folder(src: Path) -> tuple[Path, Path]:
@@ -331,7 +352,7 @@ def _load_hf(src: Path) -> tuple[ViTConfig, dict[str, Any] | None, dict[str, np.
     config_path = folder / CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"{folder}: expected {CONFIG_FILE} beside the weights, not found")
-    config = ViTConfig.from_json_file(config_path)
+    config = _config_from_dict(config_path, _read_json_dict(config_path))
     pre_path = folder / PREPROCESSOR_FILE
     preprocessor = _read_json_dict(pre_path) if pre_path.is_file() else None
     tensors = convert_state_dict(config, load_state_dict(weights))
@@ -513,12 +534,12 @@ def _read_header(path: str, buf: Any) -> tuple[dict[str, Any], int]:
     header = parse_json_header(path, buf[_PREFIX.size : _PREFIX.size + n])
     for key, kind in (("format_version", int), ("dtype", str), ("config", dict), ("tensors", dict)):
         if not isinstance(header.get(key), kind):
-            raise ValueError(f"{path}: header {key!r}: expected {kind.__name__}, found {header.get(key)!r}")
-    if header["format_version"] != version:
+            raise ValueError(f"{path}: header {key!r}: expected {kind.__name__}, found {short_repr(header.get(key))}")
+    if type(header["format_version"]) is not int or header["format_version"] != version:  # not True
         raise ValueError(f"{path}: header format_version {header['format_version']} != prefix {version}")
     pre = header.get("preprocessor")
     if pre is not None and not isinstance(pre, dict):
-        raise ValueError(f"{path}: header 'preprocessor': expected object or null, found {pre!r}")
+        raise ValueError(f"{path}: header 'preprocessor': expected object or null, found {short_repr(pre)}")
     return header, _PREFIX.size + n
 
 
@@ -573,19 +594,26 @@ def load_converted(
     header, data_start = _read_header(path, buf)
     try:
         config = ViTConfig.from_dict(header["config"])
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: header config: {exc}") from None
+    except _CONFIG_ERRORS as exc:
+        raise ValueError(f"{path}: header config: {exc}"[:2000]) from None
+    if config.num_hidden_layers * 11 > len(header["tensors"]):  # see convert_state_dict
+        raise ValueError(
+            f"{path}: tensors do not match the config: {len(header['tensors'])} tensors are too few "
+            f"for {config.num_hidden_layers} layers"
+        )
     entries = []
     for name, info in header["tensors"].items():
         if not isinstance(info, dict):
-            raise ValueError(f"{path}: tensor {name!r}: expected an object, found {info!r}")
-        dtype = _DTYPES.get(info.get("dtype"))
+            raise ValueError(f"{path}: tensor {short_repr(name)}: expected an object, found {short_repr(info)}")
+        code = info.get("dtype")
+        dtype = _DTYPES.get(code) if isinstance(code, str) else None
         if dtype is None:
             raise ValueError(
-                f"{path}: tensor {name!r}: expected dtype in {sorted(_DTYPES)}, found {info.get('dtype')!r}"
+                f"{path}: tensor {short_repr(name)}: expected dtype in {sorted(_DTYPES)}, "
+                f"found {short_repr(code)}"
             )
         offset, nbytes = info.get("offset"), info.get("nbytes")
-        end = offset + nbytes if isinstance(offset, int) and isinstance(nbytes, int) else None
+        end = offset + nbytes if type(offset) is int and type(nbytes) is int else None
         entries.append(
             check_tensor_layout(
                 path,
@@ -607,7 +635,7 @@ def load_converted(
         diff = sorted(set(expected) ^ set(found)) or [k for k in expected if expected[k] != found[k]]
         raise ValueError(
             f"{path}: tensors do not match the config: expected {len(expected)} tensors with the config's "
-            f"shapes, differing entries: {[(k, expected.get(k), found.get(k)) for k in diff]}"
+            f"shapes, differing entries: {short_repr([(k, expected.get(k), found.get(k)) for k in diff])}"
         )
     return config, header.get("preprocessor"), tensors
 

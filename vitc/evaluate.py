@@ -893,7 +893,8 @@ def merge(
             for key in ("num_labels", "labels", "dataset_size", "class_mapping"):
                 if header.get(key) != first.get(key):
                     raise ValueError(
-                        f"{f}: cannot merge with {files[0]}: {key} is {header.get(key)!r} here and {first.get(key)!r} there"
+                        f"{f}: cannot merge with {files[0]}: {key} is {header.get(key)!r} here "
+                        f"and {first.get(key)!r} there"
                     )
             if header["shard"][1] != first["shard"][1]:
                 raise ValueError(

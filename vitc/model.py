@@ -266,7 +266,9 @@ class ViT:
             raise ValueError(f"pixel_values: expected {cin} channels {expected}, got shape {x.shape}")
         h, w = x.shape[2:]
         if h == 0 or w == 0 or h % p or w % p:
-            raise ValueError(f"pixel_values: height and width must be positive multiples of the patch size {p}, got {h}x{w}")
+            raise ValueError(
+                f"pixel_values: height and width must be positive multiples of the patch size {p}, got {h}x{w}"
+            )
         if not interpolate_pos_encoding and (h, w) != (h_img, w_img):
             raise ValueError(
                 f"pixel_values: expected {h_img}x{w_img} images {expected}, got {h}x{w}; "

@@ -1,0 +1,82 @@
+"""Write the seed corpora for the fuzz targets: small valid files made by transformers, torch and vitc.
+
+    python tools/fuzz/seeds.py OUT_DIR   # creates OUT_DIR/{safetensors,torch_bin,sharded,vitc}/
+
+Not a test: the files are valid inputs the fuzzer mutates. The model is tiny (hidden 8, 1 layer, 4x4
+image, patch 2) so every seed fits in the targets' -max_len.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from transformers import ViTConfig, ViTForImageClassification, ViTModel
+
+from vitc.convert import convert as convert_to_vitc
+
+TINY = dict(
+    image_size=4,
+    patch_size=2,
+    num_channels=3,
+    hidden_size=8,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=8,
+    num_labels=2,
+)
+SHARD_SEPARATOR = b"\n--SHARD--\n"  # fuzz_sharded.py: index JSON, separator, one shard's bytes
+
+
+def tiny_models() -> dict[str, torch.nn.Module]:
+    torch.manual_seed(0)
+    cls = ViTForImageClassification(ViTConfig(**TINY)).eval()
+    bare = ViTModel(ViTConfig(**TINY), add_pooling_layer=True).eval()
+    return {"cls": cls, "bare": bare}
+
+
+def main(out: Path) -> None:
+    dirs = {k: out / k for k in ("safetensors", "torch_bin", "sharded", "vitc")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for kind, model in tiny_models().items():
+            folder = tmp / kind
+            model.save_pretrained(folder)
+            st = (folder / "model.safetensors").read_bytes()
+            (dirs["safetensors"] / f"{kind}.safetensors").write_bytes(st)
+            sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+            torch.save(sd, tmp / "x.bin")
+            (dirs["torch_bin"] / f"{kind}.bin").write_bytes((tmp / "x.bin").read_bytes())
+            vitc_path = convert_to_vitc(folder, tmp / f"{kind}.vitc", progress=False)
+            (dirs["vitc"] / f"{kind}.vitc").write_bytes(vitc_path.read_bytes())
+        # Small odd-but-valid tensors: half types, shared storage views, empty tensors, OrderedDict.
+        base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+        odd = {
+            "half": torch.ones(3, dtype=torch.float16),
+            "bf16": torch.ones(2, 2, dtype=torch.bfloat16),
+            "t": base.t(),
+            "row": base[1],
+            "empty": torch.empty(0, 3),
+            "i64": torch.arange(3),
+        }
+        torch.save(odd, tmp / "odd.bin")
+        (dirs["torch_bin"] / "odd.bin").write_bytes((tmp / "odd.bin").read_bytes())
+        save_file({k: v.contiguous() for k, v in odd.items()}, tmp / "odd.safetensors")
+        (dirs["safetensors"] / "odd.safetensors").write_bytes((tmp / "odd.safetensors").read_bytes())
+        # Sharded: the index names one shard; the shard's bytes follow the separator.
+        for name, shard in (("s.safetensors", tmp / "odd.safetensors"), ("s.bin", tmp / "odd.bin")):
+            index = {"metadata": {}, "weight_map": {k: name for k in odd}}
+            data = json.dumps(index).encode() + SHARD_SEPARATOR + shard.read_bytes()
+            (dirs["sharded"] / f"{name}.seed").write_bytes(data)
+    for k, d in dirs.items():
+        print(f"{k}: {len(list(d.iterdir()))} seeds, largest {max(p.stat().st_size for p in d.iterdir())} bytes")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "tools/fuzz/corpus"))
