@@ -42,16 +42,6 @@ def assert_same(found: dict, expected: dict) -> None:
 # Real checkpoints
 
 
-@pytest.fixture(scope="module")
-def cls_model():
-    return make_model("cls")
-
-
-@pytest.fixture(scope="module")
-def bare_model():
-    return make_model("bare", seed=1)
-
-
 @pytest.mark.parametrize("kind", ["cls", "bare"])
 def test_safetensors_folder_matches_state_dict(tmp_path, kind, cls_model, bare_model):
     model = cls_model if kind == "cls" else bare_model

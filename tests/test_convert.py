@@ -45,16 +45,6 @@ def config_of(model: torch.nn.Module) -> ViTConfig:
     return ViTConfig.from_dict(model.config.to_dict())
 
 
-@pytest.fixture(scope="module")
-def cls_model():
-    return make_model("cls")
-
-
-@pytest.fixture(scope="module")
-def bare_model():
-    return make_model("bare", seed=1)
-
-
 # ---------------------------------------------------------------------------------------------------
 # Config
 

@@ -1,4 +1,4 @@
-"""The embedded default model: same predictions as transformers on the held-out digits, and accurate."""
+"""The embedded default default_model: same predictions as transformers on the held-out digits, and accurate."""
 
 from __future__ import annotations
 
@@ -7,11 +7,8 @@ import re
 import numpy as np
 import pytest
 import torch
-from default_model_hf import load_default_hf
 from PIL import Image
-from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
-import vitc
 from vitc.datasets import LABEL_NAMES, load_default_heldout
 from vitc.default_model import DEFAULT_MODEL_PATH, sample_images
 
@@ -23,27 +20,14 @@ SAMPLE_NAME = re.compile(r"digit_(\d)_\d+\.png")
 
 
 @pytest.fixture(scope="module")
-def model() -> vitc.ViT:
-    return vitc.load_default_model()
-
-
-@pytest.fixture(scope="module")
-def hf(tmp_path_factory):
-    """(transformers model, transformers image processor) of the default checkpoint."""
-    folder = tmp_path_factory.mktemp("default_hf")
-    hf_model = load_default_hf(folder)
-    return hf_model, ViTImageProcessorPil.from_pretrained(folder)
-
-
-@pytest.fixture(scope="module")
 def heldout() -> tuple[np.ndarray, np.ndarray]:
     return load_default_heldout()
 
 
 @pytest.fixture(scope="module")
-def hf_logits(hf, heldout) -> np.ndarray:
-    """transformers end to end (its image processor and its model) on the 1000 held-out images."""
-    hf_model, hf_processor = hf
+def hf_logits(default_hf, heldout) -> np.ndarray:
+    """transformers end to end (its image processor and its default_model) on the 1000 held-out images."""
+    hf_model, hf_processor = default_hf
     pixel_values = hf_processor(list(heldout[0]), return_tensors="np")["pixel_values"]
     with torch.no_grad():
         return hf_model(torch.from_numpy(pixel_values)).logits.numpy()
@@ -56,18 +40,18 @@ def test_embedded_files_ship() -> None:
     assert sorted(int(SAMPLE_NAME.fullmatch(p.name).group(1)) for p in samples) == list(range(10))
 
 
-def test_logits_match_transformers_on_heldout(model, heldout, hf_logits) -> None:
+def test_logits_match_transformers_on_heldout(default_model, heldout, hf_logits) -> None:
     images, _ = heldout
-    logits = model(model.image_processor(list(images))).logits
+    logits = default_model(default_model.image_processor(list(images))).logits
     assert logits.shape == hf_logits.shape == (1000, 10)
     err = np.max(np.abs(logits - hf_logits)) / max(1.0, np.max(np.abs(hf_logits)))
     assert err < LOGITS_ATOL, f"max scaled logit error {err:.3g}"
     np.testing.assert_array_equal(logits.argmax(-1), hf_logits.argmax(-1))
 
 
-def test_predict_matches_transformers_and_is_accurate(model, heldout, hf_logits) -> None:
+def test_predict_matches_transformers_and_is_accurate(default_model, heldout, hf_logits) -> None:
     images, labels = heldout
-    preds = model.predict(list(images), top_k=1, batch_size=100, progress=False)
+    preds = default_model.predict(list(images), top_k=1, batch_size=100, progress=False)
     assert len(preds) == len(images)
     ours = np.array([LABEL_NAMES.index(p.label) for p in preds])
     np.testing.assert_array_equal(ours, hf_logits.argmax(-1))  # all 1000 identical
@@ -76,16 +60,16 @@ def test_predict_matches_transformers_and_is_accurate(model, heldout, hf_logits)
     assert accuracy == float(np.mean(hf_logits.argmax(-1) == labels))
 
 
-def test_label_names_match_dataset(model) -> None:
-    assert model.num_labels == len(LABEL_NAMES)
-    assert [model.id2label[i] for i in range(model.num_labels)] == list(LABEL_NAMES)
+def test_label_names_match_dataset(default_model) -> None:
+    assert default_model.num_labels == len(LABEL_NAMES)
+    assert [default_model.id2label[i] for i in range(default_model.num_labels)] == list(LABEL_NAMES)
 
 
 @pytest.mark.parametrize("path", sample_images(), ids=lambda p: p.name)
-def test_sample_image_is_classified_correctly(model, path) -> None:
+def test_sample_image_is_classified_correctly(default_model, path) -> None:
     digit = int(SAMPLE_NAME.fullmatch(path.name).group(1))
     with Image.open(path) as img:
         assert img.size == (28, 28)
-    pred = model.predict(path, top_k=3)
+    pred = default_model.predict(path, top_k=3)
     assert pred.label == f"digit {digit}", pred
     assert pred.source == str(path)

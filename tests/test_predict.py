@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 import torch
 import tqdm.auto
-from default_model_hf import load_default_hf
 from hf_factory import HF_TEST_CONFIG, hf_forward, make_checkpoint
 from PIL import Image
-from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 import vitc
 from vitc.datasets import load_default_heldout
@@ -24,27 +22,14 @@ BATCH_ATOL = 1e-6
 
 
 @pytest.fixture(scope="module")
-def model() -> vitc.ViT:
-    return vitc.load_default_model()
-
-
-@pytest.fixture(scope="module")
-def hf(tmp_path_factory):
-    """(transformers model, transformers image processor) of the default checkpoint."""
-    folder = tmp_path_factory.mktemp("default_hf")
-    hf_model = load_default_hf(folder)
-    return hf_model, ViTImageProcessorPil.from_pretrained(folder)
-
-
-@pytest.fixture(scope="module")
 def digits() -> np.ndarray:
     """Twelve held-out digits, (12, 28, 28, 3) uint8."""
     return load_default_heldout()[0][::83][:12]
 
 
-def hf_probs(hf, images: list) -> np.ndarray:
-    """softmax of transformers' logits, its own image processor and model, in float64."""
-    hf_model, hf_processor = hf
+def hf_probs(default_hf, images: list) -> np.ndarray:
+    """softmax of transformers' logits, its own image processor and default_model, in float64."""
+    hf_model, hf_processor = default_hf
     pixel_values = hf_processor(images, return_tensors="np")["pixel_values"]
     with torch.no_grad():
         logits = hf_model(torch.from_numpy(pixel_values)).logits.double()
@@ -69,67 +54,67 @@ def assert_matches(pred: Prediction, probs: np.ndarray, top_k: int, labels: dict
 
 
 @pytest.mark.parametrize("kind", ["path", "pil", "array", "array_gray"])
-def test_predict_one_image(model, hf, kind) -> None:
+def test_predict_one_image(default_model, default_hf, kind) -> None:
     path = vitc.sample_images()[3]
     with Image.open(path) as img:
         pil = img.convert("RGB")
     image = {"path": path, "pil": pil, "array": np.asarray(pil), "array_gray": np.asarray(pil)[..., 0]}[kind]
-    pred = model.predict(image, top_k=3)
-    assert_matches(pred, hf_probs(hf, [pil])[0], 3, model.id2label)
+    pred = default_model.predict(image, top_k=3)
+    assert_matches(pred, hf_probs(default_hf, [pil])[0], 3, default_model.id2label)
     assert pred.label == "digit 3"
     assert pred.source == (str(path) if kind == "path" else None)
 
 
-def test_predict_list_returns_one_prediction_per_image(model, hf, digits) -> None:
+def test_predict_list_returns_one_prediction_per_image(default_model, default_hf, digits) -> None:
     images = list(digits)
-    preds = model.predict(images, top_k=4)
+    preds = default_model.predict(images, top_k=4)
     assert isinstance(preds, Predictions) and len(preds) == len(images)
-    for pred, probs in zip(preds, hf_probs(hf, images), strict=True):
-        assert_matches(pred, probs, 4, model.id2label)
+    for pred, probs in zip(preds, hf_probs(default_hf, images), strict=True):
+        assert_matches(pred, probs, 4, default_model.id2label)
     # a tuple, a stacked (N, H, W, C) array and a generator are lists of images too
     for many in (tuple(images), digits, (im for im in images)):
-        again = model.predict(many, top_k=4)
+        again = default_model.predict(many, top_k=4)
         assert isinstance(again, Predictions) and [p.label for p in again] == [p.label for p in preds]
-    assert model.predict([], top_k=4) == []
+    assert default_model.predict([], top_k=4) == []
 
 
-def test_predict_paths_keep_their_source(model) -> None:
+def test_predict_paths_keep_their_source(default_model) -> None:
     paths = vitc.sample_images()[:3]
-    preds = model.predict(paths, top_k=2)
+    preds = default_model.predict(paths, top_k=2)
     assert [p.source for p in preds] == [str(p) for p in paths]
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 5, 12, 100])
-def test_batch_size_does_not_change_results(model, digits, batch_size) -> None:
-    reference = model.predict(list(digits), top_k=10, batch_size=len(digits))
-    preds = model.predict(list(digits), top_k=10, batch_size=batch_size)
+def test_batch_size_does_not_change_results(default_model, digits, batch_size) -> None:
+    reference = default_model.predict(list(digits), top_k=10, batch_size=len(digits))
+    preds = default_model.predict(list(digits), top_k=10, batch_size=batch_size)
     assert len(preds) == len(reference)
     for a, b in zip(preds, reference, strict=True):
         assert [lb for lb, _ in a] == [lb for lb, _ in b]
         np.testing.assert_allclose([p for _, p in a], [p for _, p in b], rtol=0, atol=BATCH_ATOL)
 
 
-def test_top_k_larger_than_num_labels_is_clipped(model, hf, digits) -> None:
-    pred = model.predict(digits[0], top_k=1000)
-    assert len(pred) == model.num_labels == 10
-    assert_matches(pred, hf_probs(hf, [digits[0]])[0], 10, model.id2label)
+def test_top_k_larger_than_num_labels_is_clipped(default_model, default_hf, digits) -> None:
+    pred = default_model.predict(digits[0], top_k=1000)
+    assert len(pred) == default_model.num_labels == 10
+    assert_matches(pred, hf_probs(default_hf, [digits[0]])[0], 10, default_model.id2label)
     assert sum(p for _, p in pred) == pytest.approx(1.0, abs=1e-9)
 
 
 @pytest.mark.parametrize("top_k", [0, -1, 2.0, "3", None, True])
-def test_invalid_top_k_raises(model, digits, top_k) -> None:
+def test_invalid_top_k_raises(default_model, digits, top_k) -> None:
     with pytest.raises(ValueError, match="top_k"):
-        model.predict(digits[0], top_k=top_k)
+        default_model.predict(digits[0], top_k=top_k)
 
 
 @pytest.mark.parametrize("batch_size", [0, -2, 1.5])
-def test_invalid_batch_size_raises(model, digits, batch_size) -> None:
+def test_invalid_batch_size_raises(default_model, digits, batch_size) -> None:
     with pytest.raises(ValueError, match="batch_size"):
-        model.predict(list(digits), batch_size=batch_size)
+        default_model.predict(list(digits), batch_size=batch_size)
 
 
-def test_numpy_integer_top_k_is_accepted(model, digits) -> None:
-    assert len(model.predict(digits[0], top_k=np.int64(2))) == 2
+def test_numpy_integer_top_k_is_accepted(default_model, digits) -> None:
+    assert len(default_model.predict(digits[0], top_k=np.int64(2))) == 2
 
 
 def test_bare_vit_model_cannot_predict(tmp_path) -> None:
@@ -140,9 +125,9 @@ def test_bare_vit_model_cannot_predict(tmp_path) -> None:
         bare.predict(image)
 
 
-def test_html_repr_shows_labels_and_probabilities(model) -> None:
+def test_html_repr_shows_labels_and_probabilities(default_model) -> None:
     paths = vitc.sample_images()[:2]
-    preds = model.predict(paths, top_k=3)
+    preds = default_model.predict(paths, top_k=3)
     page = preds._repr_html_()
     for pred in preds:
         one = pred._repr_html_()
@@ -154,15 +139,15 @@ def test_html_repr_shows_labels_and_probabilities(model) -> None:
     assert "&lt;cat &amp; dog&gt;" in escaped and "<cat" not in escaped
 
 
-def test_progress_bar_goes_to_stderr(model, digits, capsys) -> None:
-    model.predict(list(digits), batch_size=4, progress=True)
+def test_progress_bar_goes_to_stderr(default_model, digits, capsys) -> None:
+    default_model.predict(list(digits), batch_size=4, progress=True)
     out, err = capsys.readouterr()
     assert out == "" and "predict" in err and "12/12" in err
-    model.predict(list(digits), batch_size=4, progress=False)
+    default_model.predict(list(digits), batch_size=4, progress=False)
     assert capsys.readouterr() == ("", "")
 
 
-def test_progress_bar_is_tqdm_auto(model, digits, monkeypatch) -> None:
+def test_progress_bar_is_tqdm_auto(default_model, digits, monkeypatch) -> None:
     """tqdm.auto picks the notebook widget in Jupyter and the text bar elsewhere."""
     made = []
 
@@ -172,10 +157,10 @@ def test_progress_bar_is_tqdm_auto(model, digits, monkeypatch) -> None:
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(tqdm.auto, "tqdm", Spy)
-    model.predict(list(digits), batch_size=4, progress=True)
+    default_model.predict(list(digits), batch_size=4, progress=True)
     assert [m["total"] for m in made] == [12]
-    model.predict(list(digits), batch_size=4)  # few images: no bar by default
-    model.predict(list(digits), batch_size=2)  # more than 4 batches: a bar
+    default_model.predict(list(digits), batch_size=4)  # few images: no bar by default
+    default_model.predict(list(digits), batch_size=2)  # more than 4 batches: a bar
     assert [m["total"] for m in made] == [12, 12]
 
 
@@ -196,12 +181,12 @@ def rollout_reference(attentions: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def test_rollout_matches_numpy_on_transformers_attentions(model, hf, digits) -> None:
-    hf_model, hf_processor = hf
+def test_rollout_matches_numpy_on_transformers_attentions(default_model, default_hf, digits) -> None:
+    hf_model, hf_processor = default_hf
     pixel_values = hf_processor(list(digits[:4]), return_tensors="np")["pixel_values"]
     ref = hf_forward(hf_model, pixel_values, output_attentions=True).attentions
     expected = rollout_reference([a.numpy() for a in ref])
-    ours = attention_rollout(model(pixel_values, output_attentions=True).attentions)
+    ours = attention_rollout(default_model(pixel_values, output_attentions=True).attentions)
     assert ours.shape == expected.shape == (4, 49)
     np.testing.assert_allclose(ours, expected, rtol=0, atol=ROLLOUT_ATOL)
     # rows of every 0.5 A + 0.5 I sum to 1, so the CLS row does too: patches get what CLS keeps not
@@ -227,22 +212,22 @@ def test_rollout_of_one_layer_is_half_the_cls_attention() -> None:
 
 
 @pytest.mark.parametrize("shape", [(28, 28, 3), (40, 56, 3), (33, 17)])
-def test_attention_map_has_image_size_and_unit_range(model, digits, shape) -> None:
+def test_attention_map_has_image_size_and_unit_range(default_model, digits, shape) -> None:
     image = np.asarray(Image.fromarray(digits[1]).resize(shape[1::-1], Image.BILINEAR))
     if len(shape) == 2:
         image = image[..., 0]
-    heat = model.attention_map(image)
+    heat = default_model.attention_map(image)
     assert heat.shape == shape[:2] and heat.dtype == np.float32
     assert heat.min() >= 0.0 and heat.max() <= 1.0
     # normalized to [0, 1] on the patch grid, then bilinearly resized: peaks are smoothed a little
     assert heat.max() > 0.5 and heat.min() < 0.1
 
 
-def test_attention_map_follows_the_rollout(model, digits) -> None:
-    """At the model's own size, the hottest patch of the map is the patch rollout ranks first."""
+def test_attention_map_follows_the_rollout(default_model, digits) -> None:
+    """At the default_model's own size, the hottest patch of the map is the patch rollout ranks first."""
     image = digits[2]
-    heat = model.attention_map(image)
-    grid = attention_rollout(model(model.image_processor(image), output_attentions=True).attentions)[0]
-    p = model.patch_size
+    heat = default_model.attention_map(image)
+    grid = attention_rollout(default_model(default_model.image_processor(image), output_attentions=True).attentions)[0]
+    p = default_model.patch_size
     cells = heat.reshape(28 // p, p, 28 // p, p).mean(axis=(1, 3)).ravel()
     assert np.corrcoef(cells, grid)[0, 1] > 0.9
