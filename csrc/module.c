@@ -63,7 +63,7 @@ static PyMethodDef module_methods[] = {
      "blas_info() -> dict\n\nOpenBLAS build configuration, core type and thread count."},
     {"cpu_features", py_cpu_features, METH_NOARGS,
      "cpu_features() -> list[str]\n\nCPU features detected at run time (usable by the OS)."},
-    VITC_PY_FORWARD_METHODS{NULL, NULL, 0, NULL},
+    VITC_PY_FORWARD_METHODS VITC_PY_LOWP_METHODS{NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {

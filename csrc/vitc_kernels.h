@@ -104,4 +104,50 @@ enum {
 };
 unsigned vitc_cpu_features(void);
 
+// ---------------------------------------------------------------------------------------------
+// Reduced-precision linear layers (kernels_gemm_lowp.c). Weights are packed once into the layout
+// of the microkernels; activations are converted per call into caller-provided scratch;
+// accumulation, bias and activation stay fp32 (int32 for the int8 dot products).
+// out (M,N) = act(inp (M,K) . w (N,K)^T + b (N)), row strides ld_out, ld_inp (elements).
+// Run-time dispatch: AVX-512 BF16 / AVX-512 VNNI microkernels when the CPU has them, else a
+// portable scalar path with the same packed layouts (same values, see below).
+#include <stdint.h>
+
+// bf16: w and inp are rounded to bf16 (nearest even; NaN stays NaN; float denormals become
+// signed zero, as vcvtne2ps2bf16/vdpbf16ps treat them); products are exact in fp32 and summed in
+// fp32. The fallback adds the odd then the even product of each K pair like vdpbf16ps does.
+vitc_int pack_bf16_len(vitc_int N, vitc_int K);  // uint16 elements
+// packed (pack_bf16_len(N,K)), 4-byte aligned; w (N,K) contiguous
+void pack_weights_bf16(uint16_t *packed, const float *w, vitc_int N, vitc_int K);
+vitc_int linear_bf16_scratch_len(vitc_int M, vitc_int K);  // uint16 elements
+// out (M,N), inp (M,K), w_packed from pack_weights_bf16, b (N) or NULL,
+// scratch (linear_bf16_scratch_len(M,K)), 4-byte aligned
+void linear_bf16_forward(float *out, const float *inp, const uint16_t *w_packed, const float *b,
+                         vitc_act act, vitc_int M, vitc_int N, vitc_int K, vitc_int ld_out,
+                         vitc_int ld_inp, uint16_t *scratch);
+
+// int8: weights per output channel symmetric (scale = max|w| / 127, q = rint(w * 127 / max|w|));
+// activations per row (token) symmetric the same way, stored as u8 q + 128 for vpdpbusd (u8 x s8),
+// the offset removed with 128 * col_sums. out = (acc - 128 col_sum) * (row_scale * col_scale) + b.
+// Int32 accumulations are exact, so both paths give bit-identical outputs. A row of inp (or a
+// weight channel) holding NaN or inf has a NaN scale: its whole output row (column) is NaN.
+vitc_int pack_int8_len(vitc_int N, vitc_int K);  // bytes
+// packed (pack_int8_len(N,K)), scales (N), col_sums (N) sum of the quantized weights; w (N,K)
+void pack_weights_int8(int8_t *packed, float *scales, int32_t *col_sums, const float *w, vitc_int N,
+                       vitc_int K);
+vitc_int linear_int8_scratch_len(vitc_int M, vitc_int K);  // bytes: row scales + u8 panels
+// out (M,N), inp (M,K), w_packed/scales/col_sums from pack_weights_int8, b (N) or NULL,
+// scratch (linear_int8_scratch_len(M,K) bytes), 4-byte aligned
+void linear_int8_forward(float *out, const float *inp, const int8_t *w_packed, const float *scales,
+                         const int32_t *col_sums, const float *b, vitc_act act, vitc_int M,
+                         vitc_int N, vitc_int K, vitc_int ld_out, vitc_int ld_inp,
+                         uint8_t *scratch);
+
+// Which path runs (1: AVX-512 BF16 / VNNI microkernel, 0: scalar fallback), and a test hook:
+// vitc_set_lowp_simd(0) forces the fallbacks, 1 restores run-time detection.
+int linear_bf16_uses_simd(void);
+int linear_int8_uses_simd(void);
+void vitc_set_lowp_simd(int enabled);
+// ---------------------------------------------------------------------------------------------
+
 #endif  // VITC_KERNELS_H

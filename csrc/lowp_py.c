@@ -1,0 +1,225 @@
+// lowp_py.c: private Python hooks (vitc._core._pack_bf16, _linear_bf16, _pack_int8, _linear_int8,
+// _lowp_kernels, _set_lowp_simd) to test and benchmark the reduced-precision kernels of
+// kernels_gemm_lowp.c. Not the user API and not the model wiring: every argument is checked here
+// so a caller cannot make the kernels read or write out of bounds; compute runs without the GIL.
+#include "vitc_py.h"
+
+#include "vitc_kernels.h"
+
+// An aligned C-contiguous array of `type` with ndim dimensions (ndim < 0: any), or NULL with
+// ValueError/TypeError naming the function and argument.
+static PyArrayObject *checked_array(PyObject *obj, const char *fn, const char *arg, int type,
+                                    const char *type_name, int ndim) {
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s: %s: expected a numpy array, got %s", fn, arg,
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *arr = (PyArrayObject *)obj;
+    if (PyArray_TYPE(arr) != type) {
+        PyErr_Format(PyExc_ValueError, "%s: %s: expected dtype %s, got %S", fn, arg, type_name,
+                     (PyObject *)PyArray_DESCR(arr));
+        return NULL;
+    }
+    if (!PyArray_IS_C_CONTIGUOUS(arr) || !PyArray_ISALIGNED(arr)) {
+        PyErr_Format(PyExc_ValueError, "%s: %s: expected an aligned C-contiguous array", fn, arg);
+        return NULL;
+    }
+    if (ndim >= 0 && PyArray_NDIM(arr) != ndim) {
+        PyErr_Format(PyExc_ValueError, "%s: %s: expected %d dimensions, got %d", fn, arg, ndim,
+                     PyArray_NDIM(arr));
+        return NULL;
+    }
+    return arr;
+}
+
+static int check_size(PyArrayObject *arr, const char *fn, const char *arg, npy_intp want) {
+    if (PyArray_SIZE(arr) != want) {
+        PyErr_Format(PyExc_ValueError, "%s: %s: expected %zd elements, got %zd", fn, arg,
+                     (Py_ssize_t)want, (Py_ssize_t)PyArray_SIZE(arr));
+        return -1;
+    }
+    return 0;
+}
+
+static int check_act(int act, const char *fn) {
+    if (act < VITC_ACT_NONE || act > VITC_ACT_RELU) {
+        PyErr_Format(PyExc_ValueError, "%s: act: expected 0..4, got %d", fn, act);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_dims(Py_ssize_t N, Py_ssize_t K, const char *fn) {
+    if (N < 1 || K < 1 || N > (Py_ssize_t)1 << 30 || K > (Py_ssize_t)1 << 30) {
+        PyErr_Format(PyExc_ValueError, "%s: expected 1 <= N, K <= 2**30, got N=%zd K=%zd", fn, N,
+                     K);
+        return -1;
+    }
+    return 0;
+}
+
+// 1-D array of `n` elements, or NULL with MemoryError.
+static PyArrayObject *new_1d(npy_intp n, int type) {
+    npy_intp dims[1] = {n};
+    return (PyArrayObject *)PyArray_SimpleNew(1, dims, type);
+}
+
+// x (M,K) float32 and the optional bias (N) float32, shared by both linear hooks.
+static int linear_inputs(PyObject *x_obj, PyObject *b_obj, Py_ssize_t N, Py_ssize_t K,
+                         const char *fn, PyArrayObject **x, const float **b) {
+    *x = checked_array(x_obj, fn, "x", NPY_FLOAT32, "float32", 2);
+    if (!*x) return -1;
+    if (PyArray_DIM(*x, 1) != K) {
+        PyErr_Format(PyExc_ValueError, "%s: x: expected (M, %zd), got (%zd, %zd)", fn, K,
+                     (Py_ssize_t)PyArray_DIM(*x, 0), (Py_ssize_t)PyArray_DIM(*x, 1));
+        return -1;
+    }
+    *b = NULL;
+    if (b_obj != Py_None) {
+        PyArrayObject *barr = checked_array(b_obj, fn, "b", NPY_FLOAT32, "float32", 1);
+        if (!barr || check_size(barr, fn, "b", N) < 0) return -1;
+        *b = (const float *)PyArray_DATA(barr);
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// bf16
+
+// _pack_bf16(w (N,K) float32) -> uint16 (pack_bf16_len(N,K))
+PyObject *vitc_py_pack_bf16(PyObject *self, PyObject *w_obj) {
+    (void)self;
+    PyArrayObject *w = checked_array(w_obj, "_pack_bf16", "w", NPY_FLOAT32, "float32", 2);
+    if (!w) return NULL;
+    const Py_ssize_t N = PyArray_DIM(w, 0), K = PyArray_DIM(w, 1);
+    if (check_dims(N, K, "_pack_bf16") < 0) return NULL;
+    PyArrayObject *packed = new_1d(pack_bf16_len(N, K), NPY_UINT16);
+    if (!packed) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    pack_weights_bf16((uint16_t *)PyArray_DATA(packed), (const float *)PyArray_DATA(w), N, K);
+    Py_END_ALLOW_THREADS
+    return (PyObject *)packed;
+}
+
+// _linear_bf16(x (M,K), w_packed, N, K, b (N) or None, act) -> out (M,N) float32
+PyObject *vitc_py_linear_bf16(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *fn = "_linear_bf16";
+    PyObject *x_obj, *w_obj, *b_obj;
+    Py_ssize_t N, K;
+    int act;
+    if (!PyArg_ParseTuple(args, "OOnnOi", &x_obj, &w_obj, &N, &K, &b_obj, &act)) return NULL;
+    if (check_dims(N, K, fn) < 0 || check_act(act, fn) < 0) return NULL;
+    PyArrayObject *x;
+    const float *b;
+    if (linear_inputs(x_obj, b_obj, N, K, fn, &x, &b) < 0) return NULL;
+    PyArrayObject *w = checked_array(w_obj, fn, "w_packed", NPY_UINT16, "uint16", 1);
+    if (!w || check_size(w, fn, "w_packed", pack_bf16_len(N, K)) < 0) return NULL;
+    if ((size_t)PyArray_DATA(w) % 4 != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: w_packed: expected a 4-byte aligned array", fn);
+        return NULL;
+    }
+    const Py_ssize_t M = PyArray_DIM(x, 0);
+    npy_intp out_dims[2] = {M, N};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, out_dims, NPY_FLOAT32);
+    if (!out) return NULL;
+    PyArrayObject *scratch = new_1d(linear_bf16_scratch_len(M, K), NPY_UINT16);
+    if (!scratch) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    linear_bf16_forward((float *)PyArray_DATA(out), (const float *)PyArray_DATA(x),
+                        (const uint16_t *)PyArray_DATA(w), b, (vitc_act)act, M, N, K, N, K,
+                        (uint16_t *)PyArray_DATA(scratch));
+    Py_END_ALLOW_THREADS
+    Py_DECREF(scratch);
+    return (PyObject *)out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// int8
+
+// _pack_int8(w (N,K) float32) -> (packed int8 (pack_int8_len), scales float32 (N),
+//                                 col_sums int32 (N))
+PyObject *vitc_py_pack_int8(PyObject *self, PyObject *w_obj) {
+    (void)self;
+    PyArrayObject *w = checked_array(w_obj, "_pack_int8", "w", NPY_FLOAT32, "float32", 2);
+    if (!w) return NULL;
+    const Py_ssize_t N = PyArray_DIM(w, 0), K = PyArray_DIM(w, 1);
+    if (check_dims(N, K, "_pack_int8") < 0) return NULL;
+    PyArrayObject *packed = new_1d(pack_int8_len(N, K), NPY_INT8);
+    PyArrayObject *scales = new_1d(N, NPY_FLOAT32);
+    PyArrayObject *sums = new_1d(N, NPY_INT32);
+    if (!packed || !scales || !sums) goto fail;
+    Py_BEGIN_ALLOW_THREADS
+    pack_weights_int8((int8_t *)PyArray_DATA(packed), (float *)PyArray_DATA(scales),
+                      (int32_t *)PyArray_DATA(sums), (const float *)PyArray_DATA(w), N, K);
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("(NNN)", packed, scales, sums);
+fail:
+    Py_XDECREF(packed);
+    Py_XDECREF(scales);
+    Py_XDECREF(sums);
+    return NULL;
+}
+
+// _linear_int8(x (M,K), packed, scales (N), col_sums (N), N, K, b (N) or None, act) -> out (M,N)
+PyObject *vitc_py_linear_int8(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *fn = "_linear_int8";
+    PyObject *x_obj, *w_obj, *s_obj, *cs_obj, *b_obj;
+    Py_ssize_t N, K;
+    int act;
+    if (!PyArg_ParseTuple(args, "OOOOnnOi", &x_obj, &w_obj, &s_obj, &cs_obj, &N, &K, &b_obj, &act))
+        return NULL;
+    if (check_dims(N, K, fn) < 0 || check_act(act, fn) < 0) return NULL;
+    PyArrayObject *x;
+    const float *b;
+    if (linear_inputs(x_obj, b_obj, N, K, fn, &x, &b) < 0) return NULL;
+    PyArrayObject *w = checked_array(w_obj, fn, "packed", NPY_INT8, "int8", 1);
+    if (!w || check_size(w, fn, "packed", pack_int8_len(N, K)) < 0) return NULL;
+    PyArrayObject *scales = checked_array(s_obj, fn, "scales", NPY_FLOAT32, "float32", 1);
+    if (!scales || check_size(scales, fn, "scales", N) < 0) return NULL;
+    PyArrayObject *sums = checked_array(cs_obj, fn, "col_sums", NPY_INT32, "int32", 1);
+    if (!sums || check_size(sums, fn, "col_sums", N) < 0) return NULL;
+    const Py_ssize_t M = PyArray_DIM(x, 0);
+    npy_intp out_dims[2] = {M, N};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, out_dims, NPY_FLOAT32);
+    if (!out) return NULL;
+    // int32 elements: the kernel wants 4-byte alignment for the row scales.
+    PyArrayObject *scratch = new_1d((linear_int8_scratch_len(M, K) + 3) / 4, NPY_INT32);
+    if (!scratch) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    linear_int8_forward((float *)PyArray_DATA(out), (const float *)PyArray_DATA(x),
+                        (const int8_t *)PyArray_DATA(w), (const float *)PyArray_DATA(scales),
+                        (const int32_t *)PyArray_DATA(sums), b, (vitc_act)act, M, N, K, N, K,
+                        (uint8_t *)PyArray_DATA(scratch));
+    Py_END_ALLOW_THREADS
+    Py_DECREF(scratch);
+    return (PyObject *)out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch report and test hook
+
+// _lowp_kernels() -> {"bf16": "avx512_bf16" | "fallback", "int8": "avx512_vnni" | "fallback"}
+PyObject *vitc_py_lowp_kernels(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    return Py_BuildValue("{ssss}", "bf16", linear_bf16_uses_simd() ? "avx512_bf16" : "fallback",
+                         "int8", linear_int8_uses_simd() ? "avx512_vnni" : "fallback");
+}
+
+// _set_lowp_simd(enabled: bool): False forces the scalar fallbacks, True restores detection.
+PyObject *vitc_py_set_lowp_simd(PyObject *self, PyObject *arg) {
+    (void)self;
+    const int enabled = PyObject_IsTrue(arg);
+    if (enabled < 0) return NULL;
+    vitc_set_lowp_simd(enabled);
+    Py_RETURN_NONE;
+}

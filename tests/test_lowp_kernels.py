@@ -1,0 +1,331 @@
+"""bf16 and int8 linear kernels (csrc/kernels_gemm_lowp.c) against NumPy twins written here.
+
+bf16: inputs and weights rounded to bf16 (nearest even, NaN kept, float denormals to zero), exact
+products, fp32 sums: compared with a float64 sum of the same rounded values.
+int8: quantization emulated in float32 exactly as the kernel defines it, int32 sums in int64:
+packed weights, scales, column sums and (without activation) outputs must match bit for bit.
+Both the SIMD kernels and the forced fallbacks are run, and 1 and 2 threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vitc
+from vitc import _core
+
+NR = 32  # output columns per packed panel
+ACTS = [0, 1, 2, 3, 4]  # none, gelu, gelu_tanh, quick_gelu, relu
+SHAPES = [
+    (1, 1, 1),
+    (3, 17, 3),
+    (17, 3, 17),
+    (1, 100, 64),
+    (64, 64, 100),
+    (100, 33, 17),
+    (37, 70, 1100),
+    (1025, 40, 64),
+    (13, 129, 513),
+]
+# fp32 accumulation of K exact products: |error| <= K * 2^-24 * sum|a b| (loose bound).
+FP32_EPS = 2.0**-24
+BF16_REL_VS_FP32 = 6e-3  # relative (Frobenius) error of the bf16 linear vs fp32, realistic data
+INT8_REL_VS_FP32 = 3e-2
+
+
+@pytest.fixture(params=[True, False], ids=["simd", "fallback"])
+def simd(request):
+    _core._set_lowp_simd(request.param)
+    yield request.param
+    _core._set_lowp_simd(True)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy twins
+
+
+def bf16_round(x: np.ndarray) -> np.ndarray:
+    """float32 -> bf16 (as float32 values): nearest even, quiet NaN, denormals to signed zero."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    tiny = (u & 0x7F800000) == 0
+    h = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    h = np.where(nan, (u >> 16) | 0x40, h)
+    h = np.where(tiny, (u >> 16) & 0x8000, h)
+    return (h.astype(np.uint32) << 16).view(np.float32)
+
+
+def act_ref(y: np.ndarray, act: int) -> np.ndarray:
+    from math import erf
+
+    y = y.astype(np.float64)
+    if act == 0:
+        return y
+    if act == 1:
+        return 0.5 * y * (1 + np.vectorize(erf)(y / np.sqrt(2.0)))
+    if act == 2:
+        return 0.5 * y * (1 + np.tanh(np.sqrt(2 / np.pi) * (y + 0.044715 * y**3)))
+    if act == 3:
+        return y / (1 + np.exp(-1.702 * y))
+    return np.maximum(y, 0)
+
+
+def unpack_bf16(packed: np.ndarray, N: int, K: int) -> np.ndarray:
+    Np, Kp = -(-N // NR) * NR, -(-K // 2) * 2
+    p = packed.reshape(Np // NR, Kp // 2, NR, 2).transpose(0, 2, 1, 3).reshape(Np, Kp)
+    return (p.astype(np.uint32) << 16).view(np.float32)
+
+
+def unpack_int8(packed: np.ndarray, N: int, K: int) -> np.ndarray:
+    Np, Kp = -(-N // NR) * NR, -(-K // 4) * 4
+    return packed.reshape(Np // NR, Kp // 4, NR, 4).transpose(0, 2, 1, 3).reshape(Np, Kp)
+
+
+def quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row symmetric int8 as the kernel defines it, in float32: (q int64, scale float32)."""
+    x = x.astype(np.float32)
+    amax = np.abs(x).max(axis=1)
+    finite = np.isfinite(x).all(axis=1)
+    tiny = amax < np.finfo(np.float32).tiny
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(tiny | ~finite, np.float32(0), np.float32(127) / amax).astype(np.float32)
+        scale = np.where(tiny, np.float32(0), amax / np.float32(127)).astype(np.float32)
+    scale = np.where(finite, scale, np.float32(np.nan)).astype(np.float32)
+    q = np.clip(np.rint(np.nan_to_num(x * inv[:, None], nan=0.0)), -127, 127).astype(np.int64)
+    return q, scale
+
+
+def int8_ref(x, w, b):
+    """Bit-exact float32 twin of linear_int8_forward without activation."""
+    qx, rs = quantize_rows(x)
+    qw, cs = quantize_rows(w)
+    acc = qx @ qw.T  # int64: exact
+    y = acc.astype(np.float32) * (rs[:, None] * cs[None, :])
+    if b is not None:
+        y = y + b
+    return y.astype(np.float32)
+
+
+def data(rng, M, N, K, bias):
+    x = rng.standard_normal((M, K), dtype=np.float32)
+    w = (rng.standard_normal((N, K), dtype=np.float32) * 0.1).astype(np.float32)
+    b = rng.standard_normal(N, dtype=np.float32) if bias else None
+    return x, w, b
+
+
+# ---------------------------------------------------------------------------------------------
+# bf16
+
+
+def test_dispatch_report():
+    k = _core._lowp_kernels()
+    flags = set(vitc.cpu_features()) if hasattr(vitc, "cpu_features") else set(_core.cpu_features())
+    assert k["bf16"] in ("avx512_bf16", "fallback") and k["int8"] in ("avx512_vnni", "fallback")
+    _core._set_lowp_simd(False)
+    try:
+        assert _core._lowp_kernels() == {"bf16": "fallback", "int8": "fallback"}
+    finally:
+        _core._set_lowp_simd(True)
+    assert isinstance(flags, set)
+
+
+def test_pack_bf16_rounding(rng):
+    w = rng.standard_normal((45, 19), dtype=np.float32)
+    w[0, :6] = [np.nan, np.inf, -np.inf, 1e-40, -1e-40, 3.3895e38]
+    w[1, :4] = np.array([0x3F808000, 0x3F818000, 0x3F808001, 0x80000000], np.uint32).view(np.float32)
+    got = unpack_bf16(_core._pack_bf16(w), 45, 19)
+    want = bf16_round(w)
+    np.testing.assert_array_equal(got[:45, :19].view(np.uint32), want.view(np.uint32))
+    assert not got[45:].any() and not got[:, 19:].any()  # zero padding
+    assert np.isnan(got[0, 0]) and got[0, 3] == 0 and np.signbit(got[0, 4])
+
+
+@pytest.mark.parametrize("M,N,K", SHAPES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_bf16(rng, simd, M, N, K, bias):
+    x, w, b = data(rng, M, N, K, bias)
+    out = _core._linear_bf16(x, _core._pack_bf16(w), N, K, b, 0)
+    xb, wb = bf16_round(x).astype(np.float64), bf16_round(w).astype(np.float64)
+    ref = xb @ wb.T + (b if bias else 0)
+    bound = K * FP32_EPS * (np.abs(xb) @ np.abs(wb).T) + 2 * FP32_EPS * np.abs(ref) + 1e-30
+    assert out.shape == (M, N) and out.dtype == np.float32
+    assert (np.abs(out - ref) <= bound).all()
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_linear_bf16_act(rng, simd, act):
+    M, N, K = 19, 45, 70
+    x, w, b = data(rng, M, N, K, True)
+    out = _core._linear_bf16(x, _core._pack_bf16(w), N, K, b, act)
+    ref = bf16_round(x).astype(np.float64) @ bf16_round(w).astype(np.float64).T + b
+    np.testing.assert_allclose(out, act_ref(ref, act), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("M,N,K", [(17, 100, 64), (100, 33, 1100), (1025, 64, 17)])
+def test_bf16_simd_matches_fallback(rng, M, N, K, act):
+    x, w, b = data(rng, M, N, K, True)
+    wp = _core._pack_bf16(w)
+    fast = _core._linear_bf16(x, wp, N, K, b, act)
+    _core._set_lowp_simd(False)
+    try:
+        slow = _core._linear_bf16(x, wp, N, K, b, act)
+    finally:
+        _core._set_lowp_simd(True)
+    # Same products, fp32 sums; the fallback even follows vdpbf16ps's order (odd, then even).
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5 * np.sqrt(K))
+
+
+def test_bf16_nonfinite(rng, simd):
+    """NaN in a row of x makes that output row NaN; inf gives inf or NaN (inf * 0 weights)."""
+    M, N, K = 5, 40, 33
+    x, w, b = data(rng, M, N, K, True)
+    x[1, 7] = np.nan
+    x[3, 2] = np.inf
+    out = _core._linear_bf16(x, _core._pack_bf16(w), N, K, b, 0)
+    assert np.isnan(out[1]).all()
+    assert (~np.isfinite(out[3])).all()
+    keep = [0, 2, 4]
+    ref = bf16_round(x[keep]).astype(np.float64) @ bf16_round(w).astype(np.float64).T + b
+    np.testing.assert_allclose(out[keep], ref, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# int8
+
+
+def test_pack_int8(rng):
+    N, K = 45, 19
+    w = rng.standard_normal((N, K), dtype=np.float32)
+    w[3] = 0
+    w[4, 5] = np.nan
+    packed, scales, sums = _core._pack_int8(w)
+    q, s = quantize_rows(w)
+    got = unpack_int8(packed, N, K)
+    np.testing.assert_array_equal(got[:N, :K], q)
+    assert not got[N:].any() and not got[:, K:].any()
+    np.testing.assert_array_equal(scales.view(np.uint32), s.view(np.uint32))
+    np.testing.assert_array_equal(sums, q.sum(axis=1))
+    assert scales[3] == 0 and np.isnan(scales[4])
+
+
+@pytest.mark.parametrize("M,N,K", SHAPES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_int8_exact(rng, simd, M, N, K, bias):
+    x, w, b = data(rng, M, N, K, bias)
+    out = _core._linear_int8(x, *_core._pack_int8(w), N, K, b, 0)
+    np.testing.assert_array_equal(out, int8_ref(x, w, b))
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_linear_int8_act(rng, simd, act):
+    M, N, K = 19, 45, 70
+    x, w, b = data(rng, M, N, K, True)
+    out = _core._linear_int8(x, *_core._pack_int8(w), N, K, b, act)
+    np.testing.assert_allclose(out, act_ref(int8_ref(x, w, b), act), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_int8_simd_matches_fallback(rng, act):
+    M, N, K = 100, 70, 1100  # two K blocks: int32 partial sums stored in the output
+    x, w, b = data(rng, M, N, K, True)
+    packed = _core._pack_int8(w)
+    fast = _core._linear_int8(x, *packed, N, K, b, act)
+    _core._set_lowp_simd(False)
+    try:
+        slow = _core._linear_int8(x, *packed, N, K, b, act)
+    finally:
+        _core._set_lowp_simd(True)
+    np.testing.assert_array_equal(fast, slow)  # int32 sums are exact, epilogue identical
+
+
+def test_int8_nonfinite(rng, simd):
+    """A row of x with NaN/inf, or a weight channel with NaN/inf, gives an all-NaN row/column."""
+    M, N, K = 6, 40, 33
+    x, w, b = data(rng, M, N, K, True)
+    x[1, 7], x[3, 2] = np.nan, -np.inf
+    x[5] = 0  # zero row: scale 0, output = bias
+    w[9, 4] = np.inf
+    out = _core._linear_int8(x, *_core._pack_int8(w), N, K, b, 0)
+    assert np.isnan(out[[1, 3]]).all() and np.isnan(out[:, 9]).all()
+    np.testing.assert_array_equal(out[5, np.arange(N) != 9], b[np.arange(N) != 9])
+    rows, cols = [0, 2, 4], np.arange(N) != 9
+    np.testing.assert_array_equal(out[rows][:, cols], int8_ref(x[rows], w[cols], b[cols]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads, accuracy, argument checks
+
+
+@pytest.mark.parametrize("kind", ["bf16", "int8"])
+def test_threads_identical(rng, kind):
+    M, N, K = 300, 200, 600
+    x, w, b = data(rng, M, N, K, True)
+    if kind == "bf16":
+        wp = _core._pack_bf16(w)
+        run = lambda: _core._linear_bf16(x, wp, N, K, b, 1)  # noqa: E731
+    else:
+        packed = _core._pack_int8(w)
+        run = lambda: _core._linear_int8(x, *packed, N, K, b, 1)  # noqa: E731
+    old = vitc.get_num_threads()
+    try:
+        vitc.set_num_threads(1)
+        one = run()
+        vitc.set_num_threads(2)
+        two = run()
+    finally:
+        vitc.set_num_threads(old)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_accuracy_vs_fp32(rng):
+    """Realistic ViT data: layer-normed activations, weights ~ N(0, 0.02), fc2-like GELU input."""
+    M, N, K = 257, 256, 1024
+    x = rng.standard_normal((M, K), dtype=np.float32)
+    w = (rng.standard_normal((N, K)) * 0.02).astype(np.float32)
+    b = (rng.standard_normal(N) * 0.02).astype(np.float32)
+    ref = x.astype(np.float64) @ w.T.astype(np.float64) + b
+
+    def rel(y):
+        return np.linalg.norm(y - ref) / np.linalg.norm(ref)
+
+    err_bf16 = rel(_core._linear_bf16(x, _core._pack_bf16(w), N, K, b, 0))
+    err_int8 = rel(_core._linear_int8(x, *_core._pack_int8(w), N, K, b, 0))
+    assert 1e-4 < err_bf16 < BF16_REL_VS_FP32  # nonzero: bf16 rounding really happens
+    assert 1e-3 < err_int8 < INT8_REL_VS_FP32
+
+
+def test_argument_checks(rng):
+    x, w, b = data(rng, 4, 40, 8, True)
+    wp = _core._pack_bf16(w)
+    packed, scales, sums = _core._pack_int8(w)
+    with pytest.raises(ValueError, match="w: expected dtype float32"):
+        _core._pack_bf16(w.astype(np.float64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core._pack_int8(np.asfortranarray(w))
+    with pytest.raises(ValueError, match=r"x: expected \(M, 8\)"):
+        _core._linear_bf16(x[:, :4].copy(), wp, 40, 8, b, 0)
+    with pytest.raises(ValueError, match="w_packed: expected"):
+        _core._linear_bf16(x, wp[:-2], 40, 8, b, 0)
+    with pytest.raises(ValueError, match="w_packed: expected dtype uint16"):
+        _core._linear_bf16(x, wp.view(np.int16), 40, 8, b, 0)
+    with pytest.raises(ValueError, match="b: expected 40 elements"):
+        _core._linear_bf16(x, wp, 40, 8, b[:3].copy(), 0)
+    with pytest.raises(ValueError, match="act: expected 0..4"):
+        _core._linear_bf16(x, wp, 40, 8, b, 7)
+    with pytest.raises(ValueError, match="expected 1 <= N"):
+        _core._linear_int8(x, packed, scales, sums, 0, 8, b, 0)
+    with pytest.raises(ValueError, match="col_sums: expected dtype int32"):
+        _core._linear_int8(x, packed, scales, sums.astype(np.int64), 40, 8, b, 0)
+    with pytest.raises(ValueError, match="scales: expected 40 elements"):
+        _core._linear_int8(x, packed, scales[:5].copy(), sums, 40, 8, b, 0)
+    with pytest.raises(ValueError, match="packed: expected dtype int8"):
+        _core._linear_int8(x, packed.view(np.uint8), scales, sums, 40, 8, b, 0)
+    with pytest.raises(TypeError):
+        _core._linear_int8(x.tolist(), packed, scales, sums, 40, 8, b, 0)
