@@ -55,7 +55,53 @@ static int weight(PyObject *weights, Py_ssize_t i, npy_intp count, int optional,
     return 0;
 }
 
-// vit_forward(weights, dims, eps, act, pixels, last, logits, pooled, hidden, attn, workspace, threads)
+// An aligned C-contiguous array of `type` with exactly `count` elements, or NULL with ValueError.
+static const void *typed_array(PyObject *obj, int type, const char *type_name, Py_ssize_t index,
+                               npy_intp count) {
+    if (!PyArray_Check(obj) || PyArray_TYPE((PyArrayObject *)obj) != type ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)obj) || !PyArray_ISALIGNED((PyArrayObject *)obj) ||
+        PyArray_SIZE((PyArrayObject *)obj) != count) {
+        PyErr_Format(PyExc_ValueError,
+                     "vit_forward: weight %zd: expected an aligned C-contiguous %s array of %zd "
+                     "elements",
+                     index, type_name, (Py_ssize_t)count);
+        return NULL;
+    }
+    return PyArray_DATA((PyArrayObject *)obj);
+}
+
+// A block's (N, K) weight matrix in the model's precision: float32 (N, K); bf16 packed as uint16;
+// int8 as a tuple (packed int8, float32 scales (N), int32 col_sums (N)).
+static int gemm_weight(PyObject *weights, Py_ssize_t i, vitc_wdtype wdtype, npy_intp N, npy_intp K,
+                       vitc_weight *out) {
+    PyObject *obj = PyTuple_GET_ITEM(weights, i);
+    out->scales = NULL;
+    out->col_sums = NULL;
+    if (wdtype == VITC_WEIGHTS_F32) {
+        const float *data;
+        if (weight(weights, i, N * K, 0, &data) < 0) return -1;
+        out->data = data;
+        return 0;
+    }
+    if (wdtype == VITC_WEIGHTS_BF16) {
+        out->data = typed_array(obj, NPY_UINT16, "uint16 (packed bf16)", i, pack_bf16_len(N, K));
+        return out->data ? 0 : -1;
+    }
+    if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) != 3) {
+        PyErr_Format(PyExc_ValueError,
+                     "vit_forward: weight %zd: expected (packed int8, scales, col_sums)", i);
+        return -1;
+    }
+    out->data = typed_array(PyTuple_GET_ITEM(obj, 0), NPY_INT8, "int8 (packed)", i, pack_int8_len(N, K));
+    if (out->data == NULL) return -1;
+    out->scales = typed_array(PyTuple_GET_ITEM(obj, 1), NPY_FLOAT32, "float32 (scales)", i, N);
+    if (out->scales == NULL) return -1;
+    out->col_sums = typed_array(PyTuple_GET_ITEM(obj, 2), NPY_INT32, "int32 (col_sums)", i, N);
+    return out->col_sums ? 0 : -1;
+}
+
+// vit_forward(weights, dims, eps, act, wdtype, pixels, last, logits, pooled, hidden, attn, workspace,
+//             threads)
 //   weights: tuple of MODEL_NTENSORS + L*BLOCK_NTENSORS arrays or None (optional ones)
 //   dims: (L, C, H, F, K, P, Cin); pixels (B, Cin, Hi, Wi) float32
 //   threads: the count the workspace was sized for (vit_workspace_len), the most the forward uses
@@ -63,12 +109,16 @@ PyObject *vitc_py_vit_forward(PyObject *self, PyObject *args) {
     PyObject *weights, *pixels_obj, *last_obj, *logits_obj, *pooled_obj, *hidden_obj, *attn_obj, *ws_obj;
     Py_ssize_t L, C, H, F, K, P, Cin;
     double eps;
-    int act, threads;
+    int act, wdtype, threads;
     vit_block *blocks = NULL;
-    if (!PyArg_ParseTuple(args, "O!(nnnnnnn)diOOOOOOOi", &PyTuple_Type, &weights, &L, &C, &H, &F, &K,
-                          &P, &Cin, &eps, &act, &pixels_obj, &last_obj, &logits_obj, &pooled_obj,
-                          &hidden_obj, &attn_obj, &ws_obj, &threads))
+    if (!PyArg_ParseTuple(args, "O!(nnnnnnn)diiOOOOOOOi", &PyTuple_Type, &weights, &L, &C, &H, &F,
+                          &K, &P, &Cin, &eps, &act, &wdtype, &pixels_obj, &last_obj, &logits_obj,
+                          &pooled_obj, &hidden_obj, &attn_obj, &ws_obj, &threads))
         return NULL;
+    if (wdtype < VITC_WEIGHTS_F32 || wdtype > VITC_WEIGHTS_INT8) {
+        PyErr_Format(PyExc_ValueError, "vit_forward: unknown weight precision %d", wdtype);
+        return NULL;
+    }
     if (threads < 1 || threads > 4096) {
         PyErr_Format(PyExc_ValueError, "vit_forward: expected 1 <= threads <= 4096, got %d", threads);
         return NULL;
@@ -99,7 +149,7 @@ PyObject *vitc_py_vit_forward(PyObject *self, PyObject *args) {
     const npy_intp T = (Hi / P) * (Wi / P) + 1;
 
     vit_model m = {.L = L, .C = C, .H = H, .F = F, .K = K, .P = P, .Cin = Cin, .eps = (float)eps,
-                   .act = (vitc_act)act};
+                   .act = (vitc_act)act, .wdtype = (vitc_wdtype)wdtype};
     if (weight(weights, MODEL_PATCH_W, C * Cin * P * P, 0, &m.patch_w) < 0 ||
         weight(weights, MODEL_PATCH_B, C, 0, &m.patch_b) < 0 ||
         weight(weights, MODEL_CLS, C, 0, &m.cls) < 0 ||
@@ -122,15 +172,15 @@ PyObject *vitc_py_vit_forward(PyObject *self, PyObject *args) {
         vit_block *blk = &blocks[l];
         if (weight(weights, o + BLOCK_NORM1_W, C, 0, &blk->norm1_w) < 0 ||
             weight(weights, o + BLOCK_NORM1_B, C, 0, &blk->norm1_b) < 0 ||
-            weight(weights, o + BLOCK_QKV_W, 3 * C * C, 0, &blk->qkv_w) < 0 ||
+            gemm_weight(weights, o + BLOCK_QKV_W, m.wdtype, 3 * C, C, &blk->qkv_w) < 0 ||
             weight(weights, o + BLOCK_QKV_B, 3 * C, 1, &blk->qkv_b) < 0 ||
-            weight(weights, o + BLOCK_PROJ_W, C * C, 0, &blk->proj_w) < 0 ||
+            gemm_weight(weights, o + BLOCK_PROJ_W, m.wdtype, C, C, &blk->proj_w) < 0 ||
             weight(weights, o + BLOCK_PROJ_B, C, 0, &blk->proj_b) < 0 ||
             weight(weights, o + BLOCK_NORM2_W, C, 0, &blk->norm2_w) < 0 ||
             weight(weights, o + BLOCK_NORM2_B, C, 0, &blk->norm2_b) < 0 ||
-            weight(weights, o + BLOCK_FC1_W, F * C, 0, &blk->fc1_w) < 0 ||
+            gemm_weight(weights, o + BLOCK_FC1_W, m.wdtype, F, C, &blk->fc1_w) < 0 ||
             weight(weights, o + BLOCK_FC1_B, F, 0, &blk->fc1_b) < 0 ||
-            weight(weights, o + BLOCK_FC2_W, C * F, 0, &blk->fc2_w) < 0 ||
+            gemm_weight(weights, o + BLOCK_FC2_W, m.wdtype, C, F, &blk->fc2_w) < 0 ||
             weight(weights, o + BLOCK_FC2_B, C, 0, &blk->fc2_b) < 0)
             goto fail;
     }
@@ -160,13 +210,16 @@ fail:
 // The workspace size for a model and input shape, so Python can allocate it once per shape.
 PyObject *vitc_py_vit_workspace_len(PyObject *self, PyObject *args) {
     Py_ssize_t L, C, H, F, K, P, Cin, B, Hi, Wi;
-    int threads;
-    if (!PyArg_ParseTuple(args, "(nnnnnnn)nnni", &L, &C, &H, &F, &K, &P, &Cin, &B, &Hi, &Wi, &threads))
+    int threads, wdtype;
+    if (!PyArg_ParseTuple(args, "(nnnnnnn)nnnii", &L, &C, &H, &F, &K, &P, &Cin, &B, &Hi, &Wi, &threads,
+                          &wdtype))
         return NULL;
-    if (C < 1 || P < 1 || Cin < 1 || F < 1 || B < 0 || Hi < P || Wi < P || threads < 1 || threads > 4096) {
+    if (C < 1 || P < 1 || Cin < 1 || F < 1 || B < 0 || Hi < P || Wi < P || threads < 1 || threads > 4096 ||
+        wdtype < VITC_WEIGHTS_F32 || wdtype > VITC_WEIGHTS_INT8) {
         PyErr_SetString(PyExc_ValueError, "vit_workspace_len: invalid dimensions");
         return NULL;
     }
-    vit_model m = {.L = L, .C = C, .H = H, .F = F, .K = K, .P = P, .Cin = Cin};
+    vit_model m = {.L = L, .C = C, .H = H, .F = F, .K = K, .P = P, .Cin = Cin,
+                   .wdtype = (vitc_wdtype)wdtype};
     return PyLong_FromSsize_t(vit_workspace_len(&m, B, Hi, Wi, threads));
 }

@@ -92,7 +92,8 @@ static void run_serial(vitc_int n, vitc_task_fn fn, void *ctx) {
 }
 
 void vitc_parallel_for(vitc_int n, int max_threads, vitc_task_fn fn, void *ctx) {
-    int want = vitc_get_num_threads();
+    const int num_threads = vitc_get_num_threads();  // also the BLAS count restored after the region
+    int want = num_threads;
     if (want > max_threads) want = max_threads;
     if (want > MAX_THREADS) want = MAX_THREADS;
     if (want > n) want = (int)n;
@@ -123,7 +124,7 @@ void vitc_parallel_for(vitc_int n, int max_threads, vitc_task_fn fn, void *ctx) 
     pthread_mutex_lock(&pool.lock);
     while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.lock);
     pthread_mutex_unlock(&pool.lock);
-    BLAS_FUNC(openblas_set_num_threads)(vitc_get_num_threads());
+    BLAS_FUNC(openblas_set_num_threads)(num_threads);
     pthread_mutex_unlock(&pool.region);
 }
 
@@ -135,6 +136,7 @@ void vitc_set_num_threads(int n) {
 }
 
 int vitc_get_num_threads(void) {
-    if (g_num_threads == 0) return BLAS_FUNC(openblas_get_num_threads)();
+    // The first read takes the BLAS default (all cores) before any region lowers the BLAS count.
+    if (g_num_threads == 0) g_num_threads = BLAS_FUNC(openblas_get_num_threads)();
     return g_num_threads;
 }

@@ -15,10 +15,23 @@
 
 // Workspace carve-up, in floats; one place so vit_workspace_len and vit_forward agree.
 typedef struct {
-    vitc_int x, a, qkv, ctx, big, attn;  // offsets
-    vitc_int attn_len;                   // attention scratch per thread
+    vitc_int x, a, qkv, ctx, big, lowp, attn;  // offsets
+    vitc_int attn_len;                         // attention scratch per thread
     vitc_int total;
 } workspace_plan;
+
+// Floats of scratch the reduced-precision GEMMs need for their converted activations.
+static vitc_int lowp_scratch_floats(const vit_model *m, vitc_int BT) {
+    vitc_int bytes = 0;
+    if (m->wdtype == VITC_WEIGHTS_BF16) {
+        const vitc_int a = linear_bf16_scratch_len(BT, m->C), b = linear_bf16_scratch_len(BT, m->F);
+        bytes = (a > b ? a : b) * (vitc_int)sizeof(uint16_t);
+    } else if (m->wdtype == VITC_WEIGHTS_INT8) {
+        const vitc_int a = linear_int8_scratch_len(BT, m->C), b = linear_int8_scratch_len(BT, m->F);
+        bytes = a > b ? a : b;
+    }
+    return (bytes + (vitc_int)sizeof(float) - 1) / (vitc_int)sizeof(float);
+}
 
 static workspace_plan plan_workspace(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int Wi,
                                      int threads) {
@@ -31,7 +44,8 @@ static workspace_plan plan_workspace(const vit_model *m, vitc_int B, vitc_int Hi
     p.qkv = p.a + BT * C;        // (B*T, 3C)
     p.ctx = p.qkv + BT * 3 * C;  // (B*T, C) attention context, heads concatenated
     p.big = p.ctx + BT * C;      // patches, then the MLP hidden (B*T, F)
-    p.attn = p.big + (patch_len > mlp_len ? patch_len : mlp_len);
+    p.lowp = p.big + (patch_len > mlp_len ? patch_len : mlp_len);
+    p.attn = p.lowp + lowp_scratch_floats(m, BT);
     p.attn_len = attention_scratch_len(T, T);
     p.total = p.attn + (threads > 0 ? threads : 1) * p.attn_len;
     return p;
@@ -84,6 +98,41 @@ static void linear(float *out, const float *inp, const float *w, const float *b,
     if (b == NULL && act == VITC_ACT_NONE) return;
     epilogue_job job = {out, b, act, N};
     vitc_parallel_for(M, row_threads(M, N, threads), epilogue_task, &job);
+}
+
+// x (rows, N) += y (rows, N): the residual add after a reduced-precision GEMM, in transformers'
+// order (the GEMM output already holds its bias).
+typedef struct {
+    float *x;
+    const float *y;
+    vitc_int N;
+} add_job;
+
+static void add_task(void *ctx, vitc_int begin, vitc_int end, int tid) {
+    const add_job *j = ctx;
+    (void)tid;
+    for (vitc_int i = begin * j->N; i < end * j->N; i++) j->x[i] += j->y[i];
+}
+
+// out (M, N) = act(inp (M, K) . w^T + b), or out += inp . w^T + b when `residual`, for a weight
+// in the model's precision. tmp (M, N) holds a reduced-precision result before its residual add.
+static void block_linear(const vit_model *m, float *out, const float *inp, const vitc_weight *w,
+                         const float *b, vitc_act act, int residual, float *tmp, void *lowp_scratch,
+                         vitc_int M, vitc_int N, vitc_int K, int threads) {
+    if (m->wdtype == VITC_WEIGHTS_F32) {
+        linear(out, inp, w->data, b, act, residual ? 1.0f : 0.0f, M, N, K, threads);
+        return;
+    }
+    float *dst = residual ? tmp : out;
+    if (m->wdtype == VITC_WEIGHTS_BF16)
+        linear_bf16_forward(dst, inp, w->data, b, act, M, N, K, N, K, lowp_scratch);
+    else
+        linear_int8_forward(dst, inp, w->data, w->scales, w->col_sums, b, act, M, N, K, N, K,
+                            lowp_scratch);
+    if (residual) {
+        add_job job = {out, tmp, N};
+        vitc_parallel_for(M, row_threads(M, N, threads), add_task, &job);
+    }
 }
 
 typedef struct {
@@ -174,17 +223,23 @@ static void block_forward(const vit_model *m, const vit_block *blk, const worksp
     const vitc_int C = m->C, H = m->H, BT = B * T;
     float *x = ws + p->x, *a = ws + p->a, *qkv = ws + p->qkv, *ctx = ws + p->ctx;
     float *hidden = ws + p->big;
+    void *lowp = ws + p->lowp;
 
+    // `a` is free again once the GEMM after each layernorm has read it: it holds the
+    // reduced-precision GEMM outputs before their residual adds.
     layernorm(a, x, blk->norm1_w, blk->norm1_b, m->eps, BT, C, threads);
-    linear(qkv, a, blk->qkv_w, blk->qkv_b, VITC_ACT_NONE, 0.0f, BT, 3 * C, C, threads);
+    block_linear(m, qkv, a, &blk->qkv_w, blk->qkv_b, VITC_ACT_NONE, 0, NULL, lowp, BT, 3 * C, C,
+                 threads);
     attention_job job = {ctx, attn_probs, ws + p->attn, qkv, T, C, H, p->attn_len,
                          1.0f / sqrtf((float)(C / H))};
     vitc_parallel_for(B * H, threads, attention_task, &job);
-    linear(x, ctx, blk->proj_w, blk->proj_b, VITC_ACT_NONE, 1.0f, BT, C, C, threads);
+    block_linear(m, x, ctx, &blk->proj_w, blk->proj_b, VITC_ACT_NONE, 1, a, lowp, BT, C, C, threads);
 
     layernorm(a, x, blk->norm2_w, blk->norm2_b, m->eps, BT, C, threads);
-    linear(hidden, a, blk->fc1_w, blk->fc1_b, m->act, 0.0f, BT, m->F, C, threads);
-    linear(x, hidden, blk->fc2_w, blk->fc2_b, VITC_ACT_NONE, 1.0f, BT, C, m->F, threads);
+    block_linear(m, hidden, a, &blk->fc1_w, blk->fc1_b, m->act, 0, NULL, lowp, BT, m->F, C,
+                 threads);
+    block_linear(m, x, hidden, &blk->fc2_w, blk->fc2_b, VITC_ACT_NONE, 1, a, lowp, BT, C, m->F,
+                 threads);
 }
 
 void vit_forward(const vit_model *m, const vit_outputs *out, const float *pixels, vitc_int B,

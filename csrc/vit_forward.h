@@ -5,20 +5,39 @@
 
 #include "vitc_kernels.h"
 
-// Weights of one encoder block, PyTorch (out, in) layout, float32, C-contiguous.
+// Precision of the four weight matrices of each block (the rest of the model stays float32).
+typedef enum {
+    VITC_WEIGHTS_F32 = 0,   // float32 (N, K), PyTorch (out, in) layout: OpenBLAS sgemm
+    VITC_WEIGHTS_BF16 = 1,  // pack_weights_bf16 layout: linear_bf16_forward
+    VITC_WEIGHTS_INT8 = 2,  // pack_weights_int8 layout + per-channel scales: linear_int8_forward
+} vitc_wdtype;
+
+// One (N, K) weight matrix of a linear layer in the model's weight precision.
+typedef struct {
+    const void *data;          // float32 (N, K) | packed bf16 | packed int8
+    const float *scales;       // int8 only: (N) per output channel
+    const int32_t *col_sums;   // int8 only: (N) sums of the quantized weights
+} vitc_weight;
+
+// Weights of one encoder block; vectors float32, C-contiguous.
 typedef struct {
     const float *norm1_w, *norm1_b;  // (C) layernorm_before
-    const float *qkv_w, *qkv_b;      // (3C, C), (3C) or NULL: query, key, value rows fused
-    const float *proj_w, *proj_b;    // (C, C), (C): attention output dense
+    vitc_weight qkv_w;               // (3C, C): query, key, value rows fused
+    const float *qkv_b;              // (3C) or NULL
+    vitc_weight proj_w;              // (C, C): attention output dense
+    const float *proj_b;             // (C)
     const float *norm2_w, *norm2_b;  // (C) layernorm_after
-    const float *fc1_w, *fc1_b;      // (F, C), (F)
-    const float *fc2_w, *fc2_b;      // (C, F), (C)
+    vitc_weight fc1_w;               // (F, C)
+    const float *fc1_b;              // (F)
+    vitc_weight fc2_w;               // (C, F)
+    const float *fc2_b;              // (C)
 } vit_block;
 
 typedef struct {
     vitc_int L, C, H, F, K, P, Cin;  // K = 0: no classifier
     float eps;                       // layer_norm_eps of every layernorm
     vitc_act act;                    // MLP activation
+    vitc_wdtype wdtype;              // precision of the blocks' weight matrices
     const float *patch_w, *patch_b;  // (C, Cin*P*P) conv weight flattened in (c, y, x) order, (C)
     const float *cls;                // (C)
     const float *pos;                // (T, C) position table for this input size (interpolated if needed)

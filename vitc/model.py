@@ -8,6 +8,7 @@ position table for the input size and the working memory for the batch shape.
 
 from __future__ import annotations
 
+import mmap
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,37 @@ BLOCK_TENSORS = (
     "mlp.fc2.bias",
 )
 OPTIONAL_TENSORS = {"head.weight", "head.bias", "pooler.weight", "pooler.bias", "attn.qkv.bias"}
+
+# Weight precisions of the blocks' four GEMM matrices -> the C core's vitc_wdtype (vit_forward.h).
+WEIGHT_DTYPES = {"float32": 0, "bfloat16": 1, "int8": 2}
+GEMM_TENSORS = ("attn.qkv.weight", "attn.proj.weight", "mlp.fc1.weight", "mlp.fc2.weight")
+
+
+def _pack_weight(w: np.ndarray, dtype: str) -> Any:
+    """A (N, K) float32 weight in the layout of the bf16 / int8 GEMM kernels."""
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    return _core._pack_bf16(w) if dtype == "bfloat16" else _core._pack_int8(w)
+
+
+def _release_mapped_pages(arrays) -> None:
+    """Drop the resident pages of memory-mapped files behind ``arrays`` (re-read on next use).
+
+    After packing, the float32 GEMM weights of a mapped .vitc file are no longer read; without this
+    their pages would stay resident and the packed copy would add to, not replace, their memory.
+    """
+    seen = set()
+    for a in arrays:
+        base = a
+        for _ in range(16):  # ndarray -> ... -> memoryview -> mmap
+            if base is None or isinstance(base, mmap.mmap):
+                break
+            base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
+        if isinstance(base, mmap.mmap) and id(base) not in seen and hasattr(mmap, "MADV_DONTNEED"):
+            seen.add(id(base))
+            try:
+                base.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):
+                pass  # advice only
 
 
 @dataclass
@@ -147,9 +179,20 @@ class ViT:
     config : ViTConfig
     tensors : dict of vitc tensor names (see vitc/convert.py) to float32 arrays.
     preprocessor : the checkpoint's preprocessor_config.json settings, or None.
+    dtype : precision of the blocks' weight matrices: "float32" (default), "bfloat16" or "int8"
+        (per-output-channel scales, activations quantized per token). Layernorms, softmax, residuals,
+        attention and accumulation stay float32.
     """
 
-    def __init__(self, config: ViTConfig, tensors: dict[str, np.ndarray], preprocessor: dict | None = None):
+    def __init__(
+        self,
+        config: ViTConfig,
+        tensors: dict[str, np.ndarray],
+        preprocessor: dict | None = None,
+        dtype: str = "float32",
+    ):
+        if dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"dtype: expected one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
         if config.hidden_act not in ACTIVATIONS:
             raise ValueError(
                 f"hidden_act: expected one of {sorted(ACTIVATIONS)}, got {config.hidden_act!r}"
@@ -175,7 +218,11 @@ class ViT:
             self._patch,
             config.num_channels,
         )
+        self.dtype = dtype
+        self._num_parameters = int(sum(a.size for a in tensors.values()))
         self._weights = self._weight_tuple()
+        if dtype != "float32":
+            self._pack_gemm_weights()
         self._pos_cache: dict[tuple[int, int], np.ndarray] = {}
         self._local = threading.local()  # per-thread workspaces: one shared model, many threads
         self._processor: ImageProcessor | None = None
@@ -186,14 +233,29 @@ class ViT:
         """Load a converted ``.vitc`` file (memory-mapped) or a Hugging Face ViT folder.
 
         An HF folder (config.json + model.safetensors / pytorch_model.bin / sharded index) is
-        converted in memory; ``vitc convert`` makes a file that loads faster.
+        converted in memory; ``vitc convert`` makes a file that loads faster. ``dtype="bfloat16"``
+        or ``"int8"`` packs the blocks' weight matrices for the reduced-precision kernels at load.
         """
-        if dtype != "float32":
-            raise NotImplementedError(f"dtype={dtype!r}: only float32 inference is implemented yet")
+        if dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"dtype: expected one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
         from vitc.convert import load_any
 
         config, preprocessor, tensors = load_any(path)
-        return cls(config, tensors, preprocessor)
+        return cls(config, tensors, preprocessor, dtype=dtype)
+
+    def _pack_gemm_weights(self) -> None:
+        # The four weight matrices of each block go to the kernels' packed layout; their float32
+        # versions are dropped (and their mapped pages released) so memory holds one copy.
+        weights = list(self._weights)
+        dropped = []
+        for i in range(self.config.num_hidden_layers):
+            for name in GEMM_TENSORS:
+                key = f"blocks.{i}.{name}"
+                slot = len(MODEL_TENSORS) + i * len(BLOCK_TENSORS) + BLOCK_TENSORS.index(name)
+                weights[slot] = _pack_weight(self._tensors[key], self.dtype)
+                dropped.append(self._tensors.pop(key))
+        self._weights = tuple(weights)
+        _release_mapped_pages(dropped)
 
     def _weight_tuple(self) -> tuple:
         t = self._tensors
@@ -239,14 +301,14 @@ class ViT:
 
     def num_parameters(self) -> int:
         """Parameter count (as transformers counts it, QKV counted once)."""
-        return int(sum(a.size for a in self._tensors.values()))
+        return self._num_parameters
 
     def __repr__(self) -> str:
         c = self.config
         return (
             f"ViT(layers={c.num_hidden_layers}, hidden={c.hidden_size}, heads={c.num_attention_heads}, "
             f"mlp={c.intermediate_size}, image={self._image_hw[0]}x{self._image_hw[1]}, patch={self._patch}, "
-            f"labels={self.num_labels}, act={c.hidden_act}, params={self.num_parameters():,})"
+            f"labels={self.num_labels}, act={c.hidden_act}, params={self.num_parameters():,}, dtype={self.dtype})"
         )
 
     # -- forward -------------------------------------------------------------------------------
@@ -293,7 +355,7 @@ class ViT:
         cache = getattr(self._local, "workspace", None)
         if cache is None or cache[0] != key:
             self._local.workspace = None  # free the old one before allocating the new one
-            n = _core.vit_workspace_len(self._dims, b, h, w, threads)
+            n = _core.vit_workspace_len(self._dims, b, h, w, threads, WEIGHT_DTYPES[self.dtype])
             self._local.workspace = (key, np.empty(n, dtype=np.float32))
         return self._local.workspace[1]
 
@@ -321,7 +383,8 @@ class ViT:
             threads = _core.get_num_threads()
             _core.vit_forward(
                 weights, self._dims, float(self.config.layer_norm_eps), ACTIVATIONS[self.config.hidden_act],
-                x, last, logits, pooled, hidden, attn, self._workspace(b, h, w, threads), threads,
+                WEIGHT_DTYPES[self.dtype], x, last, logits, pooled, hidden, attn,
+                self._workspace(b, h, w, threads), threads,
             )
         return ViTOutput(
             logits=logits,
