@@ -12,9 +12,13 @@ PEER_COLOR = "#7f7f7f"
 INT8_COLOR = "#c7c7c7"
 
 
+def _is_vitc(r: dict[str, Any]) -> bool:
+    return r["engine"] == VITC or r["engine"].startswith(VITC + "-")
+
+
 def _is_peer(r: dict[str, Any]) -> bool:
     """Peers for "speed-up vs fastest peer": fp32 engines other than vitc that passed the check."""
-    return r["engine"] != VITC and r["precision"] == "fp32" and r["check"]["passed"]
+    return not _is_vitc(r) and r["precision"] == "fp32" and r["check"]["passed"]
 
 
 def add_derived(results: list[dict[str, Any]], flops: dict[str, int], peak: dict[str, Any]) -> None:
@@ -61,20 +65,20 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         (
             "| engine | model | load s | 1st call s | latency median ms (p10–p90) | throughput img/s | "
-            "peak RSS MB | GFLOP/s | % of peak | speed-up vs fastest peer | max abs diff vs eager |"
+            "peak RSS MB | GFLOP/s | % of peak | speed-up vs fastest peer | max abs diff vs eager | logits cosine |"
         ),
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in results:
-        name = f"**{r['engine']}**" if r["engine"] == VITC else r["engine"]
+        name = f"**{r['engine']}**" if _is_vitc(r) else r["engine"]
         if r["precision"] != "fp32":
-            name += f" ({r['precision']}, reference for a future vitc {r['precision']} mode)"
+            name += f" ({r['precision']})"
         diff = f"{r['check']['max_abs_diff']:.1e}"
         if not r["check"]["passed"]:
             lines.append(
                 f"| {name} | {r['model']} | FAILED CHECK (max abs diff {diff}, "
                 f"atol {r['check']['atol']:.1e}, argmax agree {r['check']['argmax_agree']}) "
-                "| | | | | | | | |"
+                "| | | | | | | | | |"
             )
             continue
         lat = r["latency_s"]
@@ -82,7 +86,8 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"| {name} | {r['model']} | {r['load_s']:.2f} | {r['first_call_s']:.2f} | "
             f"{lat['median'] * 1e3:.1f} ({lat['p10'] * 1e3:.1f}–{lat['p90'] * 1e3:.1f}) | "
             f"{r['throughput_img_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['gflops']:.1f} | "
-            f"{_fmt(r['pct_of_peak'], '.1f')} | {_fmt(r['speedup_vs_fastest_peer'], '.2f')}x | {diff} |"
+            f"{_fmt(r['pct_of_peak'], '.1f')} | {_fmt(r['speedup_vs_fastest_peer'], '.2f')}x | {diff} | "
+            f"{r['check'].get('cosine', float('nan')):.6f} |"
         )
     lines += ["", "Variants that ran:", ""]
     lines += [f"- {r['engine']} / {r['model']}: {r.get('variant', '?')}" for r in results]
@@ -106,7 +111,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         lo = [m - r["latency_s"]["p10"] * 1e3 for m, r in zip(med, rows)]
         hi = [r["latency_s"]["p90"] * 1e3 - m for m, r in zip(med, rows)]
         colors = [
-            HIGHLIGHT_COLOR if r["engine"] == VITC else INT8_COLOR if r["precision"] != "fp32" else PEER_COLOR
+            HIGHLIGHT_COLOR if _is_vitc(r) else INT8_COLOR if r["precision"] != "fp32" else PEER_COLOR
             for r in rows
         ]
         x = range(len(rows))

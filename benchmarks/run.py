@@ -31,7 +31,7 @@ from benchmarks.peak import measure_peak
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
-DEFAULT_ENGINES = ("vitc", "hf-eager", "hf-sdpa", "ort", "ort-int8")
+DEFAULT_ENGINES = ("vitc", "vitc-bf16", "vitc-int8", "hf-eager", "hf-sdpa", "ort", "ort-int8")
 QUICK_ENGINES = ("vitc", "hf-eager", "ort")
 DEFAULT_BATCH = 8
 # Environment for every child: pin every thread pool to the requested count so no library

@@ -231,3 +231,10 @@ def test_kakaobrain_vit_large_512(tmp_path):
     assert ours.logits.argmax() == ref.logits.numpy().argmax()
     for i, (a, e) in enumerate(zip(ours.hidden_states, ref.hidden_states)):
         assert scaled_max_err(a, e.numpy()) < HIDDEN_ATOL, f"hidden_states[{i}]"
+    # Reduced-precision modes on the full-size checkpoint (issue 6): logits against fp32 transformers.
+    ref_logits = ref.logits.numpy().astype(np.float64)[0]
+    del model, ours
+    for dtype, min_cosine in (("bfloat16", 0.999), ("int8", 0.99)):
+        low = vitc.ViT.from_pretrained(tmp_path, dtype=dtype)(x).logits.astype(np.float64)[0]
+        cosine = low @ ref_logits / (np.linalg.norm(low) * np.linalg.norm(ref_logits))
+        assert cosine >= min_cosine, f"{dtype}: cosine {cosine}"

@@ -35,6 +35,11 @@ def config_dict() -> dict:
         },
         "num_threads": get_num_threads(),
         "cpu_features": _core.cpu_features(),
+        "kernels": {
+            "float32 GEMM": "OpenBLAS sgemm",
+            "elementwise/softmax": "avx512" if _core._simd_active() else "portable",
+            **{f"{k} GEMM": v for k, v in _core._lowp_kernels().items()},
+        },
     }
 
 
@@ -47,3 +52,4 @@ def show_config(file=None) -> None:
     print(f"  config: {c['blas']['config']}", file=file)
     print(f"threads: {c['num_threads']}", file=file)
     print(f"CPU features: {' '.join(c['cpu_features']) or 'none detected'}", file=file)
+    print("kernels: " + ", ".join(f"{k}: {v}" for k, v in c["kernels"].items()), file=file)

@@ -64,15 +64,13 @@ def _explanation_names(images: list[str]) -> list[str]:
     return names
 
 
-def _model_arg(path: str | None):
+def _model_arg(path: str | None, dtype: str = "float32"):
     import vitc
-    from vitc.default_model import load_default_model
+    from vitc.default_model import DEFAULT_MODEL_PATH
 
-    if path is None:
-        return load_default_model()
-    if not Path(path).exists():
+    if path is not None and not Path(path).exists():
         raise UserError(f"model not found: {path}")
-    return vitc.ViT.from_pretrained(path)
+    return vitc.ViT.from_pretrained(DEFAULT_MODEL_PATH if path is None else path, dtype=dtype)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -91,7 +89,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if out_dir.exists() and not out_dir.is_dir():
             raise UserError(f"--explain: not a directory: {out_dir}")
         out_dir.mkdir(parents=True, exist_ok=True)
-    model = _model_arg(args.model)
+    model = _model_arg(args.model, args.dtype)
     progress = None if sys.stderr.isatty() else False
     preds = model.predict(images, top_k=args.top_k, batch_size=args.batch_size, progress=progress)
     if out_dir is not None:
@@ -188,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the small model embedded in vitc)")
     p.add_argument("--top-k", "-k", type=_positive_int, default=5, help="labels per image (default: 5)")
     p.add_argument("--batch-size", "-b", type=_positive_int, default=8, help="images per forward pass (default: 8)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "int8"],
+                   help="precision of the weight matrices, packed at load: int8 is the fastest on CPUs with "
+                   "AVX512-VNNI, within ~1e-2 of float32 logits (default: float32)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--explain", metavar="DIR", default=None,
                    help="write per image a PNG with the attention-rollout heat-map and the top label to DIR")

@@ -365,7 +365,11 @@ def _check_dtype(dtype: Any) -> str:
     except TypeError:
         name = repr(dtype)
     if name not in _DTYPES:
-        raise NotImplementedError("bfloat16/int8 conversion is not implemented yet (issue 6)")
+        raise NotImplementedError(
+            f"dtype={dtype!r}: .vitc files store float32 weights for now; load them in reduced precision "
+            f"with vitc.ViT.from_pretrained(path, dtype={dtype!r}) or 'vitc predict --dtype {dtype}' "
+            "(the weights are packed at load)"
+        )
     return name
 
 

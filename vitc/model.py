@@ -299,6 +299,14 @@ class ViT:
                 self._processor = ImageProcessor(size={"height": h, "width": w})
         return self._processor
 
+    def weight_nbytes(self) -> int:
+        """Bytes of weights the model holds (packed bf16 / int8 matrices in those modes)."""
+
+        def nbytes(w) -> int:
+            return sum(nbytes(p) for p in w) if isinstance(w, tuple) else (0 if w is None else w.nbytes)
+
+        return int(sum(nbytes(w) for w in self._weights))
+
     def num_parameters(self) -> int:
         """Parameter count (as transformers counts it, QKV counted once)."""
         return self._num_parameters
