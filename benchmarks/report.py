@@ -60,7 +60,8 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         (
             "- latency: batch 1, median of the timed runs (p10–p90); throughput: batch "
             f"{meta['batch_size']}; GFLOP/s and % of peak from the batch-1 median; "
-            "speed-up = fastest fp32 peer's median / this engine's median (> 1: faster than every peer)"
+            "speed-up = fastest fp32 peer's median / this engine's median (> 1: faster than every peer); "
+            "each engine ran in several rounds (alternating order) and its least disturbed round is shown"
         ),
         "",
         (
@@ -90,7 +91,11 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"{r['check'].get('cosine', float('nan')):.6f} |"
         )
     lines += ["", "Variants that ran:", ""]
-    lines += [f"- {r['engine']} / {r['model']}: {r.get('variant', '?')}" for r in results]
+    for r in results:
+        rounds = r.get("round_medians_s", [])
+        per_round = ", ".join(f"{m * 1e3:.0f}" for m in rounds)
+        seen = f"; batch-1 median per round: {per_round} ms" if len(rounds) > 1 else ""
+        lines.append(f"- {r['engine']} / {r['model']}: {r.get('variant', '?')}{seen}")
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(meta["versions"].items())), ""]
     return "\n".join(lines)
 
