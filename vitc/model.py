@@ -71,25 +71,33 @@ def _pack_weight(w: np.ndarray, dtype: str) -> Any:
     return _core._pack_bf16(w) if dtype == "bfloat16" else _core._pack_int8(w)
 
 
-def _release_mapped_pages(arrays) -> None:
-    """Drop the resident pages of memory-mapped files behind ``arrays`` (re-read on next use).
+def _mapped_file(a: np.ndarray) -> mmap.mmap | None:
+    """The memory-mapped file an array views, if any (ndarray -> ... -> memoryview -> mmap)."""
+    base = a
+    for _ in range(16):
+        if base is None or isinstance(base, mmap.mmap):
+            break
+        base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
+    return base if isinstance(base, mmap.mmap) else None
 
-    After packing, the float32 GEMM weights of a mapped .vitc file are no longer read; without this
-    their pages would stay resident and the packed copy would add to, not replace, their memory.
+
+def _release_mapped_pages(a: np.ndarray) -> None:
+    """Drop the resident pages of a memory-mapped file's array (re-read from the file on next use).
+
+    After packing, the float32 GEMM weights of a mapped .vitc file are no longer read; releasing each
+    as soon as it is packed keeps the packed copy from adding to, rather than replacing, its memory.
     """
-    seen = set()
-    for a in arrays:
-        base = a
-        for _ in range(16):  # ndarray -> ... -> memoryview -> mmap
-            if base is None or isinstance(base, mmap.mmap):
-                break
-            base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
-        if isinstance(base, mmap.mmap) and id(base) not in seen and hasattr(mmap, "MADV_DONTNEED"):
-            seen.add(id(base))
-            try:
-                base.madvise(mmap.MADV_DONTNEED)
-            except (OSError, ValueError):
-                pass  # advice only
+    mm = _mapped_file(a)
+    if mm is None or not hasattr(mm, "madvise") or a.nbytes == 0:
+        return
+    page = mmap.PAGESIZE
+    offset = a.ctypes.data - np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    start = offset // page * page
+    length = -(-(offset + a.nbytes - start) // page) * page
+    try:
+        mm.madvise(mmap.MADV_DONTNEED, start, min(length, len(mm) - start))
+    except (OSError, ValueError):
+        pass  # advice only
 
 
 @dataclass
@@ -247,15 +255,13 @@ class ViT:
         # The four weight matrices of each block go to the kernels' packed layout; their float32
         # versions are dropped (and their mapped pages released) so memory holds one copy.
         weights = list(self._weights)
-        dropped = []
         for i in range(self.config.num_hidden_layers):
             for name in GEMM_TENSORS:
                 key = f"blocks.{i}.{name}"
                 slot = len(MODEL_TENSORS) + i * len(BLOCK_TENSORS) + BLOCK_TENSORS.index(name)
                 weights[slot] = _pack_weight(self._tensors[key], self.dtype)
-                dropped.append(self._tensors.pop(key))
+                _release_mapped_pages(self._tensors.pop(key))
         self._weights = tuple(weights)
-        _release_mapped_pages(dropped)
 
     def _weight_tuple(self) -> tuple:
         t = self._tensors
