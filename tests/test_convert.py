@@ -245,11 +245,11 @@ def test_half_precision_checkpoints(tmp_path, dtype):
 
 def test_unimplemented_dtype(tmp_path, cls_model):
     src = hf_folder(tmp_path / "hf", cls_model)
-    for dtype in ("bfloat16", "int8", np.float16):
-        with pytest.raises(
-            NotImplementedError, match=r"bfloat16/int8 conversion is not implemented yet \(issue 6\)"
-        ):
+    for dtype in ("bfloat16", "int8"):
+        with pytest.raises(NotImplementedError, match=r"from_pretrained\(path, dtype='(bfloat16|int8)'\)"):
             convert(src, tmp_path / "m.vitc", dtype=dtype)
+    with pytest.raises(NotImplementedError, match="float32 weights"):
+        convert(src, tmp_path / "m.vitc", dtype=np.float16)
     assert not (tmp_path / "m.vitc").exists()
 
 

@@ -364,12 +364,14 @@ def _check_dtype(dtype: Any) -> str:
         name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
     except TypeError:
         name = repr(dtype)
-    if name not in _DTYPES:
+    if name in ("bfloat16", "int8"):
         raise NotImplementedError(
-            f"dtype={dtype!r}: .vitc files store float32 weights for now; load them in reduced precision "
-            f"with vitc.ViT.from_pretrained(path, dtype={dtype!r}) or 'vitc predict --dtype {dtype}' "
+            f"dtype={name!r}: .vitc files store float32 weights for now; load them in reduced precision "
+            f"with vitc.ViT.from_pretrained(path, dtype={name!r}) or 'vitc predict --dtype {name}' "
             "(the weights are packed at load)"
         )
+    if name not in _DTYPES:
+        raise NotImplementedError(f"dtype={name!r}: .vitc files store float32 weights")
     return name
 
 
