@@ -14,8 +14,29 @@ enum { BLOCK_NORM1_W, BLOCK_NORM1_B, BLOCK_QKV_W, BLOCK_QKV_B, BLOCK_PROJ_W, BLO
 enum { MODEL_PATCH_W, MODEL_PATCH_B, MODEL_CLS, MODEL_POS, MODEL_NORM_W, MODEL_NORM_B,
        MODEL_HEAD_W, MODEL_HEAD_B, MODEL_POOL_W, MODEL_POOL_B, MODEL_NTENSORS };
 
-// A float32 C-contiguous aligned array of exactly `count` elements, or NULL with ValueError.
-// `obj` may be None when `optional`; then *data is NULL.
+// The data of an aligned C-contiguous array of `type` with exactly `count` elements (writeable if
+// asked), or NULL with an exception naming `what` `index` and what was expected.
+static void *typed_array(PyObject *obj, int type, const char *type_name, const char *what,
+                         Py_ssize_t index, npy_intp count, int writeable) {
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "vit_forward: %s %zd: expected a numpy array, got %s", what,
+                     index, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *arr = (PyArrayObject *)obj;
+    if (PyArray_TYPE(arr) != type || !PyArray_IS_C_CONTIGUOUS(arr) || !PyArray_ISALIGNED(arr) ||
+        PyArray_SIZE(arr) != count || (writeable && !PyArray_ISWRITEABLE(arr))) {
+        PyErr_Format(PyExc_ValueError,
+                     "vit_forward: %s %zd: expected an aligned C-contiguous%s %s array of %zd "
+                     "elements, got %zd",
+                     what, index, writeable ? " writeable" : "", type_name, (Py_ssize_t)count,
+                     (Py_ssize_t)PyArray_SIZE(arr));
+        return NULL;
+    }
+    return PyArray_DATA(arr);
+}
+
+// A float32 array of exactly `count` elements; `obj` may be None when `optional` (*data NULL).
 static int as_f32(PyObject *obj, const char *what, Py_ssize_t index, npy_intp count, int optional,
                   int writeable, float **data) {
     *data = NULL;
@@ -24,28 +45,8 @@ static int as_f32(PyObject *obj, const char *what, Py_ssize_t index, npy_intp co
         PyErr_Format(PyExc_ValueError, "vit_forward: %s %zd is required, got None", what, index);
         return -1;
     }
-    if (!PyArray_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "vit_forward: %s %zd: expected a numpy array, got %s", what,
-                     index, Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    PyArrayObject *arr = (PyArrayObject *)obj;
-    if (PyArray_TYPE(arr) != NPY_FLOAT32 || !PyArray_IS_C_CONTIGUOUS(arr) || !PyArray_ISALIGNED(arr)) {
-        PyErr_Format(PyExc_ValueError,
-                     "vit_forward: %s %zd: expected an aligned C-contiguous float32 array", what, index);
-        return -1;
-    }
-    if (writeable && !PyArray_ISWRITEABLE(arr)) {
-        PyErr_Format(PyExc_ValueError, "vit_forward: %s %zd: expected a writeable array", what, index);
-        return -1;
-    }
-    if (PyArray_SIZE(arr) != count) {
-        PyErr_Format(PyExc_ValueError, "vit_forward: %s %zd: expected %zd elements, got %zd", what,
-                     index, (Py_ssize_t)count, (Py_ssize_t)PyArray_SIZE(arr));
-        return -1;
-    }
-    *data = (float *)PyArray_DATA(arr);
-    return 0;
+    *data = typed_array(obj, NPY_FLOAT32, "float32", what, index, count, writeable);
+    return *data ? 0 : -1;
 }
 
 static int weight(PyObject *weights, Py_ssize_t i, npy_intp count, int optional, const float **out) {
@@ -53,21 +54,6 @@ static int weight(PyObject *weights, Py_ssize_t i, npy_intp count, int optional,
     if (as_f32(PyTuple_GET_ITEM(weights, i), "weight", i, count, optional, 0, &data) < 0) return -1;
     *out = data;
     return 0;
-}
-
-// An aligned C-contiguous array of `type` with exactly `count` elements, or NULL with ValueError.
-static const void *typed_array(PyObject *obj, int type, const char *type_name, Py_ssize_t index,
-                               npy_intp count) {
-    if (!PyArray_Check(obj) || PyArray_TYPE((PyArrayObject *)obj) != type ||
-        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)obj) || !PyArray_ISALIGNED((PyArrayObject *)obj) ||
-        PyArray_SIZE((PyArrayObject *)obj) != count) {
-        PyErr_Format(PyExc_ValueError,
-                     "vit_forward: weight %zd: expected an aligned C-contiguous %s array of %zd "
-                     "elements",
-                     index, type_name, (Py_ssize_t)count);
-        return NULL;
-    }
-    return PyArray_DATA((PyArrayObject *)obj);
 }
 
 // A block's (N, K) weight matrix in the model's precision: float32 (N, K); bf16 packed as uint16;
@@ -84,7 +70,8 @@ static int gemm_weight(PyObject *weights, Py_ssize_t i, vitc_wdtype wdtype, npy_
         return 0;
     }
     if (wdtype == VITC_WEIGHTS_BF16) {
-        out->data = typed_array(obj, NPY_UINT16, "uint16 (packed bf16)", i, pack_bf16_len(N, K));
+        out->data = typed_array(obj, NPY_UINT16, "uint16 (packed bf16)", "weight", i,
+                                pack_bf16_len(N, K), 0);
         return out->data ? 0 : -1;
     }
     if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) != 3) {
@@ -92,11 +79,12 @@ static int gemm_weight(PyObject *weights, Py_ssize_t i, vitc_wdtype wdtype, npy_
                      "vit_forward: weight %zd: expected (packed int8, scales, col_sums)", i);
         return -1;
     }
-    out->data = typed_array(PyTuple_GET_ITEM(obj, 0), NPY_INT8, "int8 (packed)", i, pack_int8_len(N, K));
+    out->data = typed_array(PyTuple_GET_ITEM(obj, 0), NPY_INT8, "int8 (packed)", "weight", i,
+                            pack_int8_len(N, K), 0);
     if (out->data == NULL) return -1;
-    out->scales = typed_array(PyTuple_GET_ITEM(obj, 1), NPY_FLOAT32, "float32 (scales)", i, N);
+    out->scales = typed_array(PyTuple_GET_ITEM(obj, 1), NPY_FLOAT32, "float32 (scales)", "weight", i, N, 0);
     if (out->scales == NULL) return -1;
-    out->col_sums = typed_array(PyTuple_GET_ITEM(obj, 2), NPY_INT32, "int32 (col_sums)", i, N);
+    out->col_sums = typed_array(PyTuple_GET_ITEM(obj, 2), NPY_INT32, "int32 (col_sums)", "weight", i, N, 0);
     return out->col_sums ? 0 : -1;
 }
 

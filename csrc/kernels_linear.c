@@ -11,28 +11,37 @@ static const vitc_int MLP_ROW_BLOCK = 2048;
 // ---------------------------------------------------------------------------------------------
 // Linear. ref: torch.nn.functional.linear (y = x W^T + b), then the activation.
 
-// out (M,N), inp (M,K), w (N,K), b (N) or NULL
-void linear_forward_f32(float *out, const float *inp, const float *w, const float *b, vitc_act act,
-                        vitc_int M, vitc_int N, vitc_int K, vitc_int ld_out, vitc_int ld_inp,
-                        vitc_int ld_w) {
+// out (M,N) = act(beta * out + inp (M,K) . w (N,K)^T + b); beta is 0 or 1 (a residual add).
+static void linear_beta_f32(float *out, const float *inp, const float *w, const float *b,
+                            vitc_act act, float beta, vitc_int M, vitc_int N, vitc_int K,
+                            vitc_int ld_out, vitc_int ld_inp, vitc_int ld_w) {
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) {  // empty sum: out = b; BLAS is not asked about K = 0
-        for (vitc_int m = 0; m < M; m++) {
-            float *y = out + m * ld_out;
-            for (vitc_int n = 0; n < N; n++) y[n] = b ? b[n] : 0.0f;
-            act_forward_f32(y, y, act, N);
-        }
-        return;
-    }
-    BLAS_FUNC(cblas_sgemm)(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, inp,
-                           (int)ld_inp, w, (int)ld_w, 0.0f, out, (int)ld_out);
-    if (!b && act == VITC_ACT_NONE) return;
+    if (K > 0)
+        BLAS_FUNC(cblas_sgemm)(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f,
+                               inp, (int)ld_inp, w, (int)ld_w, beta, out, (int)ld_out);
+    if (K > 0 && !b && act == VITC_ACT_NONE) return;
     for (vitc_int m = 0; m < M; m++) {
         float *y = out + m * ld_out;
+        if (K <= 0 && beta == 0.0f)  // empty sum: BLAS is not asked about K = 0
+            for (vitc_int n = 0; n < N; n++) y[n] = 0.0f;
         if (b)
             for (vitc_int n = 0; n < N; n++) y[n] += b[n];
         act_forward_f32(y, y, act, N);
     }
+}
+
+// out (M,N), inp (M,K), w (N,K), b (N) or NULL
+void linear_forward_f32(float *out, const float *inp, const float *w, const float *b, vitc_act act,
+                        vitc_int M, vitc_int N, vitc_int K, vitc_int ld_out, vitc_int ld_inp,
+                        vitc_int ld_w) {
+    linear_beta_f32(out, inp, w, b, act, 0.0f, M, N, K, ld_out, ld_inp, ld_w);
+}
+
+// out (M,N) += inp (M,K) . w (N,K)^T + b (N) or NULL
+void linear_residual_forward_f32(float *out, const float *inp, const float *w, const float *b,
+                                 vitc_int M, vitc_int N, vitc_int K, vitc_int ld_out,
+                                 vitc_int ld_inp, vitc_int ld_w) {
+    linear_beta_f32(out, inp, w, b, VITC_ACT_NONE, 1.0f, M, N, K, ld_out, ld_inp, ld_w);
 }
 
 // out (M,N), inp (M,K), w (N,K), b (N) or NULL

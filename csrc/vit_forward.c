@@ -69,14 +69,15 @@ static int row_threads(vitc_int rows, vitc_int n, int threads) {
 // Output columns per work item of a weight GEMM: a multiple of the BLAS micro-tile widths.
 static const vitc_int GEMM_COL_BLOCK = 64;
 
-// out (M, N) = act(beta * out + inp (M, K) . w (N, K)^T + b), split by output columns: each thread
-// multiplies all rows by its slice of the weights (single-threaded BLAS: it packs only its slice)
-// and applies bias and activation to its columns while they are still in cache.
+// out (M, N) = act(inp (M, K) . w (N, K)^T + b), or out += inp . w^T + b when `residual`, split by
+// output columns: each thread multiplies all rows by its slice of the weights (single-threaded
+// BLAS: it packs only its slice) and applies bias and activation to its columns while hot.
+// ref: modeling_vit.py ViTLayer.forward `hidden_states = hidden_states + residual`
 typedef struct {
     float *out;
     const float *inp, *w, *b;
     vitc_act act;
-    float beta;
+    int residual;
     vitc_int M, N, K;
 } gemm_job;
 
@@ -85,26 +86,17 @@ static void gemm_task(void *ctx, vitc_int begin, vitc_int end, int tid) {
     (void)tid;
     const vitc_int n0 = begin * GEMM_COL_BLOCK;
     const vitc_int n1 = end * GEMM_COL_BLOCK < j->N ? end * GEMM_COL_BLOCK : j->N;
-    const vitc_int cols = n1 - n0;
-    if (j->K > 0)
-        BLAS_FUNC(cblas_sgemm)(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)j->M, (blasint)cols,
-                               (blasint)j->K, 1.0f, j->inp, (blasint)j->K, j->w + n0 * j->K,
-                               (blasint)j->K, j->beta, j->out + n0, (blasint)j->N);
-    for (vitc_int i = 0; i < j->M; i++) {
-        float *row = j->out + i * j->N + n0;
-        if (j->K == 0 && j->beta == 0.0f) memset(row, 0, (size_t)cols * sizeof(float));
-        if (j->b)
-            for (vitc_int c = 0; c < cols; c++) row[c] += j->b[n0 + c];
-        if (j->act != VITC_ACT_NONE) act_forward_f32(row, row, j->act, cols);
-    }
+    const float *w = j->w + n0 * j->K, *b = j->b ? j->b + n0 : NULL;
+    if (j->residual)
+        linear_residual_forward_f32(j->out + n0, j->inp, w, b, j->M, n1 - n0, j->K, j->N, j->K, j->K);
+    else
+        linear_forward_f32(j->out + n0, j->inp, w, b, j->act, j->M, n1 - n0, j->K, j->N, j->K, j->K);
 }
 
-// out (M, N) = act(beta * out + inp (M, K) . w (N, K)^T + b): beta = 1 fuses a residual add.
-// ref: modeling_vit.py ViTLayer.forward `hidden_states = hidden_states + residual`
 static void linear(float *out, const float *inp, const float *w, const float *b, vitc_act act,
-                   float beta, vitc_int M, vitc_int N, vitc_int K, int threads) {
+                   int residual, vitc_int M, vitc_int N, vitc_int K, int threads) {
     if (M == 0 || N == 0) return;
-    gemm_job job = {out, inp, w, b, act, beta, M, N, K};
+    gemm_job job = {out, inp, w, b, act, residual, M, N, K};
     vitc_parallel_for((N + GEMM_COL_BLOCK - 1) / GEMM_COL_BLOCK, threads, gemm_task, &job);
 }
 
@@ -128,7 +120,7 @@ static void block_linear(const vit_model *m, float *out, const float *inp, const
                          const float *b, vitc_act act, int residual, float *tmp, void *lowp_scratch,
                          vitc_int M, vitc_int N, vitc_int K, int threads) {
     if (m->wdtype == VITC_WEIGHTS_F32) {
-        linear(out, inp, w->data, b, act, residual ? 1.0f : 0.0f, M, N, K, threads);
+        linear(out, inp, w->data, b, act, residual, M, N, K, threads);
         return;
     }
     float *dst = residual ? tmp : out;
@@ -215,7 +207,7 @@ static void embed(const vit_model *m, float *x, float *patches, const float *pix
         float *xb = x + b * T * C;
         for (vitc_int c = 0; c < C; c++) xb[c] = m->cls[c] + m->pos[c];
         // patch projection (bias) then + position: the order of transformers' additions
-        linear(xb + C, patches + b * Np * row_len, m->patch_w, m->patch_b, VITC_ACT_NONE, 0.0f, Np,
+        linear(xb + C, patches + b * Np * row_len, m->patch_w, m->patch_b, VITC_ACT_NONE, 0, Np,
                C, row_len, threads);
         for (vitc_int t = 1; t < T; t++) {
             float *row = xb + t * C;

@@ -51,6 +51,10 @@ void softmax_forward_f64(double *out, const double *inp, vitc_int rows, vitc_int
 void linear_forward_f32(float *out, const float *inp, const float *w, const float *b, vitc_act act,
                         vitc_int M, vitc_int N, vitc_int K, vitc_int ld_out, vitc_int ld_inp,
                         vitc_int ld_w);
+// out (M,N) += inp (M,K) . w (N,K)^T + b (N): a residual connection fused into the GEMM.
+void linear_residual_forward_f32(float *out, const float *inp, const float *w, const float *b,
+                                 vitc_int M, vitc_int N, vitc_int K, vitc_int ld_out,
+                                 vitc_int ld_inp, vitc_int ld_w);
 void linear_forward_f64(double *out, const double *inp, const double *w, const double *b,
                         vitc_int M, vitc_int N, vitc_int K, vitc_int ld_out, vitc_int ld_inp,
                         vitc_int ld_w);

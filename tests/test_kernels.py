@@ -522,8 +522,8 @@ def test_scratch_allocation_failure_raises_memory_error():
 
 
 def test_set_num_threads_and_threadpoolctl():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
     import scipy_openblas32
+    import threadpoolctl
 
     before = vitc.get_num_threads()
     try:
