@@ -520,12 +520,14 @@ def test_fuzz_regressions_torch_bin(path):
 
 def test_huge_memo_index_stays_small(tmp_path):
     """LONG_BINPUT 778593140 made the C unpickler allocate a 12 GB memo array (fuzz finding); run in a
-    fresh process so its peak RSS is this read alone."""
+    fresh process so its peak RSS is this read alone. The peak is VmHWM, which belongs to the new
+    process image; ru_maxrss survives exec on Linux and would report pytest's own peak."""
     code = (
-        "import resource, sys\n"
+        "import re, sys\n"
         "from vitc.checkpoint import read_torch_bin\n"
         "try:\n    read_torch_bin(sys.argv[1])\nexcept ValueError:\n    pass\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "status = open('/proc/self/status').read()\n"
+        "print(re.search(r'VmHWM:\\s*(\\d+) kB', status).group(1))\n"
     )
     path = FUZZ_DATA / "torch_bin-long-binput-huge-memo.bin"
     peak_kb = int(
