@@ -11,11 +11,17 @@
 // N is padded to 32 with zero weights, K to 2 (bf16) or 4 (int8) with zeros, M to MR.
 // Partial sums over K blocks live in `out` itself (fp32 for bf16, int32 bits for int8), so no
 // extra scratch is needed and each output element is written once per K block.
+//
+// AMX (tdpbf16ps / tdpbusd, when the CPU and OS allow it and K is a multiple of 32 / 64): the
+// weight panels above are already AMX B tiles (16 rows of K pairs / quads x 16 columns, row stride
+// 128 bytes: the two halves of a panel), so only the activations change layout: plain rows
+// (round_up(M, 32) rows, row stride K + one cache line so 16 tile rows do not share cache sets).
+// A 2x2 block of 16x16 accumulator tiles holds a 32x32 output block over all of K.
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "vitc_kernels.h"
+#include "kernels_internal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define LOWP_HAVE_X86_CODE 1
@@ -30,6 +36,9 @@ enum {
     INT8_MR = 12,
     BF16_KC = 256,    // K pairs per cache block: a 32 KiB weight panel block stays in L1
     INT8_KC = 256,    // K quads per cache block: 32 KiB as well
+    AMX_MR = 32,      // activation rows per AMX block (two A tiles)
+    AMX_PAD = 64,     // bytes added to an AMX activation row
+    AMX_L2_BLOCK = 512 * 1024,  // bytes of weight panels an AMX column group keeps in L2
 };
 
 // u8 activations carry q + 128 (q in [-127, 127]); the column sums remove the offset.
@@ -42,20 +51,33 @@ static vitc_int min_int(vitc_int a, vitc_int b) { return a < b ? a : b; }
 // ---------------------------------------------------------------------------------------------
 // Run-time dispatch
 
-static int g_lowp_simd = 1;
+static vitc_lowp_level g_lowp_level = VITC_LOWP_BEST;
 
-void vitc_set_lowp_simd(int enabled) { g_lowp_simd = enabled != 0; }
+void vitc_set_lowp_level(vitc_lowp_level level) { g_lowp_level = level; }
 
 int linear_bf16_uses_simd(void) {
     const unsigned need = VITC_CPU_AVX512F | VITC_CPU_AVX512BW | VITC_CPU_AVX512VL |
                           VITC_CPU_AVX512_BF16;
-    return LOWP_HAVE_X86_CODE && g_lowp_simd && (vitc_cpu_features() & need) == need;
+    return LOWP_HAVE_X86_CODE && g_lowp_level >= VITC_LOWP_AVX512 &&
+           (vitc_cpu_features() & need) == need;
 }
 
 int linear_int8_uses_simd(void) {
     const unsigned need = VITC_CPU_AVX512F | VITC_CPU_AVX512BW | VITC_CPU_AVX512VL |
                           VITC_CPU_AVX512_VNNI;
-    return LOWP_HAVE_X86_CODE && g_lowp_simd && (vitc_cpu_features() & need) == need;
+    return LOWP_HAVE_X86_CODE && g_lowp_level >= VITC_LOWP_AVX512 &&
+           (vitc_cpu_features() & need) == need;
+}
+
+// The AMX paths also use the AVX-512 code (activation packing, epilogues).
+int linear_bf16_uses_amx(void) {
+    return linear_bf16_uses_simd() && g_lowp_level >= VITC_LOWP_BEST &&
+           (vitc_cpu_features() & VITC_CPU_AMX_BF16) && vitc_amx_permitted();
+}
+
+int linear_int8_uses_amx(void) {
+    return linear_int8_uses_simd() && g_lowp_level >= VITC_LOWP_BEST &&
+           (vitc_cpu_features() & VITC_CPU_AMX_INT8) && vitc_amx_permitted();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -109,8 +131,15 @@ void pack_weights_bf16(uint16_t *packed, const float *w, vitc_int N, vitc_int K)
 // ---------------------------------------------------------------------------------------------
 // bf16 activations: rows -> (M/MR, K/2, MR) pairs
 
+// Activation rows of the AMX layout, in bytes (elem: 2 for bf16, 1 for u8).
+static vitc_int amx_row_bytes(vitc_int K, vitc_int elem) { return K * elem + AMX_PAD; }
+
+static vitc_int max_int(vitc_int a, vitc_int b) { return a > b ? a : b; }
+
 vitc_int linear_bf16_scratch_len(vitc_int M, vitc_int K) {
-    return round_up(M, BF16_MR) * round_up(K, 2);
+    const vitc_int panels = round_up(M, BF16_MR) * round_up(K, 2);
+    const vitc_int rows = round_up(M, AMX_MR) * amx_row_bytes(round_up(K, 2), 2) / 2;
+    return max_int(panels, rows);
 }
 
 typedef struct {
@@ -122,22 +151,30 @@ typedef struct {
     vitc_int M, N, K, ld_out, ld_inp;
     uint32_t *a;  // packed activation pairs
     int simd;
+    int amx;        // AMX: a holds plain rows of lda pairs
+    vitc_int lda;
 } bf16_ctx;
 
 #if LOWP_HAVE_X86_CODE
 #define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
-// dst (K2, BF16_MR) column i of a panel <- row x (K)
-BF16_TARGET static void bf16_pack_row_avx512(uint32_t *dst, const float *x, vitc_int K) {
+// dst[p * stride] <- pair p of row x (K): stride BF16_MR in a panel, 1 in a plain AMX row.
+BF16_TARGET static void bf16_pack_row_avx512(uint32_t *dst, const float *x, vitc_int K,
+                                             vitc_int stride) {
     vitc_int k = 0;
     for (; k + 32 <= K; k += 32) {
         const __m512 lo = _mm512_loadu_ps(x + k), hi = _mm512_loadu_ps(x + k + 16);
+        const __m512i pairs = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+        uint32_t *d = dst + (k / 2) * stride;
+        if (stride == 1) {
+            _mm512_storeu_si512(d, pairs);
+            continue;
+        }
         uint32_t tmp[16];
-        _mm512_storeu_si512(tmp, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-        uint32_t *d = dst + (k / 2) * BF16_MR;
-        for (int p = 0; p < 16; p++) d[p * BF16_MR] = tmp[p];
+        _mm512_storeu_si512(tmp, pairs);
+        for (int p = 0; p < 16; p++) d[p * stride] = tmp[p];
     }
-    for (; k < K; k += 2) dst[(k / 2) * BF16_MR] = bf16_pair(x, k, K);
+    for (; k < K; k += 2) dst[(k / 2) * stride] = bf16_pair(x, k, K);
 }
 #endif
 
@@ -156,7 +193,7 @@ static void bf16_pack_rows(void *vctx, vitc_int begin, vitc_int end, int thread_
             const float *x = c->inp + m * c->ld_inp;
 #if LOWP_HAVE_X86_CODE
             if (c->simd) {
-                bf16_pack_row_avx512(dst + i, x, c->K);
+                bf16_pack_row_avx512(dst + i, x, c->K, BF16_MR);
                 continue;
             }
 #endif
@@ -164,6 +201,21 @@ static void bf16_pack_rows(void *vctx, vitc_int begin, vitc_int end, int thread_
         }
     }
 }
+
+#if LOWP_HAVE_X86_CODE
+// AMX layout: rows [begin, end) of round_up(M, AMX_MR), zeros past M (K % 32 == 0 here).
+static void bf16_pack_rows_amx(void *vctx, vitc_int begin, vitc_int end, int thread_id) {
+    (void)thread_id;
+    const bf16_ctx *c = vctx;
+    for (vitc_int m = begin; m < end; m++) {
+        uint32_t *dst = c->a + m * c->lda;
+        if (m < c->M)
+            bf16_pack_row_avx512(dst, c->inp + m * c->ld_inp, c->K, 1);
+        else
+            memset(dst, 0, (size_t)c->K * 2);
+    }
+}
+#endif
 
 // Epilogue of the last K block: bias was added in the tile; the activation runs on stored rows.
 static void apply_act_rows(float *c, vitc_int ldc, vitc_act act, vitc_int rows, vitc_int cols) {
@@ -276,6 +328,112 @@ static void bf16_gemm_panels(void *vctx, vitc_int begin, vitc_int end, int threa
     }
 }
 
+#if LOWP_HAVE_X86_CODE
+// ---------------------------------------------------------------------------------------------
+// AMX: tiles 0-3 accumulate a 32x32 output block (2x2 tiles of 16x16 fp32/int32), tiles 4-5 are
+// two 16-row activation tiles, 6-7 the two 16-column halves of a weight panel.
+#define AMX_TARGET                                                                           \
+    __attribute__((target("amx-tile,amx-bf16,amx-int8,avx512f,avx512bw,avx512vl,avx512bf16," \
+                          "avx512vnni")))
+
+// Every tile 16 rows x 64 bytes; the configuration is per thread, so each work item loads it.
+// ldtilecfg is written out here because GCC 12's _tile_loadconfig tells the compiler it reads
+// only 8 bytes of the 64-byte configuration, which lets the stores of rows and colsb be dropped
+// (seen: SIGILL on the first tile instruction of a pool thread).
+AMX_TARGET void vitc_amx_load_tile_config(void) {
+    struct {
+        uint8_t palette_id, start_row, reserved[14];
+        uint16_t colsb[16];
+        uint8_t rows[16];
+    } cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette_id = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.rows[t] = 16;
+        cfg.colsb[t] = 64;
+    }
+    __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
+}
+
+// Weight panels per column group: the group's panels stay in L2 while every row block passes
+// over them; at least one group per thread.
+static vitc_int amx_group_panels(vitc_int panels, vitc_int panel_bytes, int threads) {
+    const vitc_int fit = max_int(1, AMX_L2_BLOCK / max_int(1, panel_bytes));
+    return max_int(1, min_int(fit, (panels + threads - 1) / threads));
+}
+
+// 32x32 block of 16x16 tiles 0..3 -> buf (row stride NR elements of 4 bytes).
+#define AMX_STORE_BLOCK(buf)                              \
+    do {                                                  \
+        _tile_stored(0, (buf), NR * 4);                   \
+        _tile_stored(1, (buf) + 16, NR * 4);              \
+        _tile_stored(2, (buf) + 16 * NR, NR * 4);         \
+        _tile_stored(3, (buf) + 16 * NR + 16, NR * 4);    \
+    } while (0)
+
+// c (rows, cols) = acc (rows, NR) + bias, then the activation.
+BF16_TARGET static void bf16_store_block(float *c, vitc_int ldc, const float *acc, vitc_int rows,
+                                         vitc_int cols, const float *bias, vitc_act act) {
+    const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+    const __mmask16 m1 =
+        cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
+    const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+    for (vitc_int i = 0; i < rows; i++) {
+        _mm512_mask_storeu_ps(c + i * ldc, m0, _mm512_add_ps(_mm512_load_ps(acc + i * NR), bias0));
+        _mm512_mask_storeu_ps(c + i * ldc + 16, m1,
+                              _mm512_add_ps(_mm512_load_ps(acc + i * NR + 16), bias1));
+    }
+    apply_act_rows(c, ldc, act, rows, cols);
+}
+
+typedef struct {
+    const bf16_ctx *c;
+    vitc_int group;  // weight panels per work item
+} bf16_amx_job;
+
+// Work item: a group of weight panels; every 32-row block of activations against each panel,
+// over all of K in the tiles (K % 32 == 0).
+AMX_TARGET static void bf16_gemm_amx(void *vjob, vitc_int begin, vitc_int end, int thread_id) {
+    (void)thread_id;
+    const bf16_amx_job *job = vjob;
+    const bf16_ctx *c = job->c;
+    const vitc_int K2 = c->K / 2, panels = round_up(c->N, NR) / NR;
+    const vitc_int Mp = round_up(c->M, AMX_MR), lda_bytes = c->lda * 4;
+    float acc[AMX_MR * NR] __attribute__((aligned(64)));
+    vitc_amx_load_tile_config();
+    for (vitc_int g = begin; g < end; g++) {
+        const vitc_int p_end = min_int((g + 1) * job->group, panels);
+        for (vitc_int m0 = 0; m0 < Mp; m0 += AMX_MR) {
+            const char *a0 = (const char *)(c->a + m0 * c->lda), *a1 = a0 + 16 * lda_bytes;
+            for (vitc_int panel = g * job->group; panel < p_end; panel++) {
+                const uint32_t *b = c->w + panel * K2 * NR;
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                for (vitc_int p = 0; p < K2; p += 16) {
+                    _tile_loadd(4, a0 + p * 4, lda_bytes);
+                    _tile_loadd(5, a1 + p * 4, lda_bytes);
+                    _tile_loadd(6, b + p * NR, NR * 4);
+                    _tile_loadd(7, b + p * NR + 16, NR * 4);
+                    _tile_dpbf16ps(0, 4, 6);
+                    _tile_dpbf16ps(1, 4, 7);
+                    _tile_dpbf16ps(2, 5, 6);
+                    _tile_dpbf16ps(3, 5, 7);
+                }
+                AMX_STORE_BLOCK(acc);
+                const vitc_int n0 = panel * NR;
+                bf16_store_block(c->out + m0 * c->ld_out + n0, c->ld_out, acc,
+                                 min_int(AMX_MR, c->M - m0), min_int(NR, c->N - n0),
+                                 c->b ? c->b + n0 : NULL, c->act);
+            }
+        }
+    }
+    _tile_release();
+}
+#endif
+
 // out (M,N), inp (M,K), w_packed (pack_bf16_len(N,K)), b (N) or NULL,
 // scratch (linear_bf16_scratch_len(M,K))
 void linear_bf16_forward(float *out, const float *inp, const uint16_t *w_packed, const float *b,
@@ -283,10 +441,21 @@ void linear_bf16_forward(float *out, const float *inp, const uint16_t *w_packed,
                          vitc_int ld_inp, uint16_t *scratch) {
     if (M <= 0 || N <= 0) return;
     bf16_ctx c = {out, inp, (const uint32_t *)w_packed, b, act, M, N, K, ld_out, ld_inp,
-                  (uint32_t *)scratch, linear_bf16_uses_simd()};
+                  (uint32_t *)scratch, linear_bf16_uses_simd(), 0, 0};
     const int threads = vitc_get_num_threads();
+    const vitc_int panels = round_up(N, NR) / NR;
+#if LOWP_HAVE_X86_CODE
+    if (K % 32 == 0 && linear_bf16_uses_amx()) {
+        c.amx = 1;
+        c.lda = amx_row_bytes(K, 2) / 4;
+        bf16_amx_job job = {&c, amx_group_panels(panels, K * NR * 2, threads)};
+        vitc_parallel_for(round_up(M, AMX_MR), threads, bf16_pack_rows_amx, &c);
+        vitc_parallel_for((panels + job.group - 1) / job.group, threads, bf16_gemm_amx, &job);
+        return;
+    }
+#endif
     vitc_parallel_for(round_up(M, BF16_MR) / BF16_MR, threads, bf16_pack_rows, &c);
-    vitc_parallel_for(round_up(N, NR) / NR, threads, bf16_gemm_panels, &c);
+    vitc_parallel_for(panels, threads, bf16_gemm_panels, &c);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -357,7 +526,9 @@ void pack_weights_int8(int8_t *packed, float *scales, int32_t *col_sums, const f
 // scratch: row scales (round_up(M, 16) floats) then the u8 panels (M/MR, K/4, MR, 4).
 
 vitc_int linear_int8_scratch_len(vitc_int M, vitc_int K) {
-    return round_up(M, 16) * (vitc_int)sizeof(float) + round_up(M, INT8_MR) * round_up(K, 4);
+    const vitc_int panels = round_up(M, INT8_MR) * round_up(K, 4);
+    const vitc_int rows = round_up(M, AMX_MR) * amx_row_bytes(round_up(K, 4), 1);
+    return round_up(M, 16) * (vitc_int)sizeof(float) + max_int(panels, rows);
 }
 
 typedef struct {
@@ -372,6 +543,8 @@ typedef struct {
     float *row_scale;
     uint32_t *a;  // u8 quads
     int simd;
+    int amx;       // AMX: a holds plain rows of lda quads
+    vitc_int lda;
 } int8_ctx;
 
 static uint32_t u8_quad(const float *x, vitc_int k, vitc_int K, float inv) {
@@ -406,8 +579,10 @@ VNNI_TARGET static float abs_max_avx512(const float *x, vitc_int n) {
     return finite ? r : INFINITY;
 }
 
-// dst (K4, INT8_MR) column i of a panel <- quantized row x (K); same arithmetic as int8_quant.
-VNNI_TARGET static void u8_pack_row_avx512(uint32_t *dst, const float *x, vitc_int K, float inv) {
+// dst[p * stride] <- quad p of the quantized row x (K); same arithmetic as int8_quant.
+// stride INT8_MR in a panel, 1 in a plain AMX row.
+VNNI_TARGET static void u8_pack_row_avx512(uint32_t *dst, const float *x, vitc_int K, float inv,
+                                           vitc_int stride) {
     const __m512 vinv = _mm512_set1_ps(inv);
     const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
     const __m512i zp = _mm512_set1_epi32(INT8_ZERO_POINT);
@@ -421,50 +596,63 @@ VNNI_TARGET static void u8_pack_row_avx512(uint32_t *dst, const float *x, vitc_i
             q = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi), zp);
             bytes[t] = _mm512_cvtepi32_epi8(q);
         }
+        uint32_t *d = dst + (k / 4) * stride;
+        if (stride == 1) {
+            for (int t = 0; t < 4; t++) _mm_storeu_si128((__m128i *)(d + 4 * t), bytes[t]);
+            continue;
+        }
         for (int t = 0; t < 4; t++) _mm_storeu_si128((__m128i *)(tmp + 4 * t), bytes[t]);
-        uint32_t *d = dst + (k / 4) * INT8_MR;
-        for (int p = 0; p < 16; p++) d[p * INT8_MR] = tmp[p];
+        for (int p = 0; p < 16; p++) d[p * stride] = tmp[p];
     }
-    for (; k < K; k += 4) dst[(k / 4) * INT8_MR] = u8_quad(x, k, K, inv);
+    for (; k < K; k += 4) dst[(k / 4) * stride] = u8_quad(x, k, K, inv);
 }
 #endif
+
+// Row m of the activations -> quads dst[p * stride] and its scale; rows past M hold q = 0.
+static void int8_pack_row(const int8_ctx *c, vitc_int m, uint32_t *dst, vitc_int stride) {
+    const vitc_int K4 = round_up(c->K, 4) / 4;
+    const uint32_t pad = 0x80808080u;  // q = 0 in every byte
+    if (m >= c->M) {
+        for (vitc_int p = 0; p < K4; p++) dst[p * stride] = pad;
+        return;
+    }
+    const float *x = c->inp + m * c->ld_inp;
+    float scale, inv;
+#if LOWP_HAVE_X86_CODE
+    if (c->simd) {
+        int8_scale(abs_max_avx512(x, c->K), &scale, &inv);
+        c->row_scale[m] = scale;
+        if (scale == scale) {
+            u8_pack_row_avx512(dst, x, c->K, inv, stride);
+            return;
+        }
+    } else
+#endif
+    {
+        int8_scale(abs_max(x, c->K), &scale, &inv);
+        c->row_scale[m] = scale;
+    }
+    if (scale != scale) {  // NaN/inf row: q = 0, the NaN scale makes the output NaN
+        for (vitc_int p = 0; p < K4; p++) dst[p * stride] = pad;
+        return;
+    }
+    for (vitc_int p = 0; p < K4; p++) dst[p * stride] = u8_quad(x, 4 * p, c->K, inv);
+}
 
 static void int8_pack_rows(void *vctx, vitc_int begin, vitc_int end, int thread_id) {
     (void)thread_id;
     const int8_ctx *c = vctx;
     const vitc_int K4 = round_up(c->K, 4) / 4;
-    const uint32_t pad = 0x80808080u;  // q = 0 in every byte
-    for (vitc_int panel = begin; panel < end; panel++) {
-        uint32_t *dst = c->a + panel * K4 * INT8_MR;
-        for (vitc_int i = 0; i < INT8_MR; i++) {
-            const vitc_int m = panel * INT8_MR + i;
-            if (m >= c->M) {
-                for (vitc_int p = 0; p < K4; p++) dst[p * INT8_MR + i] = pad;
-                continue;
-            }
-            const float *x = c->inp + m * c->ld_inp;
-            float scale, inv;
-#if LOWP_HAVE_X86_CODE
-            if (c->simd) {
-                int8_scale(abs_max_avx512(x, c->K), &scale, &inv);
-                c->row_scale[m] = scale;
-                if (scale == scale) {
-                    u8_pack_row_avx512(dst + i, x, c->K, inv);
-                    continue;
-                }
-            } else
-#endif
-            {
-                int8_scale(abs_max(x, c->K), &scale, &inv);
-                c->row_scale[m] = scale;
-            }
-            if (scale != scale) {  // NaN/inf row: q = 0, the NaN scale makes the output NaN
-                for (vitc_int p = 0; p < K4; p++) dst[p * INT8_MR + i] = pad;
-                continue;
-            }
-            for (vitc_int p = 0; p < K4; p++) dst[p * INT8_MR + i] = u8_quad(x, 4 * p, c->K, inv);
-        }
-    }
+    for (vitc_int panel = begin; panel < end; panel++)
+        for (vitc_int i = 0; i < INT8_MR; i++)
+            int8_pack_row(c, panel * INT8_MR + i, c->a + panel * K4 * INT8_MR + i, INT8_MR);
+}
+
+// AMX layout: rows [begin, end) of round_up(M, AMX_MR), each lda quads apart.
+static void int8_pack_rows_amx(void *vctx, vitc_int begin, vitc_int end, int thread_id) {
+    (void)thread_id;
+    const int8_ctx *c = vctx;
+    for (vitc_int m = begin; m < end; m++) int8_pack_row(c, m, c->a + m * c->lda, 1);
 }
 
 // Dequantization, identical in both paths:
@@ -502,6 +690,24 @@ static void int8_tile_scalar(float *c, vitc_int ldc, const uint32_t *a, const in
 }
 
 #if LOWP_HAVE_X86_CODE
+// One output row of 32: (float)(acc - 128 col_sum) * (row_scale * col_scale) [+ bias].
+VNNI_TARGET static inline void int8_dequant_row(float *dst, __m512i acc0, __m512i acc1, float rs,
+                                                __m512i corr0, __m512i corr1, __m512 cs0,
+                                                __m512 cs1, __m512 bias0, __m512 bias1,
+                                                int has_bias, __mmask16 m0, __mmask16 m1) {
+    const __m512 r = _mm512_set1_ps(rs);
+    __m512 y0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc0, corr0)),
+                              _mm512_mul_ps(r, cs0));
+    __m512 y1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc1, corr1)),
+                              _mm512_mul_ps(r, cs1));
+    if (has_bias) {
+        y0 = _mm512_add_ps(y0, bias0);
+        y1 = _mm512_add_ps(y1, bias1);
+    }
+    _mm512_mask_storeu_ps(dst, m0, y0);
+    _mm512_mask_storeu_ps(dst + 16, m1, y1);
+}
+
 VNNI_TARGET static void int8_tile_vnni(float *c, vitc_int ldc, const uint32_t *a, const int8_t *b,
                                        vitc_int kc, vitc_int rows, vitc_int cols, int first,
                                        int last, const float *rs, const float *cs,
@@ -552,18 +758,31 @@ VNNI_TARGET static void int8_tile_vnni(float *c, vitc_int ldc, const uint32_t *a
 #pragma GCC unroll 12
     for (int i = 0; i < INT8_MR; i++) {
         if (i >= rows) break;
-        const __m512 r = _mm512_set1_ps(rs[i]);
-        __m512 y0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][0], corr0)),
-                                  _mm512_mul_ps(r, cs0));
-        __m512 y1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][1], corr1)),
-                                  _mm512_mul_ps(r, cs1));
-        if (bias) {
-            y0 = _mm512_add_ps(y0, bias0);
-            y1 = _mm512_add_ps(y1, bias1);
-        }
-        _mm512_mask_storeu_ps(c + i * ldc, m0, y0);
-        _mm512_mask_storeu_ps(c + i * ldc + 16, m1, y1);
+        int8_dequant_row(c + i * ldc, acc[i][0], acc[i][1], rs[i], corr0, corr1, cs0, cs1, bias0,
+                         bias1, bias != NULL, m0, m1);
     }
+    apply_act_rows(c, ldc, act, rows, cols);
+}
+
+// c (rows, cols) = dequantized acc (rows, NR) int32, then the activation (int8_tile_vnni's
+// epilogue for a block the AMX tiles stored).
+VNNI_TARGET static void int8_store_block(float *c, vitc_int ldc, const int32_t *acc,
+                                         vitc_int rows, vitc_int cols, const float *rs,
+                                         const float *cs, const int32_t *csum, const float *bias,
+                                         vitc_act act) {
+    const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+    const __mmask16 m1 =
+        cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
+    const __m512i zp = _mm512_set1_epi32(INT8_ZERO_POINT);
+    const __m512i corr0 = _mm512_mullo_epi32(zp, _mm512_maskz_loadu_epi32(m0, csum));
+    const __m512i corr1 = _mm512_mullo_epi32(zp, _mm512_maskz_loadu_epi32(m1, csum + 16));
+    const __m512 cs0 = _mm512_maskz_loadu_ps(m0, cs), cs1 = _mm512_maskz_loadu_ps(m1, cs + 16);
+    const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+    for (vitc_int i = 0; i < rows; i++)
+        int8_dequant_row(c + i * ldc, _mm512_load_si512(acc + i * NR),
+                         _mm512_load_si512(acc + i * NR + 16), rs[i], corr0, corr1, cs0, cs1,
+                         bias0, bias1, bias != NULL, m0, m1);
     apply_act_rows(c, ldc, act, rows, cols);
 }
 #endif
@@ -599,6 +818,54 @@ static void int8_gemm_panels(void *vctx, vitc_int begin, vitc_int end, int threa
     }
 }
 
+#if LOWP_HAVE_X86_CODE
+typedef struct {
+    const int8_ctx *c;
+    vitc_int group;  // weight panels per work item
+} int8_amx_job;
+
+// bf16_gemm_amx with u8 x s8 -> int32 tiles (K % 64 == 0) and the dequantizing epilogue.
+AMX_TARGET static void int8_gemm_amx(void *vjob, vitc_int begin, vitc_int end, int thread_id) {
+    (void)thread_id;
+    const int8_amx_job *job = vjob;
+    const int8_ctx *c = job->c;
+    const vitc_int K4 = c->K / 4, panels = round_up(c->N, NR) / NR;
+    const vitc_int Mp = round_up(c->M, AMX_MR), lda_bytes = c->lda * 4;
+    int32_t acc[AMX_MR * NR] __attribute__((aligned(64)));
+    vitc_amx_load_tile_config();
+    for (vitc_int g = begin; g < end; g++) {
+        const vitc_int p_end = min_int((g + 1) * job->group, panels);
+        for (vitc_int m0 = 0; m0 < Mp; m0 += AMX_MR) {
+            const char *a0 = (const char *)(c->a + m0 * c->lda), *a1 = a0 + 16 * lda_bytes;
+            for (vitc_int panel = g * job->group; panel < p_end; panel++) {
+                const int8_t *b = c->w + panel * K4 * NR * 4;
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                for (vitc_int p = 0; p < K4; p += 16) {
+                    _tile_loadd(4, a0 + p * 4, lda_bytes);
+                    _tile_loadd(5, a1 + p * 4, lda_bytes);
+                    _tile_loadd(6, b + p * NR * 4, NR * 4);
+                    _tile_loadd(7, b + p * NR * 4 + 64, NR * 4);
+                    _tile_dpbusd(0, 4, 6);
+                    _tile_dpbusd(1, 4, 7);
+                    _tile_dpbusd(2, 5, 6);
+                    _tile_dpbusd(3, 5, 7);
+                }
+                AMX_STORE_BLOCK(acc);
+                const vitc_int n0 = panel * NR;
+                int8_store_block(c->out + m0 * c->ld_out + n0, c->ld_out, acc,
+                                 min_int(AMX_MR, c->M - m0), min_int(NR, c->N - n0),
+                                 c->row_scale + m0, c->col_scale + n0, c->col_sum + n0,
+                                 c->b ? c->b + n0 : NULL, c->act);
+            }
+        }
+    }
+    _tile_release();
+}
+#endif
+
 // out (M,N), inp (M,K), w_packed (pack_int8_len(N,K)), scales (N), col_sums (N), b (N) or NULL,
 // scratch (linear_int8_scratch_len(M,K) bytes, 4-byte aligned)
 void linear_int8_forward(float *out, const float *inp, const int8_t *w_packed, const float *scales,
@@ -608,8 +875,19 @@ void linear_int8_forward(float *out, const float *inp, const int8_t *w_packed, c
     if (M <= 0 || N <= 0) return;
     int8_ctx c = {out, inp, w_packed, scales, col_sums, b, act, M, N, K, ld_out, ld_inp,
                   (float *)scratch, (uint32_t *)(scratch + round_up(M, 16) * sizeof(float)),
-                  linear_int8_uses_simd()};
+                  linear_int8_uses_simd(), 0, 0};
     const int threads = vitc_get_num_threads();
+    const vitc_int panels = round_up(N, NR) / NR;
+#if LOWP_HAVE_X86_CODE
+    if (K % 64 == 0 && linear_int8_uses_amx()) {
+        c.amx = 1;
+        c.lda = amx_row_bytes(K, 1) / 4;
+        int8_amx_job job = {&c, amx_group_panels(panels, K * NR, threads)};
+        vitc_parallel_for(round_up(M, AMX_MR), threads, int8_pack_rows_amx, &c);
+        vitc_parallel_for((panels + job.group - 1) / job.group, threads, int8_gemm_amx, &job);
+        return;
+    }
+#endif
     vitc_parallel_for(round_up(M, INT8_MR) / INT8_MR, threads, int8_pack_rows, &c);
-    vitc_parallel_for(round_up(N, NR) / NR, threads, int8_gemm_panels, &c);
+    vitc_parallel_for(panels, threads, int8_gemm_panels, &c);
 }

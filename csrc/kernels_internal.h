@@ -22,4 +22,8 @@ void vitc_scale_f32(float *x, float s, vitc_int n);
 // Any activation of the enum, float64 (the f64 mlp and linear kernels).
 void act_forward_f64(double *out, const double *inp, vitc_act act, vitc_int n);
 
+// AMX (x86-64 only): load the tile configuration every AMX kernel uses (8 tiles of 16 rows x 64
+// bytes) on the calling thread; the caller has checked vitc_amx_permitted().
+void vitc_amx_load_tile_config(void);
+
 #endif  // VITC_KERNELS_INTERNAL_H

@@ -1,7 +1,9 @@
 // lowp_py.c: private Python hooks (vitc._core._pack_bf16, _linear_bf16, _pack_int8, _linear_int8,
-// _lowp_kernels, _set_lowp_simd) to test and benchmark the reduced-precision kernels of
+// _attention_bf16, _lowp_kernels, _set_lowp_kernels) to test and benchmark the reduced-precision kernels of
 // kernels_gemm_lowp.c. Not the user API and not the model wiring: every argument is checked here
 // so a caller cannot make the kernels read or write out of bounds; compute runs without the GIL.
+#include <string.h>
+
 #include "vitc_py.h"
 
 #include "vitc_kernels.h"
@@ -205,21 +207,84 @@ PyObject *vitc_py_linear_int8(PyObject *self, PyObject *args) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// bf16 attention
+
+// _attention_bf16(q (S,D), k (T,D), v (T,D) float32, scale) -> out (S,D) float32.
+// RuntimeError where the AMX kernel cannot run (no AMX, or D not 32 or 64).
+PyObject *vitc_py_attention_bf16(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *fn = "_attention_bf16";
+    PyObject *q_obj, *k_obj, *v_obj;
+    float scale;
+    if (!PyArg_ParseTuple(args, "OOOf", &q_obj, &k_obj, &v_obj, &scale)) return NULL;
+    PyArrayObject *q = checked_array(q_obj, fn, "q", NPY_FLOAT32, "float32", 2);
+    PyArrayObject *k = q ? checked_array(k_obj, fn, "k", NPY_FLOAT32, "float32", 2) : NULL;
+    PyArrayObject *v = k ? checked_array(v_obj, fn, "v", NPY_FLOAT32, "float32", 2) : NULL;
+    if (!v) return NULL;
+    const Py_ssize_t S = PyArray_DIM(q, 0), D = PyArray_DIM(q, 1), T = PyArray_DIM(k, 0);
+    if (PyArray_DIM(k, 1) != D || PyArray_DIM(v, 0) != T || PyArray_DIM(v, 1) != D || T < 1) {
+        PyErr_Format(PyExc_ValueError, "%s: expected q (S, D), k and v (T, D) with T >= 1", fn);
+        return NULL;
+    }
+    if (!attention_bf16_supported(D)) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "%s: the AMX bf16 attention does not run here (D=%zd; needs AMX and D 32 or 64)",
+                     fn, D);
+        return NULL;
+    }
+    npy_intp out_dims[2] = {S, D};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, out_dims, NPY_FLOAT32);
+    if (!out) return NULL;
+    PyArrayObject *scratch = new_1d(attention_bf16_scratch_bytes(T, D), NPY_UINT8);
+    if (!scratch) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    attention_forward_bf16((float *)PyArray_DATA(out), (const float *)PyArray_DATA(q),
+                           (const float *)PyArray_DATA(k), (const float *)PyArray_DATA(v), scale,
+                           S, T, D, D, D, D, D, PyArray_DATA(scratch));
+    Py_END_ALLOW_THREADS
+    Py_DECREF(scratch);
+    return (PyObject *)out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Dispatch report and test hook
 
-// _lowp_kernels() -> {"bf16": "avx512_bf16" | "fallback", "int8": "avx512_vnni" | "fallback"}
+// _lowp_kernels() -> {"bf16": "amx_bf16" | "avx512_bf16" | "fallback",
+//                     "int8": "amx_int8" | "avx512_vnni" | "fallback"}
+// (AMX runs when K is a multiple of 32 (bf16) / 64 (int8); other shapes take the AVX-512 kernels.)
 PyObject *vitc_py_lowp_kernels(PyObject *self, PyObject *noargs) {
     (void)self;
     (void)noargs;
-    return Py_BuildValue("{ssss}", "bf16", linear_bf16_uses_simd() ? "avx512_bf16" : "fallback",
-                         "int8", linear_int8_uses_simd() ? "avx512_vnni" : "fallback");
+    const char *bf16 = linear_bf16_uses_amx()    ? "amx_bf16"
+                       : linear_bf16_uses_simd() ? "avx512_bf16"
+                                                 : "fallback";
+    const char *int8 = linear_int8_uses_amx()    ? "amx_int8"
+                       : linear_int8_uses_simd() ? "avx512_vnni"
+                                                 : "fallback";
+    return Py_BuildValue("{ssss}", "bf16", bf16, "int8", int8);
 }
 
-// _set_lowp_simd(enabled: bool): False forces the scalar fallbacks, True restores detection.
-PyObject *vitc_py_set_lowp_simd(PyObject *self, PyObject *arg) {
+// _set_lowp_kernels(level: str): "best" (AMX, else AVX-512, else fallback; the default),
+// "avx512" (no AMX) or "fallback" (portable C).
+PyObject *vitc_py_set_lowp_kernels(PyObject *self, PyObject *arg) {
     (void)self;
-    const int enabled = PyObject_IsTrue(arg);
-    if (enabled < 0) return NULL;
-    vitc_set_lowp_simd(enabled);
-    Py_RETURN_NONE;
+    static const struct {
+        const char *name;
+        vitc_lowp_level level;
+    } levels[] = {{"best", VITC_LOWP_BEST}, {"avx512", VITC_LOWP_AVX512},
+                  {"fallback", VITC_LOWP_FALLBACK}};
+    const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (name == NULL && PyErr_Occurred()) return NULL;
+    for (size_t i = 0; name && i < sizeof levels / sizeof levels[0]; i++) {
+        if (strcmp(name, levels[i].name) == 0) {
+            vitc_set_lowp_level(levels[i].level);
+            Py_RETURN_NONE;
+        }
+    }
+    PyErr_Format(PyExc_ValueError, "_set_lowp_kernels: expected 'best', 'avx512' or 'fallback', got %R",
+                 arg);
+    return NULL;
 }

@@ -36,7 +36,8 @@ static PyObject *py_cpu_features(PyObject *self, PyObject *unused) {
         {VITC_CPU_AVX2, "avx2"},           {VITC_CPU_FMA, "fma"},
         {VITC_CPU_AVX512F, "avx512f"},     {VITC_CPU_AVX512BW, "avx512bw"},
         {VITC_CPU_AVX512VL, "avx512vl"},   {VITC_CPU_AVX512_BF16, "avx512_bf16"},
-        {VITC_CPU_AVX512_VNNI, "avx512_vnni"},
+        {VITC_CPU_AVX512_VNNI, "avx512_vnni"}, {VITC_CPU_AMX_BF16, "amx_bf16"},
+        {VITC_CPU_AMX_INT8, "amx_int8"},
     };
     const unsigned features = vitc_cpu_features();
     PyObject *list = PyList_New(0);

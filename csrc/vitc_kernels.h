@@ -65,6 +65,14 @@ void linear_forward_f64(double *out, const double *inp, const double *w, const d
 // scratch: attention_scratch_len(S, T) elements. probs (S,T), if not NULL, receives the
 // attention probabilities (HF `output_attentions`), row stride ld_probs.
 vitc_int attention_scratch_len(vitc_int S, vitc_int T);
+// bf16 variant for the reduced-precision models (kernels_attention_amx.c): q k^T and p v on AMX
+// tiles with bf16 inputs (q pre-scaled), fp32 sums and softmax; no probs output. Only where
+// attention_bf16_supported(D) (AMX usable, D = 32 or 64); scratch attention_bf16_scratch_bytes.
+int attention_bf16_supported(vitc_int D);
+vitc_int attention_bf16_scratch_bytes(vitc_int T, vitc_int D);
+void attention_forward_bf16(float *out, const float *q, const float *k, const float *v,
+                            float scale, vitc_int S, vitc_int T, vitc_int D, vitc_int ld_out,
+                            vitc_int ld_q, vitc_int ld_k, vitc_int ld_v, void *scratch);
 void attention_forward_f32(float *out, float *probs, const float *q, const float *k, const float *v,
                            float scale, vitc_int S, vitc_int T, vitc_int D, vitc_int E,
                            vitc_int ld_out, vitc_int ld_probs, vitc_int ld_q, vitc_int ld_k,
@@ -105,8 +113,13 @@ enum {
     VITC_CPU_AVX512VL = 1 << 4,
     VITC_CPU_AVX512_BF16 = 1 << 5,
     VITC_CPU_AVX512_VNNI = 1 << 6,
+    VITC_CPU_AMX_BF16 = 1 << 7,  // AMX tiles + tdpbf16ps, tile state enabled by the OS
+    VITC_CPU_AMX_INT8 = 1 << 8,  // AMX tiles + tdpbusd
 };
 unsigned vitc_cpu_features(void);
+// Nonzero once the OS has granted this process the AMX tile data state (Linux arch_prctl; asked
+// once). The AMX kernels run only when this and the VITC_CPU_AMX_* bits hold.
+int vitc_amx_permitted(void);
 
 // ---------------------------------------------------------------------------------------------
 // Reduced-precision linear layers (kernels_gemm_lowp.c). Weights are packed once into the layout
@@ -148,10 +161,15 @@ void linear_int8_forward(float *out, const float *inp, const int8_t *w_packed, c
                          uint8_t *scratch);
 
 // Which path runs (1: AVX-512 BF16 / VNNI microkernel, 0: scalar fallback), and a test hook:
-// vitc_set_lowp_simd(0) forces the fallbacks, 1 restores run-time detection.
+// Kernel choice (test and benchmark hook): the fastest the CPU allows (AMX, then AVX-512), AVX-512
+// at most, or the portable fallbacks. *_uses_* report what the current setting runs on this CPU
+// (AMX also needs K a multiple of 32 for bf16, 64 for int8; other K run the AVX-512 kernels).
+typedef enum { VITC_LOWP_FALLBACK = 0, VITC_LOWP_AVX512 = 1, VITC_LOWP_BEST = 2 } vitc_lowp_level;
+void vitc_set_lowp_level(vitc_lowp_level level);
 int linear_bf16_uses_simd(void);
 int linear_int8_uses_simd(void);
-void vitc_set_lowp_simd(int enabled);
+int linear_bf16_uses_amx(void);
+int linear_int8_uses_amx(void);
 // ---------------------------------------------------------------------------------------------
 
 #endif  // VITC_KERNELS_H

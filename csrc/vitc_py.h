@@ -31,8 +31,9 @@ PyObject *vitc_py_pack_bf16(PyObject *self, PyObject *w);
 PyObject *vitc_py_linear_bf16(PyObject *self, PyObject *args);
 PyObject *vitc_py_pack_int8(PyObject *self, PyObject *w);
 PyObject *vitc_py_linear_int8(PyObject *self, PyObject *args);
+PyObject *vitc_py_attention_bf16(PyObject *self, PyObject *args);
 PyObject *vitc_py_lowp_kernels(PyObject *self, PyObject *noargs);
-PyObject *vitc_py_set_lowp_simd(PyObject *self, PyObject *arg);
+PyObject *vitc_py_set_lowp_kernels(PyObject *self, PyObject *arg);
 #define VITC_PY_LOWP_METHODS                                                                  \
     {"_pack_bf16", vitc_py_pack_bf16, METH_O,                                                  \
      "_pack_bf16(w) -> uint16 array\n\ninternal: pack float32 (N, K) weights for _linear_bf16."}, \
@@ -42,9 +43,11 @@ PyObject *vitc_py_set_lowp_simd(PyObject *self, PyObject *arg);
      "_pack_int8(w) -> (packed, scales, col_sums)\n\ninternal: int8 weights per channel."},   \
     {"_linear_int8", vitc_py_linear_int8, METH_VARARGS,                                        \
      "_linear_int8(x, packed, scales, col_sums, N, K, b, act) -> out\n\ninternal: int8 linear."}, \
+    {"_attention_bf16", vitc_py_attention_bf16, METH_VARARGS,                                   \
+     "_attention_bf16(q, k, v, scale) -> out\n\ninternal: the AMX bf16 attention kernel."},       \
     {"_lowp_kernels", vitc_py_lowp_kernels, METH_NOARGS,                                       \
      "_lowp_kernels() -> dict\n\ninternal: the bf16 and int8 code paths used on this CPU."},   \
-    {"_set_lowp_simd", vitc_py_set_lowp_simd, METH_O,                                          \
-     "_set_lowp_simd(enabled)\n\ninternal test hook: False forces the fallback kernels."},
+    {"_set_lowp_kernels", vitc_py_set_lowp_kernels, METH_O,                                    \
+     "_set_lowp_kernels(level)\n\ninternal test hook: 'best', 'avx512' or 'fallback' kernels."},
 
 #endif  // VITC_PY_H

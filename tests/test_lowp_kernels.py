@@ -4,7 +4,9 @@ bf16: inputs and weights rounded to bf16 (nearest even, NaN kept, float denormal
 products, fp32 sums: compared with a float64 sum of the same rounded values.
 int8: quantization emulated in float32 exactly as the kernel defines it, int32 sums in int64:
 packed weights, scales, column sums and (without activation) outputs must match bit for bit.
-Both the SIMD kernels and the forced fallbacks are run, and 1 and 2 threads.
+Every kernel level is run: the best the CPU has (AMX tiles on this CI's Xeon), AVX-512 without AMX,
+and the portable fallbacks, with 1 and 2 threads. The bf16 attention kernel (AMX) is checked against
+a float64 softmax of the same bf16-rounded inputs.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ SHAPES = [
     (37, 70, 1100),
     (1025, 40, 64),
     (13, 129, 513),
+    # K a multiple of 32 / 64: the AMX kernels, with row and column tails and several K tiles
+    (33, 100, 64),
+    (70, 33, 256),
+    (1, 64, 1024),
 ]
 # fp32 accumulation of K exact products: |error| <= K * 2^-24 * sum|a b| (loose bound).
 FP32_EPS = 2.0**-24
@@ -34,11 +40,14 @@ BF16_REL_VS_FP32 = 6e-3  # relative (Frobenius) error of the bf16 linear vs fp32
 INT8_REL_VS_FP32 = 3e-2
 
 
-@pytest.fixture(params=[True, False], ids=["simd", "fallback"])
+LEVELS = ["best", "avx512", "fallback"]
+
+
+@pytest.fixture(params=LEVELS)
 def simd(request):
-    _core._set_lowp_simd(request.param)
+    _core._set_lowp_kernels(request.param)
     yield request.param
-    _core._set_lowp_simd(True)
+    _core._set_lowp_kernels("best")
 
 
 @pytest.fixture
@@ -124,15 +133,21 @@ def data(rng, M, N, K, bias):
 
 
 def test_dispatch_report():
-    k = _core._lowp_kernels()
-    flags = set(vitc.cpu_features()) if hasattr(vitc, "cpu_features") else set(_core.cpu_features())
-    assert k["bf16"] in ("avx512_bf16", "fallback") and k["int8"] in ("avx512_vnni", "fallback")
-    _core._set_lowp_simd(False)
+    """The report follows the CPU's features and the level hook."""
+    flags = set(_core.cpu_features())
+    want_bf16 = "amx_bf16" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else "fallback"
+    want_int8 = "amx_int8" if "amx_int8" in flags else "avx512_vnni" if "avx512_vnni" in flags else "fallback"
+    # AMX also needs the OS to grant the tile state; Linux does on every kernel since 5.16.
+    assert _core._lowp_kernels() == {"bf16": want_bf16, "int8": want_int8}
     try:
+        _core._set_lowp_kernels("avx512")
+        assert "amx" not in "".join(_core._lowp_kernels().values())
+        _core._set_lowp_kernels("fallback")
         assert _core._lowp_kernels() == {"bf16": "fallback", "int8": "fallback"}
+        with pytest.raises(ValueError, match="expected 'best'"):
+            _core._set_lowp_kernels("fastest")
     finally:
-        _core._set_lowp_simd(True)
-    assert isinstance(flags, set)
+        _core._set_lowp_kernels("best")
 
 
 def test_pack_bf16_rounding(rng):
@@ -173,11 +188,11 @@ def test_bf16_simd_matches_fallback(rng, M, N, K, act):
     x, w, b = data(rng, M, N, K, True)
     wp = _core._pack_bf16(w)
     fast = _core._linear_bf16(x, wp, N, K, b, act)
-    _core._set_lowp_simd(False)
+    _core._set_lowp_kernels("fallback")
     try:
         slow = _core._linear_bf16(x, wp, N, K, b, act)
     finally:
-        _core._set_lowp_simd(True)
+        _core._set_lowp_kernels("best")
     # Same products, fp32 sums; the fallback even follows vdpbf16ps's order (odd, then even).
     np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5 * np.sqrt(K))
 
@@ -237,11 +252,11 @@ def test_int8_simd_matches_fallback(rng, act):
     x, w, b = data(rng, M, N, K, True)
     packed = _core._pack_int8(w)
     fast = _core._linear_int8(x, *packed, N, K, b, act)
-    _core._set_lowp_simd(False)
+    _core._set_lowp_kernels("fallback")
     try:
         slow = _core._linear_int8(x, *packed, N, K, b, act)
     finally:
-        _core._set_lowp_simd(True)
+        _core._set_lowp_kernels("best")
     np.testing.assert_array_equal(fast, slow)  # int32 sums are exact, epilogue identical
 
 
@@ -329,3 +344,58 @@ def test_argument_checks(rng):
         _core._linear_int8(x, packed.view(np.uint8), scales, sums, 40, 8, b, 0)
     with pytest.raises(TypeError):
         _core._linear_int8(x.tolist(), packed, scales, sums, 40, 8, b, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# bf16 attention (AMX)
+
+
+def attention_bf16_ref(q, k, v, scale):
+    """The kernel's arithmetic in float64: bf16 q*scale, k, v; softmax numerators rounded to bf16,
+    divided by their unrounded sum."""
+    qs = bf16_round((q * np.float32(scale)).astype(np.float32)).astype(np.float64)
+    s = qs @ bf16_round(k).astype(np.float64).T
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    p = bf16_round(e.astype(np.float32)).astype(np.float64)
+    return p @ bf16_round(v).astype(np.float64) / e.sum(axis=1, keepdims=True)
+
+
+def attention_f64(q, k, v, scale):
+    s = q.astype(np.float64) @ k.astype(np.float64).T * scale
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    return e @ v.astype(np.float64) / e.sum(axis=1, keepdims=True)
+
+
+AMX_BF16 = "amx_bf16" in _core.cpu_features()
+
+
+@pytest.mark.parametrize("S,T,D", [(1, 1, 64), (5, 7, 32), (33, 70, 64), (1025, 1025, 64), (64, 31, 32)])
+def test_attention_bf16(rng, S, T, D):
+    q = rng.standard_normal((S, D), dtype=np.float32) * 2
+    k = rng.standard_normal((T, D), dtype=np.float32)
+    v = rng.standard_normal((T, D), dtype=np.float32)
+    scale = 1 / np.sqrt(D)
+    if not AMX_BF16:  # a CPU without AMX: the hook refuses, the model keeps fp32 attention
+        with pytest.raises(RuntimeError, match="does not run here"):
+            _core._attention_bf16(q, k, v, scale)
+        return
+    out = _core._attention_bf16(q, k, v, scale)
+    # bf16 rounding of a numerator can flip where the kernel's fp32 score differs from float64 in the
+    # last bit: a few elements move by ~1e-4
+    np.testing.assert_allclose(out, attention_bf16_ref(q, k, v, scale), rtol=1e-3, atol=1e-3)
+    exact = attention_f64(q, k, v, scale)
+    assert np.linalg.norm(out - exact) / np.linalg.norm(exact) < 1e-2
+
+
+def test_attention_bf16_nan_and_shapes(rng):
+    q = rng.standard_normal((20, 64), dtype=np.float32)
+    kv = rng.standard_normal((40, 64), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"expected q \(S, D\)"):
+        _core._attention_bf16(q, kv[:, :32].copy(), kv, 0.125)
+    with pytest.raises(RuntimeError, match="D=48"):
+        _core._attention_bf16(q[:, :48].copy(), kv[:, :48].copy(), kv[:, :48].copy(), 0.125)
+    if not AMX_BF16:
+        return
+    q[3, 5] = np.nan
+    out = _core._attention_bf16(q, kv, kv, 0.125)
+    assert np.isnan(out[3]).all() and np.isfinite(np.delete(out, 3, axis=0)).all()
