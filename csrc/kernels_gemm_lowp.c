@@ -115,19 +115,6 @@ static uint32_t bf16_pair(const float *x, vitc_int k, vitc_int K) {
 
 vitc_int pack_bf16_len(vitc_int N, vitc_int K) { return round_up(N, NR) * round_up(K, 2); }
 
-// packed (pack_bf16_len(N,K)), w (N,K)
-void pack_weights_bf16(uint16_t *packed, const float *w, vitc_int N, vitc_int K) {
-    const vitc_int K2 = round_up(K, 2) / 2, Np = round_up(N, NR);
-    uint32_t *dst = (uint32_t *)packed;  // pairs; callers pass 4-byte aligned buffers
-    for (vitc_int n0 = 0; n0 < Np; n0 += NR)
-        for (vitc_int j = 0; j < NR; j++) {
-            const vitc_int n = n0 + j;
-            uint32_t *col = dst + n0 * K2 + j;
-            for (vitc_int p = 0; p < K2; p++)
-                col[p * NR] = n < N ? bf16_pair(w + n * K, 2 * p, K) : 0;
-        }
-}
-
 // ---------------------------------------------------------------------------------------------
 // bf16 activations: rows -> (M/MR, K/2, MR) pairs
 
@@ -177,6 +164,44 @@ BF16_TARGET static void bf16_pack_row_avx512(uint32_t *dst, const float *x, vitc
     for (; k < K; k += 2) dst[(k / 2) * stride] = bf16_pair(x, k, K);
 }
 #endif
+
+// Weight packing, one job per panel of NR output channels (parallel: ViT-L packs at load time).
+typedef struct {
+    void *packed;
+    float *scales;      // int8 only
+    int32_t *col_sums;  // int8 only
+    const float *w;
+    vitc_int N, K;
+    int simd;
+} pack_job;
+
+static void bf16_pack_weight_panels(void *vjob, vitc_int begin, vitc_int end, int thread_id) {
+    (void)thread_id;
+    const pack_job *j = vjob;
+    const vitc_int K2 = round_up(j->K, 2) / 2;
+    for (vitc_int panel = begin; panel < end; panel++)
+        for (vitc_int c = 0; c < NR; c++) {
+            const vitc_int n = panel * NR + c;
+            uint32_t *col = (uint32_t *)j->packed + panel * NR * K2 + c;
+            if (n >= j->N) {
+                for (vitc_int p = 0; p < K2; p++) col[p * NR] = 0;
+                continue;
+            }
+#if LOWP_HAVE_X86_CODE
+            if (j->simd) {
+                bf16_pack_row_avx512(col, j->w + n * j->K, j->K, NR);
+                continue;
+            }
+#endif
+            for (vitc_int p = 0; p < K2; p++) col[p * NR] = bf16_pair(j->w + n * j->K, 2 * p, j->K);
+        }
+}
+
+// packed (pack_bf16_len(N,K)), 4-byte aligned; w (N,K)
+void pack_weights_bf16(uint16_t *packed, const float *w, vitc_int N, vitc_int K) {
+    pack_job job = {packed, NULL, NULL, w, N, K, linear_bf16_uses_simd()};
+    vitc_parallel_for(round_up(N, NR) / NR, vitc_get_num_threads(), bf16_pack_weight_panels, &job);
+}
 
 static void bf16_pack_rows(void *vctx, vitc_int begin, vitc_int end, int thread_id) {
     (void)thread_id;
@@ -496,30 +521,6 @@ static float abs_max(const float *x, vitc_int n) {
     return finite ? m : INFINITY;
 }
 
-// packed (pack_int8_len(N,K)), scales (N), col_sums (N), w (N,K)
-void pack_weights_int8(int8_t *packed, float *scales, int32_t *col_sums, const float *w, vitc_int N,
-                       vitc_int K) {
-    const vitc_int Kp = round_up(K, 4), Np = round_up(N, NR);
-    for (vitc_int n = 0; n < Np; n++) {
-        int8_t *dst = packed + (n / NR) * NR * Kp + (n % NR) * 4;  // (Kp/4, NR, 4) per panel
-        if (n >= N) {
-            for (vitc_int k = 0; k < Kp; k++) dst[(k / 4) * NR * 4 + k % 4] = 0;
-            continue;
-        }
-        const float *row = w + n * K;
-        float scale, inv;
-        int8_scale(abs_max(row, K), &scale, &inv);
-        int32_t sum = 0;
-        for (vitc_int k = 0; k < Kp; k++) {
-            const int32_t q = k < K ? int8_quant(row[k], inv) : 0;
-            dst[(k / 4) * NR * 4 + k % 4] = (int8_t)q;
-            sum += q;
-        }
-        scales[n] = scale;
-        col_sums[n] = sum;
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // int8 activations: per row (token) symmetric scale, u8 = q + 128.
 // A row with NaN or inf gets scale NaN, so its whole output row is NaN.
@@ -637,6 +638,64 @@ static void int8_pack_row(const int8_ctx *c, vitc_int m, uint32_t *dst, vitc_int
         return;
     }
     for (vitc_int p = 0; p < K4; p++) dst[p * stride] = u8_quad(x, 4 * p, c->K, inv);
+}
+
+// Weight channel n -> quads dst[p * NR] (the (Kp/4, NR, 4) panel layout), its scale and sum.
+// The AVX-512 path quantizes like the activations (u8 = q + 128), then flips the offset away.
+static void int8_pack_weight_channel(const pack_job *j, vitc_int n, uint32_t *dst) {
+    const vitc_int K = j->K, K4 = round_up(K, 4) / 4;
+    const float *row = j->w + n * K;
+    float scale, inv;
+#if LOWP_HAVE_X86_CODE
+    if (j->simd) {
+        int8_scale(abs_max_avx512(row, K), &scale, &inv);
+        if (scale == scale) {
+            u8_pack_row_avx512(dst, row, K, inv, NR);
+            for (vitc_int p = 0; p < K4; p++) dst[p * NR] ^= 0x80808080u;  // u8 -> int8 q
+        } else {
+            for (vitc_int p = 0; p < K4; p++) dst[p * NR] = 0;
+        }
+    } else
+#endif
+    {
+        int8_scale(abs_max(row, K), &scale, &inv);
+        for (vitc_int p = 0; p < K4; p++) {
+            uint32_t quad = 0;
+            for (int t = 0; t < 4; t++) {
+                const int32_t q = 4 * p + t < K ? int8_quant(row[4 * p + t], inv) : 0;
+                quad |= (uint32_t)(uint8_t)(int8_t)q << (8 * t);
+            }
+            dst[p * NR] = quad;
+        }
+    }
+    int32_t sum = 0;
+    for (vitc_int p = 0; p < K4; p++)
+        for (int t = 0; t < 4; t++) sum += (int8_t)(uint8_t)(dst[p * NR] >> (8 * t));
+    j->scales[n] = scale;
+    j->col_sums[n] = sum;
+}
+
+static void int8_pack_weight_panels(void *vjob, vitc_int begin, vitc_int end, int thread_id) {
+    (void)thread_id;
+    const pack_job *j = vjob;
+    const vitc_int K4 = round_up(j->K, 4) / 4;
+    for (vitc_int panel = begin; panel < end; panel++)
+        for (vitc_int c = 0; c < NR; c++) {
+            const vitc_int n = panel * NR + c;
+            uint32_t *col = (uint32_t *)j->packed + panel * NR * K4 + c;
+            if (n < j->N) {
+                int8_pack_weight_channel(j, n, col);
+                continue;
+            }
+            for (vitc_int p = 0; p < K4; p++) col[p * NR] = 0;
+        }
+}
+
+// packed (pack_int8_len(N,K)), 4-byte aligned; scales (N), col_sums (N), w (N,K)
+void pack_weights_int8(int8_t *packed, float *scales, int32_t *col_sums, const float *w, vitc_int N,
+                       vitc_int K) {
+    pack_job job = {packed, scales, col_sums, w, N, K, linear_int8_uses_simd()};
+    vitc_parallel_for(round_up(N, NR) / NR, vitc_get_num_threads(), int8_pack_weight_panels, &job);
 }
 
 static void int8_pack_rows(void *vctx, vitc_int begin, vitc_int end, int thread_id) {

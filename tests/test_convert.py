@@ -243,13 +243,12 @@ def test_half_precision_checkpoints(tmp_path, dtype):
         np.testing.assert_array_equal(tensors[k], v)
 
 
-def test_unimplemented_dtype(tmp_path, cls_model):
+def test_unknown_dtype(tmp_path, cls_model):
+    # bfloat16 and int8 files: tests/test_convert_lowp.py
     src = hf_folder(tmp_path / "hf", cls_model)
-    for dtype in ("bfloat16", "int8"):
-        with pytest.raises(NotImplementedError, match=r"from_pretrained\(path, dtype='(bfloat16|int8)'\)"):
+    for dtype in (np.float16, "float16", "uint16", None):
+        with pytest.raises(ValueError, match="dtype: expected one of float32, bfloat16, int8, got"):
             convert(src, tmp_path / "m.vitc", dtype=dtype)
-    with pytest.raises(NotImplementedError, match="float32 weights"):
-        convert(src, tmp_path / "m.vitc", dtype=np.float16)
     assert not (tmp_path / "m.vitc").exists()
 
 
@@ -328,7 +327,9 @@ def second(h: dict) -> dict:
         (lambda h: first(h).update(nbytes=first(h)["nbytes"] - 4), r"needs 1536 bytes, found 1532"),
         (lambda h: first(h).update(offset=10**9), "expected offsets within the data region"),
         (lambda h: first(h).update(offset=0), "expected offsets within the data region"),
-        (lambda h: first(h).update(dtype="bfloat16"), "expected dtype in"),
+        (lambda h: first(h).update(dtype="float16"), "expected dtype in"),
+        (lambda h: first(h).update(dtype="bfloat16"), "expected dtype 'float32', found 'bfloat16'"),
+        (lambda h: h.update(dtype="float16"), "header 'dtype': expected one of float32, bfloat16, int8"),
         (lambda h: first(h).update(shape=[32, 4, 3], nbytes=1536), "tensors do not match the config"),
         (lambda h: h["tensors"].pop("norm.bias"), "tensors do not match the config.*norm.bias"),
         (lambda h: h["config"].update(hidden_act="swish"), "header config: config hidden_act"),

@@ -88,12 +88,27 @@ def test_modes_batch_threads_and_memory(tmp_path, dtype):
     assert model(np.zeros((0, 3, 30, 30), np.float32)).logits.shape == (0, HF_TEST_CONFIG["num_labels"])
 
 
-def test_unknown_dtype_and_convert_message(tmp_path):
+def test_unknown_dtype(tmp_path):
     make_checkpoint(tmp_path)
     with pytest.raises(ValueError, match="float32, bfloat16, int8"):
         vitc.ViT.from_pretrained(tmp_path, dtype="float16")
-    with pytest.raises(NotImplementedError, match="from_pretrained"):
-        vitc.convert(tmp_path, tmp_path / "m.vitc", dtype="int8")
+    with pytest.raises(ValueError, match="float32, bfloat16, int8"):
+        vitc.convert(tmp_path, tmp_path / "m.vitc", dtype="float16")
+    assert vitc.ViT.from_pretrained(tmp_path).dtype == "float32"  # dtype=None: as stored
+
+
+@pytest.mark.parametrize("dtype", MODES)
+def test_converted_file_stores_the_mode(tmp_path, dtype):
+    """vitc convert --dtype: the file holds the packed weights the load-time packing makes (more in
+    tests/test_convert_lowp.py)."""
+    make_checkpoint(tmp_path / "hf")
+    fp32 = vitc.convert(tmp_path / "hf", tmp_path / "fp32.vitc", progress=False)
+    packed = vitc.convert(tmp_path / "hf", tmp_path / f"{dtype}.vitc", dtype=dtype, progress=False)
+    model = vitc.ViT.from_pretrained(packed)
+    ref = vitc.ViT.from_pretrained(fp32, dtype=dtype)
+    assert model.dtype == dtype and model.weight_nbytes() == ref.weight_nbytes()
+    x = np.random.default_rng(2).standard_normal((2, 3, 30, 30)).astype(np.float32)
+    assert np.array_equal(model(x).logits, ref(x).logits)
 
 
 def test_show_config_names_the_kernels(capsys):

@@ -20,7 +20,15 @@ EXAMPLES = {
   vitc predict --explain maps/ cat.jpg          # also write attention-map overlays as PNG""",
     "convert": """examples:
   vitc convert ./vit-large-patch16-512 vit-large-patch16-512.vitc
-  (the source is a Hugging Face folder: config.json + model.safetensors or pytorch_model.bin)""",
+  vitc convert ./vit-large-patch16-512 vit-large-patch16-512-int8.vitc --dtype int8
+  (the source is a Hugging Face folder: config.json + model.safetensors or pytorch_model.bin)
+
+--dtype bfloat16 / int8 store the blocks' four weight matrices (QKV, attention output, fc1, fc2)
+already packed for vitc's bf16 / int8 kernels: about 1/2 / 1/4 of the float32 file for ViT-sized
+models, loaded memory-mapped in that precision with no packing at load, with the same logits as
+loading the float32 file with that --dtype. Layernorms, biases, embeddings and the head stay
+float32. Such a file loads only in its own precision: convert from the float32 checkpoint for
+another one. A file is tied to the kernels' packing layout; another vitc version may refuse it.""",
     "info": """examples:
   vitc info vit-large-patch16-512.vitc
   vitc info ./vit-large-patch16-512 --json""",
@@ -64,7 +72,7 @@ def _explanation_names(images: list[str]) -> list[str]:
     return names
 
 
-def _model_arg(path: str | None, dtype: str = "float32"):
+def _model_arg(path: str | None, dtype: str | None = None):
     import vitc
     from vitc.default_model import DEFAULT_MODEL_PATH
 
@@ -120,7 +128,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if not Path(args.src).exists():
         raise UserError(f"source not found: {args.src}")
     dst = vitc.convert(args.src, args.dst, dtype=args.dtype, progress=sys.stderr.isatty())
-    print(f"wrote {dst} ({os.path.getsize(dst) / 1e6:.1f} MB)")
+    print(f"wrote {dst} ({args.dtype} weights, {os.path.getsize(dst) / 1e6:.1f} MB)")
     return 0
 
 
@@ -146,6 +154,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "layer_norm_eps": c.layer_norm_eps,
         "qkv_bias": c.qkv_bias,
         "parameters": model.num_parameters(),
+        "dtype": model.dtype,
         "num_labels": model.num_labels,
         "labels_preview": [labels[i] for i in sorted(labels)[:5]],
         "preprocessing": model.image_processor.to_dict(),
@@ -158,7 +167,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  image {c.image_hw[0]}x{c.image_hw[1]}, patch {model.patch_size}, hidden {c.hidden_size}, "
           f"{c.num_hidden_layers} layers, {c.num_attention_heads} heads, MLP {c.intermediate_size} ({c.hidden_act})")
     print(f"  layer_norm_eps {c.layer_norm_eps:g}, qkv_bias {c.qkv_bias}")
-    print(f"  parameters {info['parameters']:,}; file {size / 1e6:.1f} MB")
+    print(f"  parameters {info['parameters']:,}; weights {model.dtype}; file {size / 1e6:.1f} MB")
     print(f"  labels {model.num_labels}: {', '.join(info['labels_preview'])}{' ...' if model.num_labels > 5 else ''}")
     pre = info["preprocessing"]
     print(f"  preprocessing: resize to {pre['size']} (resample {pre['resample']}), "
@@ -186,9 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the small model embedded in vitc)")
     p.add_argument("--top-k", "-k", type=_positive_int, default=5, help="labels per image (default: 5)")
     p.add_argument("--batch-size", "-b", type=_positive_int, default=8, help="images per forward pass (default: 8)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "int8"],
-                   help="precision of the weight matrices, packed at load: int8 is the fastest on CPUs with "
-                   "AVX512-VNNI, within ~1e-2 of float32 logits (default: float32)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "int8"],
+                   help="precision of the weight matrices: a float32 model is packed to bfloat16 / int8 at "
+                   "load; int8 is the fastest (AMX or AVX512-VNNI), within ~1e-2 of float32 logits "
+                   "(default: as the model stores it)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--explain", metavar="DIR", default=None,
                    help="write per image a PNG with the attention-rollout heat-map and the top label to DIR")
@@ -198,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", metavar="SRC", help="Hugging Face model folder (or its weights file)")
     p.add_argument("dst", metavar="DST", help="output .vitc file (written atomically)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "int8"],
-                   help="weight precision (default: float32)")
+                   help="precision of the blocks' weight matrices, stored packed for the bf16 / int8 "
+                   "kernels (int8: ~1/4 of the float32 file, bfloat16: ~1/2; see below) (default: float32)")
     p.set_defaults(func=cmd_convert)
 
     p = add("info", "Describe a model: architecture, parameters, labels, preprocessing, file size.")

@@ -9,17 +9,36 @@ The ``.vitc`` file format, version 1 (all integers little-endian)::
     offset 6   u16       format version (1)
     offset 8   u64       N, length of the JSON header
     offset 16  N bytes   UTF-8 JSON object, space-padded so the data region starts 64-byte aligned:
-                         {"format_version": 1, "dtype": "float32",
+                         {"format_version": 1, "dtype": "float32" | "bfloat16" | "int8",
+                          "packing": {"bfloat16": "nr32-k2"} or {"int8": "nr32-k4"} (reduced only),
                           "config": ViTConfig.to_dict(), "preprocessor": {...} or null,
                           "tensors": {name: {"dtype": "float32", "shape": [...],
                                              "offset": absolute file offset, "nbytes": int}}}
     then       tensor data, C order, each tensor starting at a file offset that is a multiple of 64,
                zero padding between tensors.
+
+The top-level "dtype" is the precision of the blocks' four GEMM weight matrices (:data:`GEMM_WEIGHTS`);
+every other tensor is float32. In a "bfloat16" or "int8" file those matrices are stored already packed
+for the C kernels, exactly as ``vitc._core._pack_bf16`` / ``_pack_int8`` return them, so loading maps
+them without repacking:
+
+    bfloat16  blocks.{i}.<gemm>            "bfloat16" (bf16 bits; NumPy: uint16), [packed_len(N, K)]
+    int8      blocks.{i}.<gemm>            "int8", [packed_len(N, K)]
+              blocks.{i}.<gemm>.scales     "float32", [N]  per-output-channel scales
+              blocks.{i}.<gemm>.col_sums   "int32", [N]    sums of each channel's quantized weights
+
+(packed_len: N rounded up to 32 times K rounded up to 2 (bf16) or 4 (int8), from the config, never
+from the file.) "packing" names the layout (:data:`PACKING`); a reader refuses a layout its C kernels
+do not produce.
+Readers older than reduced-precision files refuse them by the per-tensor dtype, so the format version
+stays 1.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 import re
 import struct
@@ -31,6 +50,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from vitc import _core
 from vitc.checkpoint import (
     array_view,
     check_no_overlap,
@@ -45,14 +65,21 @@ from vitc.config import ViTConfig
 
 __all__ = [
     "FORMAT_VERSION",
+    "GEMM_WEIGHTS",
     "MAGIC",
+    "PACKING",
+    "PRECISIONS",
     "WEIGHT_MAP",
     "convert",
     "convert_state_dict",
     "expected_shapes",
+    "expected_tensors",
     "is_converted_file",
     "load_any",
     "load_converted",
+    "load_stored",
+    "pack_weight",
+    "packed_len",
     "read_metadata",
 ]
 
@@ -64,8 +91,30 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024  # a 1000-class config is ~70 kB; bounds ho
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
 
-# vitc dtype name -> stored little-endian NumPy dtype. Only float32 is written today (issue 6).
-_DTYPES: dict[str, np.dtype] = {"float32": np.dtype("<f4")}
+# Per-tensor dtype name -> stored little-endian NumPy dtype. NumPy has no bfloat16: bf16 tensors are
+# read as their uint16 bit patterns (the top half of a float32), the form the bf16 kernels take.
+_DTYPES: dict[str, np.dtype] = {
+    "float32": np.dtype("<f4"),
+    "bfloat16": np.dtype("<u2"),
+    "int8": np.dtype("i1"),
+    "int32": np.dtype("<i4"),
+}
+
+# Precisions of the blocks' GEMM weight matrices (the header's top-level "dtype").
+PRECISIONS = ("float32", "bfloat16", "int8")
+# The matrices stored in the file's precision, per block; every other tensor is float32.
+GEMM_WEIGHTS = ("attn.qkv.weight", "attn.proj.weight", "mlp.fc1.weight", "mlp.fc2.weight")
+# Suffixes of the int8 matrices' companion tensors, in the order _core._pack_int8 returns them.
+INT8_PARTS = ("", ".scales", ".col_sums")
+# Packing layout of each reduced precision, as csrc/kernels_gemm_lowp.c packs it: an (N, K) weight
+# becomes panels of 32 output channels (N padded to 32 with zeros) with K pairs (bf16, round to
+# nearest even) or K quads (int8, symmetric per-channel scale amax/127) interleaved, K padded with
+# zeros: bf16 (N/32, K/2, 32, 2) uint16, int8 (N/32, K/4, 32, 4) int8. A kernel change that alters
+# the layout or the quantization needs a new identifier here (and _reference_pack): files written with
+# the old one are then refused instead of misread. _build_packing checks the C kernels against it.
+PACKING = {"bfloat16": "nr32-k2", "int8": "nr32-k4"}
+_PANEL = 32
+_K_GROUP = {"bfloat16": 2, "int8": 4}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -231,6 +280,107 @@ def expected_shapes(config: ViTConfig, *, head: bool, pooler: bool) -> dict[str,
     return {_fmt(r.dst, i): _shape(r.dst_shape, dims) for r, i in _expand(config, groups)}
 
 
+def _round_up(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+def packed_len(precision: str, n: int, k: int) -> int:
+    """Elements of an (n, k) weight packed for the ``precision`` kernels (layout :data:`PACKING`)."""
+    return _round_up(n, _PANEL) * _round_up(k, _K_GROUP[precision])
+
+
+def expected_tensors(
+    config: ViTConfig, *, head: bool, pooler: bool, dtype: str = "float32"
+) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Names, per-tensor dtypes and shapes of a ``.vitc`` file storing ``dtype`` weights, in file order.
+
+    Parameters
+    ----------
+    config : ViTConfig
+    head, pooler : bool
+        Whether the classifier head / ViTModel pooler are included.
+    dtype : {"float32", "bfloat16", "int8"}
+        Precision of the blocks' GEMM weight matrices.
+
+    Returns
+    -------
+    dict of str to (dtype name, shape)
+        The packed lengths follow from the config (see :func:`packed_len`), never from a file.
+    """
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, shape in expected_shapes(config, head=head, pooler=pooler).items():
+        if dtype == "float32" or not name.endswith(GEMM_WEIGHTS) or not name.startswith("blocks."):
+            out[name] = ("float32", shape)
+        elif dtype == "bfloat16":
+            out[name] = ("bfloat16", (packed_len(dtype, *shape),))
+        else:
+            n = shape[0]
+            out[name] = ("int8", (packed_len(dtype, *shape),))
+            out[name + ".scales"] = ("float32", (n,))
+            out[name + ".col_sums"] = ("int32", (n,))
+    return out
+
+
+def pack_weight(w: np.ndarray, precision: str) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An (N, K) float32 weight in the layout of the bf16 / int8 GEMM kernels.
+
+    Returns the packed uint16 array for "bfloat16", (packed int8, scales float32 (N), col_sums int32
+    (N)) for "int8": the arrays a reduced-precision ``.vitc`` file stores and the forward takes.
+    """
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    return _core._pack_bf16(w) if precision == "bfloat16" else _core._pack_int8(w)
+
+
+def _reference_pack(w: np.ndarray, precision: str) -> list[np.ndarray]:
+    """:data:`PACKING` in NumPy for weights whose values survive the rounding exactly (bf16-exact
+    values; int8: integers of channels whose amax/127 is the exact scale). Only _build_packing uses it."""
+    n, k = w.shape
+    g = _K_GROUP[precision]
+    np_, kp = _round_up(n, _PANEL), _round_up(k, g)
+    if precision == "bfloat16":
+        q = (w.view(np.uint32) >> 16).astype(np.uint16)
+        parts = []
+    else:
+        scales = (np.abs(w).max(axis=1) / np.float32(127)).astype(np.float32)
+        q = np.rint(w / scales[:, None]).astype(np.int8)
+        parts = [scales, q.astype(np.int32).sum(axis=1, dtype=np.int32)]
+    padded = np.zeros((np_, kp), dtype=q.dtype)
+    padded[:n, :k] = q
+    panels = padded.reshape(np_ // _PANEL, _PANEL, kp // g, g).transpose(0, 2, 1, 3)
+    return [np.ascontiguousarray(panels).ravel(), *parts]
+
+
+@functools.cache
+def _build_packing() -> dict[str, str | None]:
+    """{precision: the :data:`PACKING` identifier this build's C kernels produce, or None if they pack
+    differently}, checked once per process by packing a small probe matrix (microseconds)."""
+    n, k = 33, 7  # two panels, the second partial; K padded for both precisions
+    rows = (np.arange(n * k).reshape(n, k) % 251 - 125).astype(np.float32)
+    rows[:, 0] = np.where(np.arange(n) % 2, 127, -127)  # amax 127: int8 scale 1, q = the value
+    rows[1::4] *= 2  # scale 2 on some channels (even integers up to 254 stay bf16- and int8-exact)
+    out: dict[str, str | None] = {}
+    for precision, layout in PACKING.items():
+        got = pack_weight(rows, precision)
+        got = list(got) if isinstance(got, tuple) else [got]
+        ref = _reference_pack(rows, precision)
+        same = len(got) == len(ref) and all(
+            a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b) for a, b in zip(got, ref, strict=False)
+        )
+        out[precision] = layout if same else None
+    return out
+
+
+def _require_build_layout(precision: str) -> str:
+    layout = _build_packing()[precision]
+    if layout is None:
+        raise RuntimeError(
+            f"this build's C kernels pack {precision} weights differently from layout "
+            f"{PACKING[precision]!r} that vitc/convert.py describes: update PACKING and _reference_pack "
+            "with a new layout identifier before writing or reading packed files"
+        )
+    return layout
+
+
 def convert_state_dict(config: ViTConfig, state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Map an HF ViT state dict to vitc names (fused QKV, flattened patch kernel), float32 C-order.
 
@@ -364,34 +514,40 @@ def _check_dtype(dtype: Any) -> str:
         name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
     except TypeError:
         name = repr(dtype)
-    if name in ("bfloat16", "int8"):
-        raise NotImplementedError(
-            f"dtype={name!r}: .vitc files store float32 weights for now; load them in reduced precision "
-            f"with vitc.ViT.from_pretrained(path, dtype={name!r}) or 'vitc predict --dtype {name}' "
-            "(the weights are packed at load)"
-        )
-    if name not in _DTYPES:
-        raise NotImplementedError(f"dtype={name!r}: .vitc files store float32 weights")
+    if name not in PRECISIONS:
+        raise ValueError(f"dtype: expected one of {', '.join(PRECISIONS)}, got {name!r}")
     return name
 
 
 def _write_tensor(f: BinaryIO, arr: np.ndarray) -> None:
     """Write one tensor's bytes (little-endian, C order); a seam the tests use to inject failures."""
-    f.write(memoryview(np.ascontiguousarray(arr, dtype="<f4")).cast("B"))
+    f.write(memoryview(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))).cast("B"))
 
 
 def _align(n: int) -> int:
     return -(-n // ALIGNMENT) * ALIGNMENT
 
 
-def _progress(items: list[tuple[str, np.ndarray]], enabled: bool, desc: str) -> Any:
+def _progress(items: Any, enabled: bool, desc: str, total: int) -> Any:
     if not enabled:
         return items
     try:
         from tqdm import tqdm
     except ImportError:  # progress is a nicety; tqdm is not a dependency
         return items
-    return tqdm(items, desc=desc, unit="tensor")
+    return tqdm(items, desc=desc, unit="tensor", total=total)
+
+
+def _stored_arrays(tensors: dict[str, np.ndarray], precision: str) -> Any:
+    """(name, array) in file order: the blocks' GEMM weights packed one at a time as they are written,
+    so converting holds at most one packed matrix besides the float32 checkpoint."""
+    for name, arr in tensors.items():
+        if precision == "float32" or not name.startswith("blocks.") or not name.endswith(GEMM_WEIGHTS):
+            yield name, arr
+            continue
+        packed = pack_weight(arr, precision)
+        parts = packed if isinstance(packed, tuple) else (packed,)
+        yield from ((name + suffix, part) for suffix, part in zip(INT8_PARTS, parts, strict=False))
 
 
 def convert(
@@ -412,8 +568,11 @@ def convert(
         HF model folder with config.json (+ optional preprocessor_config.json) and weights.
     dst : str or PathLike
         Output file; if an existing folder, ``<dst>/model.vitc``.
-    dtype : str, optional
-        Stored dtype; only "float32" is implemented.
+    dtype : {"float32", "bfloat16", "int8"}, optional
+        Precision of the blocks' four weight matrices (QKV, attention output, fc1, fc2), stored
+        packed for vitc's bf16 / int8 kernels (about half / a quarter of the float32 file for
+        ViT-sized models); layernorms, biases, embeddings and the head stay float32. Loading such a
+        file gives the model ``ViT.from_pretrained(float32_file, dtype=dtype)`` gives, bit for bit.
     progress : bool, optional
         Show a tqdm bar if tqdm is installed.
 
@@ -424,36 +583,30 @@ def convert(
 
     Raises
     ------
-    NotImplementedError
-        For any dtype other than float32.
-    FileNotFoundError, ValueError
-        If the source is missing or invalid.
+    ValueError
+        For a dtype other than the three above, or an invalid source.
+    FileNotFoundError
+        If the source is missing.
     """
-    dtype_name = _check_dtype(dtype)
+    precision = _check_dtype(dtype)
     dst_path = Path(dst)
     if dst_path.is_dir():
         dst_path = dst_path / "model.vitc"
+    header: dict[str, Any] = {"format_version": FORMAT_VERSION, "dtype": precision}
+    if precision != "float32":
+        header["packing"] = {precision: _require_build_layout(precision)}
     config, preprocessor, tensors = _load_hf(Path(src))
+    layout = expected_tensors(config, head="head.weight" in tensors, pooler="pooler.weight" in tensors, dtype=precision)
 
     entries: dict[str, dict[str, Any]] = {}
-    header = {
-        "format_version": FORMAT_VERSION,
-        "dtype": dtype_name,
-        "config": config.to_dict(),
-        "preprocessor": preprocessor,
-        "tensors": entries,
-    }
+    header.update(config=config.to_dict(), preprocessor=preprocessor, tensors=entries)
 
     def encode(data_start: int) -> bytes:
         offset = data_start
-        for name, arr in tensors.items():
-            entries[name] = {
-                "dtype": dtype_name,
-                "shape": list(arr.shape),
-                "offset": offset,
-                "nbytes": arr.nbytes,
-            }
-            offset = _align(offset + arr.nbytes)
+        for name, (code, shape) in layout.items():
+            nbytes = math.prod(shape) * _DTYPES[code].itemsize
+            entries[name] = {"dtype": code, "shape": list(shape), "offset": offset, "nbytes": nbytes}
+            offset = _align(offset + nbytes)
         return json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     # Offsets live inside the header, so its length depends on where data starts: iterate until the
@@ -473,11 +626,23 @@ def convert(
         with os.fdopen(fd, "wb") as f:
             f.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(raw)))
             f.write(raw)
-            for name, arr in _progress(list(tensors.items()), progress, f"writing {dst_path.name}"):
-                pad = entries[name]["offset"] - f.tell()
+            arrays = _progress(_stored_arrays(tensors, precision), progress, f"writing {dst_path.name}", len(layout))
+            written = 0
+            for name, arr in arrays:
+                entry = entries.get(name)
+                # The header was laid out from the config: the arrays must be exactly those.
+                if entry is None or arr.dtype != _DTYPES[entry["dtype"]] or list(arr.shape) != entry["shape"]:
+                    raise RuntimeError(
+                        f"convert: tensor {name}: the kernels produced {arr.dtype} {list(arr.shape)}, the "
+                        f"header expects {entry and (entry['dtype'], entry['shape'])} (layout {PACKING})"
+                    )
+                pad = entry["offset"] - f.tell()
                 if pad:
                     f.write(b"\x00" * pad)
                 _write_tensor(f, arr)
+                written += 1
+            if written != len(entries):  # only possible if the tables themselves disagree
+                raise RuntimeError(f"convert: wrote {written} tensors, the header lists {len(entries)}")
             f.flush()
             os.fsync(f.fileno())
         # mkstemp creates the file 0600; give the result the permissions a plain open() would.
@@ -546,6 +711,19 @@ def _read_header(path: str, buf: Any) -> tuple[dict[str, Any], int]:
     pre = header.get("preprocessor")
     if pre is not None and not isinstance(pre, dict):
         raise ValueError(f"{path}: header 'preprocessor': expected object or null, found {short_repr(pre)}")
+    precision = header["dtype"]
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"{path}: header 'dtype': expected one of {', '.join(PRECISIONS)}, found {short_repr(precision)}"
+        )
+    if precision != "float32":
+        packing = header.get("packing")
+        layout = packing.get(precision) if isinstance(packing, dict) else None
+        if not isinstance(layout, str):
+            raise ValueError(
+                f"{path}: header 'packing': expected {{{precision!r}: layout name}} for a {precision} file, "
+                f"found {short_repr(packing)}"
+            )
     return header, _PREFIX.size + n
 
 
@@ -572,43 +750,43 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return header
 
 
-def load_converted(
+def _check_layout(path: str, precision: str, found: str) -> None:
+    """Refuse packed weights whose layout this build's kernels do not produce."""
+    known = PACKING[precision]
+    build = _build_packing()[precision]
+    if found != known or build != known:
+        this_build = repr(build) if build is not None else "a layout vitc/convert.py does not describe"
+        raise ValueError(
+            f"{path}: {precision} weights are packed in layout {short_repr(found)}, this build of vitc packs "
+            f"them as {this_build}: convert the float32 checkpoint again with this version "
+            f"(vitc convert SRC DST --dtype {precision})"
+        )
+
+
+def _load_converted(
     path: str | os.PathLike[str],
-) -> tuple[ViTConfig, dict[str, Any] | None, dict[str, np.ndarray]]:
-    """Memory-map a ``.vitc`` file: zero-copy, read-only, 64-byte aligned float32 arrays.
-
-    Parameters
-    ----------
-    path : str or PathLike
-
-    Returns
-    -------
-    config : ViTConfig
-    preprocessor : dict or None
-        The checkpoint's preprocessor_config.json, if it had one.
-    tensors : dict of str to numpy.ndarray
-        vitc names to arrays (views of the mapping; the mapping lives as long as they do).
-
-    Raises
-    ------
-    ValueError
-        If the file is not a valid ``.vitc`` file (the message names the file), or its tensors do not
-        match what its config implies.
-    """
+) -> tuple[ViTConfig, dict[str, Any] | None, dict[str, np.ndarray], str]:
+    """:func:`load_converted` and the precision the file stores (its header's "dtype")."""
     path = os.fspath(path)
     buf = map_file(path)
     header, data_start = _read_header(path, buf)
+    precision = header["dtype"]
+    if precision != "float32":
+        _check_layout(path, precision, header["packing"][precision])
     try:
         config = ViTConfig.from_dict(header["config"])
     except _CONFIG_ERRORS as exc:
         raise ValueError(f"{path}: header config: {exc}"[:2000]) from None
-    if config.num_hidden_layers * 11 > len(header["tensors"]):  # see convert_state_dict
+    table = header["tensors"]
+    if config.num_hidden_layers * 11 > len(table):  # see convert_state_dict
         raise ValueError(
-            f"{path}: tensors do not match the config: {len(header['tensors'])} tensors are too few "
+            f"{path}: tensors do not match the config: {len(table)} tensors are too few "
             f"for {config.num_hidden_layers} layers"
         )
+    # What the config implies (the packed lengths included): the file's table must be exactly this.
+    expected = expected_tensors(config, head="head.weight" in table, pooler="pooler.weight" in table, dtype=precision)
     entries = []
-    for name, info in header["tensors"].items():
+    for name, info in table.items():
         if not isinstance(info, dict):
             raise ValueError(f"{path}: tensor {short_repr(name)}: expected an object, found {short_repr(info)}")
         code = info.get("dtype")
@@ -617,6 +795,11 @@ def load_converted(
             raise ValueError(
                 f"{path}: tensor {short_repr(name)}: expected dtype in {sorted(_DTYPES)}, "
                 f"found {short_repr(code)}"
+            )
+        if name in expected and code != expected[name][0]:
+            raise ValueError(
+                f"{path}: tensor {short_repr(name)}: expected dtype {expected[name][0]!r}, found {code!r} "
+                f"(the header says the weights are {precision})"
             )
         offset, nbytes = info.get("offset"), info.get("nbytes")
         end = offset + nbytes if type(offset) is int and type(nbytes) is int else None
@@ -634,16 +817,53 @@ def load_converted(
             )
         )
     check_no_overlap(path, entries)
-    tensors = {e.name: array_view(buf, e) for e in entries}
-    expected = expected_shapes(config, head="head.weight" in tensors, pooler="pooler.weight" in tensors)
-    found = {k: v.shape for k, v in tensors.items()}
-    if found != expected:
-        diff = sorted(set(expected) ^ set(found)) or [k for k in expected if expected[k] != found[k]]
+    found = {e.name: e.shape for e in entries}
+    shapes = {k: shape for k, (_, shape) in expected.items()}
+    if found != shapes:
+        diff = sorted(set(shapes) ^ set(found)) or [k for k in shapes if shapes[k] != found[k]]
         raise ValueError(
-            f"{path}: tensors do not match the config: expected {len(expected)} tensors with the config's "
-            f"shapes, differing entries: {short_repr([(k, expected.get(k), found.get(k)) for k in diff])}"
+            f"{path}: tensors do not match the config: expected {len(shapes)} tensors with the config's "
+            f"shapes, differing entries: {short_repr([(k, shapes.get(k), found.get(k)) for k in diff])}"
         )
-    return config, header.get("preprocessor"), tensors
+    tensors = {e.name: array_view(buf, e) for e in entries}
+    return config, header.get("preprocessor"), tensors, precision
+
+
+def load_converted(
+    path: str | os.PathLike[str],
+) -> tuple[ViTConfig, dict[str, Any] | None, dict[str, np.ndarray]]:
+    """Memory-map a ``.vitc`` file: zero-copy, read-only, 64-byte aligned arrays.
+
+    Parameters
+    ----------
+    path : str or PathLike
+
+    Returns
+    -------
+    config : ViTConfig
+    preprocessor : dict or None
+        The checkpoint's preprocessor_config.json, if it had one.
+    tensors : dict of str to numpy.ndarray
+        vitc names to arrays (views of the mapping; the mapping lives as long as they do): float32,
+        except the packed GEMM weights of a bfloat16 / int8 file (see the module docstring).
+
+    Raises
+    ------
+    ValueError
+        If the file is not a valid ``.vitc`` file (the message names the file), its tensors do not
+        match what its config implies, or its weights are packed in a layout this build does not know.
+    """
+    return _load_converted(path)[:3]
+
+
+def load_stored(
+    path: str | os.PathLike[str],
+) -> tuple[ViTConfig, dict[str, Any] | None, dict[str, np.ndarray], str]:
+    """:func:`load_any` and the precision of the weights it returns ("float32" for HF checkpoints)."""
+    p = Path(path)
+    if p.is_file() and is_converted_file(p):
+        return _load_converted(p)
+    return (*_load_hf(p), "float32")
 
 
 def load_any(
@@ -660,7 +880,4 @@ def load_any(
     -------
     (ViTConfig, preprocessor dict or None, dict of vitc tensors)
     """
-    p = Path(path)
-    if p.is_file() and is_converted_file(p):
-        return load_converted(p)
-    return _load_hf(p)
+    return load_stored(path)[:3]

@@ -19,6 +19,7 @@ import numpy as np
 from vitc import _core
 from vitc import predict as _predict
 from vitc.config import ViTConfig
+from vitc.convert import GEMM_WEIGHTS, INT8_PARTS, expected_shapes, load_stored, pack_weight
 from vitc.image_processor import ImageProcessor
 
 # HF hidden_act -> the C core's vitc_act enum (csrc/vitc_kernels.h).
@@ -62,13 +63,14 @@ OPTIONAL_TENSORS = {"head.weight", "head.bias", "pooler.weight", "pooler.bias", 
 
 # Weight precisions of the blocks' four GEMM matrices -> the C core's vitc_wdtype (vit_forward.h).
 WEIGHT_DTYPES = {"float32": 0, "bfloat16": 1, "int8": 2}
-GEMM_TENSORS = ("attn.qkv.weight", "attn.proj.weight", "mlp.fc1.weight", "mlp.fc2.weight")
+GEMM_TENSORS = GEMM_WEIGHTS  # attn.qkv, attn.proj, mlp.fc1, mlp.fc2 weights
+# Element type of a GEMM weight stored packed (a reduced-precision .vitc file) per precision.
+_PACKED_DTYPES = {"bfloat16": np.dtype(np.uint16), "int8": np.dtype(np.int8)}
 
 
 def _pack_weight(w: np.ndarray, dtype: str) -> Any:
-    """A (N, K) float32 weight in the layout of the bf16 / int8 GEMM kernels."""
-    w = np.ascontiguousarray(w, dtype=np.float32)
-    return _core._pack_bf16(w) if dtype == "bfloat16" else _core._pack_int8(w)
+    """A (N, K) float32 weight in the layout of the bf16 / int8 GEMM kernels (see convert.pack_weight)."""
+    return pack_weight(w, dtype)
 
 
 def _mapped_file(a: np.ndarray) -> mmap.mmap | None:
@@ -185,7 +187,8 @@ class ViT:
     Parameters
     ----------
     config : ViTConfig
-    tensors : dict of vitc tensor names (see vitc/convert.py) to float32 arrays.
+    tensors : dict of vitc tensor names (see vitc/convert.py) to float32 arrays; the blocks' GEMM
+        weights may instead be already packed in ``dtype`` (as a bfloat16 / int8 .vitc file stores them).
     preprocessor : the checkpoint's preprocessor_config.json settings, or None.
     dtype : precision of the blocks' weight matrices: "float32" (default), "bfloat16" or "int8"
         (per-output-channel scales, activations quantized per token). Layernorms, softmax, residuals,
@@ -227,40 +230,91 @@ class ViT:
             config.num_channels,
         )
         self.dtype = dtype
-        self._num_parameters = int(sum(a.size for a in tensors.values()))
+        self._num_parameters = self._count_parameters()
         self._weights = self._weight_tuple()
         if dtype != "float32":
             self._pack_gemm_weights()
+        else:
+            packed = [k for k, a in tensors.items() if k.endswith(GEMM_TENSORS) and a.dtype != np.float32]
+            if packed:
+                raise ValueError(
+                    f"weights: {packed[0]} is packed ({tensors[packed[0]].dtype}): pass the dtype it was "
+                    "packed for (bfloat16 or int8), not float32"
+                )
         self._pos_cache: dict[tuple[int, int], np.ndarray] = {}
         self._local = threading.local()  # per-thread workspaces: one shared model, many threads
         self._processor: ImageProcessor | None = None
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, dtype: str = "float32") -> ViT:
+    def from_pretrained(cls, path: str | Path, dtype: str | None = None) -> ViT:
         """Load a converted ``.vitc`` file (memory-mapped) or a Hugging Face ViT folder.
 
         An HF folder (config.json + model.safetensors / pytorch_model.bin / sharded index) is
-        converted in memory; ``vitc convert`` makes a file that loads faster. ``dtype="bfloat16"``
-        or ``"int8"`` packs the blocks' weight matrices for the reduced-precision kernels at load.
-        """
-        if dtype not in WEIGHT_DTYPES:
-            raise ValueError(f"dtype: expected one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
-        from vitc.convert import load_any
+        converted in memory; ``vitc convert`` makes a file that loads faster.
 
-        config, preprocessor, tensors = load_any(path)
+        ``dtype=None`` (default) keeps the precision the weights are stored in: float32 for HF
+        folders and float32 files, bfloat16 / int8 for files written by ``vitc convert --dtype``
+        (mapped as stored, no packing at load). ``dtype="bfloat16"`` or ``"int8"`` on float32
+        weights packs the blocks' weight matrices for the reduced-precision kernels at load. A file
+        storing reduced-precision weights loads only in its own precision (ValueError otherwise).
+        """
+        if dtype is not None and dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"dtype: expected one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
+        config, preprocessor, tensors, stored = load_stored(path)
+        if dtype is None:
+            dtype = stored
+        elif stored != "float32" and dtype != stored:
+            why = (
+                "the float32 weights are not in it: load the float32 checkpoint it was converted from"
+                if dtype == "float32"
+                else "reduced-precision weights cannot be re-quantized losslessly. Convert from float32 instead "
+                f"(vitc convert SRC DST --dtype {dtype}, or from_pretrained(float32 file or HF folder, "
+                f"dtype={dtype!r}))"
+            )
+            raise ValueError(
+                f"{path}: the file stores {stored} weights, dtype={dtype!r} was asked for: {why}; or load this "
+                f"file in its precision (dtype=None or {stored!r}; vitc predict --dtype {stored})"
+            )
         return cls(config, tensors, preprocessor, dtype=dtype)
+
+    def _count_parameters(self) -> int:
+        # Packed GEMM weights (padded, with int8 scales and column sums) count as their (N, K) matrix.
+        t = self._tensors
+        shapes = expected_shapes(self.config, head="head.weight" in t, pooler="pooler.weight" in t)
+        total = 0
+        for key, a in t.items():
+            if key.endswith(GEMM_TENSORS) and key in shapes and a.dtype != np.float32:
+                total += int(np.prod(shapes[key]))
+            elif not key.endswith(INT8_PARTS[1:]):
+                total += a.size
+        return int(total)
 
     def _pack_gemm_weights(self) -> None:
         # The four weight matrices of each block go to the kernels' packed layout; their float32
-        # versions are dropped (and their mapped pages released) so memory holds one copy.
+        # versions are dropped (and their mapped pages released) so memory holds one copy. Weights
+        # already packed (a bfloat16 / int8 .vitc file) are used as stored; forward_py.c checks sizes.
         weights = list(self._weights)
+        packed_dtype = _PACKED_DTYPES[self.dtype]
         for i in range(self.config.num_hidden_layers):
             for name in GEMM_TENSORS:
                 key = f"blocks.{i}.{name}"
                 slot = len(MODEL_TENSORS) + i * len(BLOCK_TENSORS) + BLOCK_TENSORS.index(name)
-                weights[slot] = _pack_weight(self._tensors[key], self.dtype)
-                _release_mapped_pages(self._tensors.pop(key))
+                w = self._tensors[key]
+                if w.dtype == np.float32:
+                    weights[slot] = _pack_weight(w, self.dtype)
+                    _release_mapped_pages(self._tensors.pop(key))
+                    continue
+                if w.dtype != packed_dtype:
+                    raise ValueError(
+                        f"weights: {key}: expected float32 or {self.dtype} packed as {packed_dtype}, got {w.dtype}"
+                    )
+                parts = [key + suffix for suffix in INT8_PARTS] if self.dtype == "int8" else [key]
+                missing = [k for k in parts if k not in self._tensors]
+                if missing:
+                    raise ValueError(f"weights: missing tensors {missing} of the packed int8 {key}")
+                stored = tuple(self._tensors.pop(k) for k in parts)
+                weights[slot] = stored if self.dtype == "int8" else stored[0]
         self._weights = tuple(weights)
 
     def _weight_tuple(self) -> tuple:
