@@ -21,7 +21,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.models import MODELS, ModelSpec
-from benchmarks.prepare import INPUT_NAME, OUTPUT_NAME
+from benchmarks.prepare import INPUT_NAME, OUTPUT_NAME, VITC_FILES
 
 # fp32 engines must match transformers eager to this, scaled by max(1, max |reference logit|):
 # the same math in another summation order drifts by ~1e-6 relative per layer, far below it.
@@ -38,7 +38,8 @@ def _load_vitc(folder: Path, threads: int, dtype: str) -> tuple[Forward, str, di
     import vitc
 
     vitc.set_num_threads(threads)
-    model = vitc.ViT.from_pretrained(folder / "model.vitc", dtype=dtype)
+    model = vitc.ViT.from_pretrained(folder / VITC_FILES[dtype])
+    assert model.dtype == dtype, (model.dtype, dtype)
 
     def forward(x: np.ndarray) -> np.ndarray:
         return model(x).logits
@@ -46,8 +47,8 @@ def _load_vitc(folder: Path, threads: int, dtype: str) -> tuple[Forward, str, di
     kernels = vitc._core._lowp_kernels()
     variant = {
         "float32": "fp32, .vitc file (memory-mapped)",
-        "bfloat16": f"bf16 weights packed at load ({kernels['bf16']} kernel)",
-        "int8": f"int8 weights per channel, activations per token, packed at load ({kernels['int8']} kernel)",
+        "bfloat16": f"bf16 weights, .vitc --dtype bfloat16 ({kernels['bf16']} kernel)",
+        "int8": f"int8 weights per channel, activations per token, .vitc --dtype int8 ({kernels['int8']} kernel)",
     }[dtype]
     return forward, variant, {"vitc": vitc.__version__}
 

@@ -6,6 +6,7 @@ dir and reused while the model spec and seed are unchanged. Not timed: nothing h
 Files in ``<workdir>/<model>/``:
     hf/              transformers ``save_pretrained`` folder (config.json + model.safetensors)
     model.vitc       ``vitc.convert`` of hf/
+    model.bfloat16.vitc, model.int8.vitc  ``vitc.convert(..., dtype=...)``: packed reduced weights
     input.npy        the fixed batch-1 input every engine is checked on, (1, 3, S, S) float32
     reference.npy    transformers eager logits on input.npy, (1, K) float32: the ground truth
     model.onnx       ``torch.onnx.export`` of the eager model, dynamic batch
@@ -63,10 +64,15 @@ def write_checkpoint(spec: ModelSpec, folder: Path, seed: int) -> None:
     np.save(folder / "reference.npy", ref)
 
 
+VITC_FILES = {"float32": "model.vitc", "bfloat16": "model.bfloat16.vitc", "int8": "model.int8.vitc"}
+
+
 def convert_vitc(folder: Path) -> None:
     import vitc
 
-    vitc.convert(folder / "hf", folder / "model.vitc", progress=False)
+    for dtype, name in VITC_FILES.items():
+        if not (folder / name).is_file():
+            vitc.convert(folder / "hf", folder / name, dtype=dtype, progress=False)
 
 
 def export_onnx(spec: ModelSpec, folder: Path) -> str:
@@ -154,11 +160,12 @@ def prepare(spec: ModelSpec, folder: Path, seed: int, onnx: bool) -> dict[str, A
     folder.mkdir(parents=True, exist_ok=True)
     want = stamp(spec, seed)
     if not _cache_valid(folder, want):
-        for name in ("stamp.json", "onnx.json", "model.onnx", "model.fused.onnx", "model.int8.onnx"):
+        stale = ("stamp.json", "onnx.json", "model.onnx", "model.fused.onnx", "model.int8.onnx", *VITC_FILES.values())
+        for name in stale:
             (folder / name).unlink(missing_ok=True)
         write_checkpoint(spec, folder, seed)
-        convert_vitc(folder)
         (folder / "stamp.json").write_text(json.dumps(want, indent=1))
+    convert_vitc(folder)  # also fills in files a cache from an older vitc lacks
 
     notes_path = folder / "onnx.json"
     notes: dict[str, Any] = json.loads(notes_path.read_text()) if notes_path.is_file() else {}
