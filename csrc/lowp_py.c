@@ -253,7 +253,8 @@ PyObject *vitc_py_attention_bf16(PyObject *self, PyObject *args) {
 // Dispatch report and test hook
 
 // _lowp_kernels() -> {"bf16": "amx_bf16" | "avx512_bf16" | "fallback",
-//                     "int8": "amx_int8" | "avx512_vnni" | "fallback"}
+//                     "int8": "amx_int8" | "avx512_vnni" | "fallback",
+//                     "attention": "amx_bf16" | "float32"}
 // (AMX runs when K is a multiple of 32 (bf16) / 64 (int8); other shapes take the AVX-512 kernels.)
 PyObject *vitc_py_lowp_kernels(PyObject *self, PyObject *noargs) {
     (void)self;
@@ -264,7 +265,9 @@ PyObject *vitc_py_lowp_kernels(PyObject *self, PyObject *noargs) {
     const char *int8 = linear_int8_uses_amx()    ? "amx_int8"
                        : linear_int8_uses_simd() ? "avx512_vnni"
                                                  : "fallback";
-    return Py_BuildValue("{ssss}", "bf16", bf16, "int8", int8);
+    // attention of the bf16/int8 models with 64-wide heads (ViT-B, ViT-L)
+    const char *attention = attention_bf16_supported(64) ? "amx_bf16" : "float32";
+    return Py_BuildValue("{ssssss}", "bf16", bf16, "int8", int8, "attention", attention);
 }
 
 // _set_lowp_kernels(level: str): "best" (AMX, else AVX-512, else fallback; the default),

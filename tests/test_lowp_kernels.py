@@ -138,12 +138,13 @@ def test_dispatch_report():
     want_bf16 = "amx_bf16" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else "fallback"
     want_int8 = "amx_int8" if "amx_int8" in flags else "avx512_vnni" if "avx512_vnni" in flags else "fallback"
     # AMX also needs the OS to grant the tile state; Linux does on every kernel since 5.16.
-    assert _core._lowp_kernels() == {"bf16": want_bf16, "int8": want_int8}
+    want_attention = "amx_bf16" if "amx_bf16" in flags else "float32"
+    assert _core._lowp_kernels() == {"bf16": want_bf16, "int8": want_int8, "attention": want_attention}
     try:
         _core._set_lowp_kernels("avx512")
         assert "amx" not in "".join(_core._lowp_kernels().values())
         _core._set_lowp_kernels("fallback")
-        assert _core._lowp_kernels() == {"bf16": "fallback", "int8": "fallback"}
+        assert _core._lowp_kernels() == {"bf16": "fallback", "int8": "fallback", "attention": "float32"}
         with pytest.raises(ValueError, match="expected 'best'"):
             _core._set_lowp_kernels("fastest")
     finally:

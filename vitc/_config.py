@@ -24,6 +24,7 @@ def config_dict() -> dict:
     import vitc
 
     blas = _core.blas_info()
+    lowp = _core._lowp_kernels()
     version = blas["config"].split()[1] if blas["config"].startswith("OpenBLAS") else "unknown"
     return {
         "vitc": vitc.__version__,
@@ -38,7 +39,8 @@ def config_dict() -> dict:
         "kernels": {
             "float32 GEMM": "OpenBLAS sgemm",
             "elementwise/softmax": "avx512" if _core._simd_active() else "portable",
-            **{f"{k} GEMM": v for k, v in _core._lowp_kernels().items()},
+            **{f"{k} GEMM": v for k, v in lowp.items() if k != "attention"},
+            "bf16/int8 attention": lowp["attention"],
         },
     }
 

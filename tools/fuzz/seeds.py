@@ -53,8 +53,9 @@ def main(out: Path) -> None:
             sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
             torch.save(sd, tmp / "x.bin")
             (dirs["torch_bin"] / f"{kind}.bin").write_bytes((tmp / "x.bin").read_bytes())
-            vitc_path = convert_to_vitc(folder, tmp / f"{kind}.vitc", progress=False)
-            (dirs["vitc"] / f"{kind}.vitc").write_bytes(vitc_path.read_bytes())
+            for dtype in ("float32", "bfloat16", "int8"):  # reduced files hold packed tensors
+                vitc_path = convert_to_vitc(folder, tmp / f"{kind}-{dtype}.vitc", dtype=dtype, progress=False)
+                (dirs["vitc"] / f"{kind}-{dtype}.vitc").write_bytes(vitc_path.read_bytes())
         # Small odd-but-valid tensors: half types, shared storage views, empty tensors, OrderedDict.
         base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
         odd = {
