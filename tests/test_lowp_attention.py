@@ -62,3 +62,20 @@ def test_fp32_model_never_uses_bf16_attention(checkpoint):
     with torch.no_grad():
         ref = hf(torch.from_numpy(x)).logits.numpy()
     np.testing.assert_allclose(model(x).logits, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_kernel_level_change_between_calls(checkpoint):
+    """The workspace follows the kernels: AVX-512 (fp32 attention) then AMX (bf16 attention, which
+    needs more scratch for short sequences) on one model, and back."""
+    folder, _ = checkpoint
+    model = vitc.ViT.from_pretrained(folder, dtype="bfloat16")
+    x = np.random.default_rng(2).standard_normal((1, 3, 16, 16), dtype=np.float32)  # T = 5
+    try:
+        _core._set_lowp_kernels("avx512")
+        fp32_attention = model(x, interpolate_pos_encoding=True).logits
+        _core._set_lowp_kernels("best")
+        best = model(x, interpolate_pos_encoding=True).logits
+    finally:
+        _core._set_lowp_kernels("best")
+    np.testing.assert_allclose(best, fp32_attention, rtol=0, atol=0.05 * np.abs(fp32_attention).max())
+    assert np.array_equal(best, fp32_attention) != AMX_BF16

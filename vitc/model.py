@@ -418,14 +418,14 @@ class ViT:
         return self._pos_cache[(h, w)]
 
     def _workspace(self, b: int, h: int, w: int, threads: int) -> np.ndarray:
-        # Working memory for this batch shape, kept for the next call of the same shape.
-        key = (b, h, w, threads)
+        # Working memory for this batch shape, kept for the next call of the same shape. The size
+        # is asked every call (cheap): it also depends on the kernels the CPU runs (AMX attention).
+        n = _core.vit_workspace_len(self._dims, b, h, w, threads, WEIGHT_DTYPES[self.dtype])
         cache = getattr(self._local, "workspace", None)
-        if cache is None or cache[0] != key:
+        if cache is None or cache.size != n:
             self._local.workspace = None  # free the old one before allocating the new one
-            n = _core.vit_workspace_len(self._dims, b, h, w, threads, WEIGHT_DTYPES[self.dtype])
-            self._local.workspace = (key, np.empty(n, dtype=np.float32))
-        return self._local.workspace[1]
+            self._local.workspace = np.empty(n, dtype=np.float32)
+        return self._local.workspace
 
     def __call__(
         self,
