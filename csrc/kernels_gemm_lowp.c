@@ -138,8 +138,7 @@ typedef struct {
     vitc_int M, N, K, ld_out, ld_inp;
     uint32_t *a;  // packed activation pairs
     int simd;
-    int amx;        // AMX: a holds plain rows of lda pairs
-    vitc_int lda;
+    vitc_int lda;   // AMX path: a holds plain rows, lda pairs apart
 } bf16_ctx;
 
 #if LOWP_HAVE_X86_CODE
@@ -466,12 +465,11 @@ void linear_bf16_forward(float *out, const float *inp, const uint16_t *w_packed,
                          vitc_int ld_inp, uint16_t *scratch) {
     if (M <= 0 || N <= 0) return;
     bf16_ctx c = {out, inp, (const uint32_t *)w_packed, b, act, M, N, K, ld_out, ld_inp,
-                  (uint32_t *)scratch, linear_bf16_uses_simd(), 0, 0};
+                  (uint32_t *)scratch, linear_bf16_uses_simd(), 0};
     const int threads = vitc_get_num_threads();
     const vitc_int panels = round_up(N, NR) / NR;
 #if LOWP_HAVE_X86_CODE
     if (K % 32 == 0 && linear_bf16_uses_amx()) {
-        c.amx = 1;
         c.lda = amx_row_bytes(K, 2) / 4;
         bf16_amx_job job = {&c, amx_group_panels(panels, K * NR * 2, threads)};
         vitc_parallel_for(round_up(M, AMX_MR), threads, bf16_pack_rows_amx, &c);
@@ -544,8 +542,7 @@ typedef struct {
     float *row_scale;
     uint32_t *a;  // u8 quads
     int simd;
-    int amx;       // AMX: a holds plain rows of lda quads
-    vitc_int lda;
+    vitc_int lda;  // AMX path: a holds plain rows, lda quads apart
 } int8_ctx;
 
 static uint32_t u8_quad(const float *x, vitc_int k, vitc_int K, float inv) {
@@ -934,12 +931,11 @@ void linear_int8_forward(float *out, const float *inp, const int8_t *w_packed, c
     if (M <= 0 || N <= 0) return;
     int8_ctx c = {out, inp, w_packed, scales, col_sums, b, act, M, N, K, ld_out, ld_inp,
                   (float *)scratch, (uint32_t *)(scratch + round_up(M, 16) * sizeof(float)),
-                  linear_int8_uses_simd(), 0, 0};
+                  linear_int8_uses_simd(), 0};
     const int threads = vitc_get_num_threads();
     const vitc_int panels = round_up(N, NR) / NR;
 #if LOWP_HAVE_X86_CODE
     if (K % 64 == 0 && linear_int8_uses_amx()) {
-        c.amx = 1;
         c.lda = amx_row_bytes(K, 1) / 4;
         int8_amx_job job = {&c, amx_group_panels(panels, K * NR, threads)};
         vitc_parallel_for(round_up(M, AMX_MR), threads, int8_pack_rows_amx, &c);

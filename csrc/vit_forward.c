@@ -89,7 +89,7 @@ typedef struct {
     const float *inp, *w, *b;
     vitc_act act;
     int residual;
-    vitc_int M, N, K;
+    vitc_int M, N, K, ld_inp;
 } gemm_job;
 
 static void gemm_task(void *ctx, vitc_int begin, vitc_int end, int tid) {
@@ -99,16 +99,25 @@ static void gemm_task(void *ctx, vitc_int begin, vitc_int end, int tid) {
     const vitc_int n1 = end * GEMM_COL_BLOCK < j->N ? end * GEMM_COL_BLOCK : j->N;
     const float *w = j->w + n0 * j->K, *b = j->b ? j->b + n0 : NULL;
     if (j->residual)
-        linear_residual_forward_f32(j->out + n0, j->inp, w, b, j->M, n1 - n0, j->K, j->N, j->K, j->K);
+        linear_residual_forward_f32(j->out + n0, j->inp, w, b, j->M, n1 - n0, j->K, j->N, j->ld_inp,
+                                    j->K);
     else
-        linear_forward_f32(j->out + n0, j->inp, w, b, j->act, j->M, n1 - n0, j->K, j->N, j->K, j->K);
+        linear_forward_f32(j->out + n0, j->inp, w, b, j->act, j->M, n1 - n0, j->K, j->N, j->ld_inp,
+                           j->K);
+}
+
+// inp rows are ld_inp apart (K for a contiguous matrix).
+static void linear_strided(float *out, const float *inp, vitc_int ld_inp, const float *w,
+                           const float *b, vitc_act act, int residual, vitc_int M, vitc_int N,
+                           vitc_int K, int threads) {
+    if (M == 0 || N == 0) return;
+    gemm_job job = {out, inp, w, b, act, residual, M, N, K, ld_inp};
+    vitc_parallel_for((N + GEMM_COL_BLOCK - 1) / GEMM_COL_BLOCK, threads, gemm_task, &job);
 }
 
 static void linear(float *out, const float *inp, const float *w, const float *b, vitc_act act,
                    int residual, vitc_int M, vitc_int N, vitc_int K, int threads) {
-    if (M == 0 || N == 0) return;
-    gemm_job job = {out, inp, w, b, act, residual, M, N, K};
-    vitc_parallel_for((N + GEMM_COL_BLOCK - 1) / GEMM_COL_BLOCK, threads, gemm_task, &job);
+    linear_strided(out, inp, K, w, b, act, residual, M, N, K, threads);
 }
 
 // x (rows, N) += y (rows, N): the residual add after a reduced-precision GEMM, in transformers'
@@ -276,14 +285,17 @@ void vit_forward(const vit_model *m, const vit_outputs *out, const float *pixels
     // ref: modeling_vit.py ViTModel.forward `sequence_output = self.layernorm(hidden_states)`
     layernorm(out->last, x, m->norm_w, m->norm_b, m->eps, BT, C, threads);
 
+    // The two small GEMMs on the class tokens also run on vitc's pool: a multi-threaded BLAS call
+    // here would leave OpenBLAS's threads spinning into the next forward, beside vitc's (seen:
+    // blas_thread_server at 5-7 % of the int8 ViT-L profile).
     // ref: ViTForImageClassification.forward `logits = self.classifier(sequence_output[:, 0, :])`
     if (out->logits && m->head_w)
-        linear_forward_f32(out->logits, out->last, m->head_w, m->head_b, VITC_ACT_NONE, B, m->K, C,
-                           m->K, T * C, C);
+        linear_strided(out->logits, out->last, T * C, m->head_w, m->head_b, VITC_ACT_NONE, 0, B, m->K,
+                       C, threads);
     // ref: ViTPooler.forward `tanh(dense(hidden_states[:, 0]))`
     if (out->pooled && m->pool_w) {
-        linear_forward_f32(out->pooled, out->last, m->pool_w, m->pool_b, VITC_ACT_NONE, B, C, C, C,
-                           T * C, C);
+        linear_strided(out->pooled, out->last, T * C, m->pool_w, m->pool_b, VITC_ACT_NONE, 0, B, C, C,
+                       threads);
         for (vitc_int i = 0; i < B * C; i++) out->pooled[i] = tanhf(out->pooled[i]);
     }
 }
