@@ -53,6 +53,10 @@ for b in (1, 3):
     out = m(g.standard_normal((b, 3, 8, 8)).astype(np.float32), output_hidden_states=True, output_attentions=True)
     assert np.isfinite(out.logits).all()
 m(np.empty((0, 3, 8, 8), np.float32))
+# the reduced-precision kernels (valgrind's CPU has no AVX-512 or AMX: their portable fallbacks)
+for dtype in ("bfloat16", "int8"):
+    ml = vitc.ViT(cfg, dict(tensors), dtype=dtype)
+    assert np.isfinite(ml(g.standard_normal((2, 3, 8, 8)).astype(np.float32)).logits).all()
 print("workload done")
 PY
 cd "$repo"
