@@ -11,7 +11,9 @@
 //   s  (32, Tp) fp32     scores -> exp(s - row max) in place
 //   pb (32, Tp) bf16     probabilities before normalization (zeros past T)
 //   o  (16, D) fp32      p v for 16 rows, divided by the row sums on the way out
-// Everything is a few hundred KiB for ViT shapes, so one head stays in L2.
+// Everything is a few hundred KiB for ViT shapes, so one head stays in L2. Tile loads and stores
+// (not seen by AddressSanitizer) stay inside these buffers: keys and query rows are padded to 32,
+// head dims are 32 or 64 (attention_bf16_supported), and qb/pb always hold 32 rows.
 #include <math.h>
 #include <stdint.h>
 #include <string.h>

@@ -17,6 +17,9 @@
 // 128 bytes: the two halves of a panel), so only the activations change layout: plain rows
 // (round_up(M, 32) rows, row stride K + one cache line so 16 tile rows do not share cache sets).
 // A 2x2 block of 16x16 accumulator tiles holds a 32x32 output block over all of K.
+// Bounds (tile loads are not seen by AddressSanitizer): activation tiles read rows < round_up(M,
+// 32), the rows the scratch holds, and bytes < K * elem of each row; weight tiles read K/2 pairs
+// (K/4 quads) x 32 columns of one panel, which exists for every column group, zero-padded past N.
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
