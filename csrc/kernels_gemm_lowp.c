@@ -414,50 +414,76 @@ BF16_TARGET static void bf16_store_block(float *c, vitc_int ldc, const float *ac
     apply_act_rows(c, ldc, act, rows, cols);
 }
 
+// One AMX GEMM for both precisions: the tile loop is the same in bytes (a K step is one 64-byte
+// tile row: 32 bf16 or 64 int8 values, and 16 rows of a 128-byte weight panel); only the product
+// instruction and the epilogue differ.
 typedef struct {
-    const bf16_ctx *c;
-    vitc_int group;  // weight panels per work item
-} bf16_amx_job;
+    const char *a;        // activation rows, round_up(M, AMX_MR) of them
+    vitc_int lda;         // bytes between rows
+    const char *w;        // weight panels
+    vitc_int panel_bytes; // K x NR of one panel
+    vitc_int steps;       // K / 32 (bf16) or K / 64 (int8)
+    int int8;             // tdpbusd (u8 x s8 -> int32) instead of tdpbf16ps
+    vitc_int M, N, group; // group: weight panels per work item
+    // acc (AMX_MR, NR) fp32 or int32 for output rows m0.., columns n0..
+    void (*store)(const void *ctx, const void *acc, vitc_int m0, vitc_int n0);
+    const void *ctx;
+} amx_job;
 
 // Work item: a group of weight panels; every 32-row block of activations against each panel,
-// over all of K in the tiles (K % 32 == 0).
-AMX_TARGET static void bf16_gemm_amx(void *vjob, vitc_int begin, vitc_int end, int thread_id) {
+// over all of K in the tiles.
+AMX_TARGET static void amx_gemm(void *vjob, vitc_int begin, vitc_int end, int thread_id) {
     (void)thread_id;
-    const bf16_amx_job *job = vjob;
-    const bf16_ctx *c = job->c;
-    const vitc_int K2 = c->K / 2, panels = round_up(c->N, NR) / NR;
-    const vitc_int Mp = round_up(c->M, AMX_MR), lda_bytes = c->lda * 4;
-    float acc[AMX_MR * NR] __attribute__((aligned(64)));
+    const amx_job *j = vjob;
+    const vitc_int panels = round_up(j->N, NR) / NR, Mp = round_up(j->M, AMX_MR);
+    float acc[AMX_MR * NR] __attribute__((aligned(64)));  // fp32 or int32 bits
     vitc_amx_load_tile_config();
     for (vitc_int g = begin; g < end; g++) {
-        const vitc_int p_end = min_int((g + 1) * job->group, panels);
+        const vitc_int p_end = min_int((g + 1) * j->group, panels);
         for (vitc_int m0 = 0; m0 < Mp; m0 += AMX_MR) {
-            const char *a0 = (const char *)(c->a + m0 * c->lda), *a1 = a0 + 16 * lda_bytes;
-            for (vitc_int panel = g * job->group; panel < p_end; panel++) {
-                const uint32_t *b = c->w + panel * K2 * NR;
+            const char *a0 = j->a + m0 * j->lda, *a1 = a0 + 16 * j->lda;
+            for (vitc_int panel = g * j->group; panel < p_end; panel++) {
+                const char *b = j->w + panel * j->panel_bytes;
                 _tile_zero(0);
                 _tile_zero(1);
                 _tile_zero(2);
                 _tile_zero(3);
-                for (vitc_int p = 0; p < K2; p += 16) {
-                    _tile_loadd(4, a0 + p * 4, lda_bytes);
-                    _tile_loadd(5, a1 + p * 4, lda_bytes);
-                    _tile_loadd(6, b + p * NR, NR * 4);
-                    _tile_loadd(7, b + p * NR + 16, NR * 4);
-                    _tile_dpbf16ps(0, 4, 6);
-                    _tile_dpbf16ps(1, 4, 7);
-                    _tile_dpbf16ps(2, 5, 6);
-                    _tile_dpbf16ps(3, 5, 7);
+                for (vitc_int s = 0; s < j->steps; s++) {
+                    _tile_loadd(4, a0 + s * 64, j->lda);
+                    _tile_loadd(5, a1 + s * 64, j->lda);
+                    _tile_loadd(6, b + s * 16 * NR * 4, NR * 4);
+                    _tile_loadd(7, b + s * 16 * NR * 4 + 64, NR * 4);
+                    if (j->int8) {
+                        _tile_dpbusd(0, 4, 6);
+                        _tile_dpbusd(1, 4, 7);
+                        _tile_dpbusd(2, 5, 6);
+                        _tile_dpbusd(3, 5, 7);
+                    } else {
+                        _tile_dpbf16ps(0, 4, 6);
+                        _tile_dpbf16ps(1, 4, 7);
+                        _tile_dpbf16ps(2, 5, 6);
+                        _tile_dpbf16ps(3, 5, 7);
+                    }
                 }
                 AMX_STORE_BLOCK(acc);
-                const vitc_int n0 = panel * NR;
-                bf16_store_block(c->out + m0 * c->ld_out + n0, c->ld_out, acc,
-                                 min_int(AMX_MR, c->M - m0), min_int(NR, c->N - n0),
-                                 c->b ? c->b + n0 : NULL, c->act);
+                j->store(j->ctx, acc, m0, panel * NR);
             }
         }
     }
     _tile_release();
+}
+
+// Split an AMX GEMM into column groups on vitc's pool.
+static void amx_gemm_run(amx_job *job, int threads) {
+    const vitc_int panels = round_up(job->N, NR) / NR;
+    job->group = amx_group_panels(panels, job->panel_bytes, threads);
+    vitc_parallel_for((panels + job->group - 1) / job->group, threads, amx_gemm, job);
+}
+
+static void bf16_store_tile(const void *vctx, const void *acc, vitc_int m0, vitc_int n0) {
+    const bf16_ctx *c = vctx;
+    bf16_store_block(c->out + m0 * c->ld_out + n0, c->ld_out, acc, min_int(AMX_MR, c->M - m0),
+                     min_int(NR, c->N - n0), c->b ? c->b + n0 : NULL, c->act);
 }
 #endif
 
@@ -474,9 +500,10 @@ void linear_bf16_forward(float *out, const float *inp, const uint16_t *w_packed,
 #if LOWP_HAVE_X86_CODE
     if (K % 32 == 0 && linear_bf16_uses_amx()) {
         c.lda = amx_row_bytes(K, 2) / 4;
-        bf16_amx_job job = {&c, amx_group_panels(panels, K * NR * 2, threads)};
         vitc_parallel_for(round_up(M, AMX_MR), threads, bf16_pack_rows_amx, &c);
-        vitc_parallel_for((panels + job.group - 1) / job.group, threads, bf16_gemm_amx, &job);
+        amx_job job = {(const char *)c.a, c.lda * 4, (const char *)c.w, K * NR * 2, K / 32, 0,
+                       M, N, 0, bf16_store_tile, &c};
+        amx_gemm_run(&job, threads);
         return;
     }
 #endif
@@ -878,50 +905,11 @@ static void int8_gemm_panels(void *vctx, vitc_int begin, vitc_int end, int threa
 }
 
 #if LOWP_HAVE_X86_CODE
-typedef struct {
-    const int8_ctx *c;
-    vitc_int group;  // weight panels per work item
-} int8_amx_job;
-
-// bf16_gemm_amx with u8 x s8 -> int32 tiles (K % 64 == 0) and the dequantizing epilogue.
-AMX_TARGET static void int8_gemm_amx(void *vjob, vitc_int begin, vitc_int end, int thread_id) {
-    (void)thread_id;
-    const int8_amx_job *job = vjob;
-    const int8_ctx *c = job->c;
-    const vitc_int K4 = c->K / 4, panels = round_up(c->N, NR) / NR;
-    const vitc_int Mp = round_up(c->M, AMX_MR), lda_bytes = c->lda * 4;
-    int32_t acc[AMX_MR * NR] __attribute__((aligned(64)));
-    vitc_amx_load_tile_config();
-    for (vitc_int g = begin; g < end; g++) {
-        const vitc_int p_end = min_int((g + 1) * job->group, panels);
-        for (vitc_int m0 = 0; m0 < Mp; m0 += AMX_MR) {
-            const char *a0 = (const char *)(c->a + m0 * c->lda), *a1 = a0 + 16 * lda_bytes;
-            for (vitc_int panel = g * job->group; panel < p_end; panel++) {
-                const int8_t *b = c->w + panel * K4 * NR * 4;
-                _tile_zero(0);
-                _tile_zero(1);
-                _tile_zero(2);
-                _tile_zero(3);
-                for (vitc_int p = 0; p < K4; p += 16) {
-                    _tile_loadd(4, a0 + p * 4, lda_bytes);
-                    _tile_loadd(5, a1 + p * 4, lda_bytes);
-                    _tile_loadd(6, b + p * NR * 4, NR * 4);
-                    _tile_loadd(7, b + p * NR * 4 + 64, NR * 4);
-                    _tile_dpbusd(0, 4, 6);
-                    _tile_dpbusd(1, 4, 7);
-                    _tile_dpbusd(2, 5, 6);
-                    _tile_dpbusd(3, 5, 7);
-                }
-                AMX_STORE_BLOCK(acc);
-                const vitc_int n0 = panel * NR;
-                int8_store_block(c->out + m0 * c->ld_out + n0, c->ld_out, acc,
-                                 min_int(AMX_MR, c->M - m0), min_int(NR, c->N - n0),
-                                 c->row_scale + m0, c->col_scale + n0, c->col_sum + n0,
-                                 c->b ? c->b + n0 : NULL, c->act);
-            }
-        }
-    }
-    _tile_release();
+static void int8_store_tile(const void *vctx, const void *acc, vitc_int m0, vitc_int n0) {
+    const int8_ctx *c = vctx;
+    int8_store_block(c->out + m0 * c->ld_out + n0, c->ld_out, acc, min_int(AMX_MR, c->M - m0),
+                     min_int(NR, c->N - n0), c->row_scale + m0, c->col_scale + n0,
+                     c->col_sum + n0, c->b ? c->b + n0 : NULL, c->act);
 }
 #endif
 
@@ -940,9 +928,10 @@ void linear_int8_forward(float *out, const float *inp, const int8_t *w_packed, c
 #if LOWP_HAVE_X86_CODE
     if (K % 64 == 0 && linear_int8_uses_amx()) {
         c.lda = amx_row_bytes(K, 1) / 4;
-        int8_amx_job job = {&c, amx_group_panels(panels, K * NR, threads)};
         vitc_parallel_for(round_up(M, AMX_MR), threads, int8_pack_rows_amx, &c);
-        vitc_parallel_for((panels + job.group - 1) / job.group, threads, int8_gemm_amx, &job);
+        amx_job job = {(const char *)c.a, c.lda * 4, (const char *)c.w, K * NR, K / 64, 1,
+                       M, N, 0, int8_store_tile, &c};
+        amx_gemm_run(&job, threads);
         return;
     }
 #endif
