@@ -143,7 +143,7 @@ def test_load_does_not_repack(files, dtype, monkeypatch):
     def no_packing(*args):
         raise AssertionError("packed at load")
 
-    monkeypatch.setattr(vmodel, "_pack_weight", no_packing)
+    monkeypatch.setattr(vmodel, "pack_weight", no_packing)
     monkeypatch.setattr(vconv, "pack_weight", no_packing)
     assert vitc.ViT.from_pretrained(files[dtype]).dtype == dtype
     with pytest.raises(AssertionError, match="packed at load"):  # the float32 file does pack

@@ -19,7 +19,7 @@ import numpy as np
 from vitc import _core
 from vitc import predict as _predict
 from vitc.config import ViTConfig
-from vitc.convert import GEMM_WEIGHTS, INT8_PARTS, expected_shapes, load_stored, pack_weight
+from vitc.convert import _DTYPES, GEMM_WEIGHTS, INT8_PARTS, expected_shapes, load_stored, pack_weight
 from vitc.image_processor import ImageProcessor
 
 # HF hidden_act -> the C core's vitc_act enum (csrc/vitc_kernels.h).
@@ -63,14 +63,6 @@ OPTIONAL_TENSORS = {"head.weight", "head.bias", "pooler.weight", "pooler.bias", 
 
 # Weight precisions of the blocks' four GEMM matrices -> the C core's vitc_wdtype (vit_forward.h).
 WEIGHT_DTYPES = {"float32": 0, "bfloat16": 1, "int8": 2}
-GEMM_TENSORS = GEMM_WEIGHTS  # attn.qkv, attn.proj, mlp.fc1, mlp.fc2 weights
-# Element type of a GEMM weight stored packed (a reduced-precision .vitc file) per precision.
-_PACKED_DTYPES = {"bfloat16": np.dtype(np.uint16), "int8": np.dtype(np.int8)}
-
-
-def _pack_weight(w: np.ndarray, dtype: str) -> Any:
-    """A (N, K) float32 weight in the layout of the bf16 / int8 GEMM kernels (see convert.pack_weight)."""
-    return pack_weight(w, dtype)
 
 
 def _mapped_file(a: np.ndarray) -> mmap.mmap | None:
@@ -235,7 +227,7 @@ class ViT:
         if dtype != "float32":
             self._pack_gemm_weights()
         else:
-            packed = [k for k, a in tensors.items() if k.endswith(GEMM_TENSORS) and a.dtype != np.float32]
+            packed = [k for k, a in tensors.items() if k.endswith(GEMM_WEIGHTS) and a.dtype != np.float32]
             if packed:
                 raise ValueError(
                     f"weights: {packed[0]} is packed ({tensors[packed[0]].dtype}): pass the dtype it was "
@@ -284,7 +276,7 @@ class ViT:
         shapes = expected_shapes(self.config, head="head.weight" in t, pooler="pooler.weight" in t)
         total = 0
         for key, a in t.items():
-            if key.endswith(GEMM_TENSORS) and key in shapes and a.dtype != np.float32:
+            if key.endswith(GEMM_WEIGHTS) and key in shapes and a.dtype != np.float32:
                 total += int(np.prod(shapes[key]))
             elif not key.endswith(INT8_PARTS[1:]):
                 total += a.size
@@ -295,14 +287,14 @@ class ViT:
         # versions are dropped (and their mapped pages released) so memory holds one copy. Weights
         # already packed (a bfloat16 / int8 .vitc file) are used as stored; forward_py.c checks sizes.
         weights = list(self._weights)
-        packed_dtype = _PACKED_DTYPES[self.dtype]
+        packed_dtype = _DTYPES[self.dtype]  # a packed matrix's element type in a .vitc file
         for i in range(self.config.num_hidden_layers):
-            for name in GEMM_TENSORS:
+            for name in GEMM_WEIGHTS:
                 key = f"blocks.{i}.{name}"
                 slot = len(MODEL_TENSORS) + i * len(BLOCK_TENSORS) + BLOCK_TENSORS.index(name)
                 w = self._tensors[key]
                 if w.dtype == np.float32:
-                    weights[slot] = _pack_weight(w, self.dtype)
+                    weights[slot] = pack_weight(w, self.dtype)
                     _release_mapped_pages(self._tensors.pop(key))
                     continue
                 if w.dtype != packed_dtype:
