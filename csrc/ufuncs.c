@@ -324,7 +324,7 @@ static void attention_loop(char **args, npy_intp const *dimensions, npy_intp con
     const npy_intp q_s = steps[5], q_d = steps[6], k_t = steps[7], k_d = steps[8], v_t = steps[9],
                    v_e = steps[10], out_s = steps[11], out_e = steps[12];
     const npy_intp es = ((const loop_spec *)data)->elsize;
-    const npy_intp work = attention_scratch_len(S, T);
+    const npy_intp work = attention_scratch_len(S, T, D, E);
     const npy_intp pieces[] = {S * D, T * D, T * E, S * E, work};  // q, k, v, out copies, tile
     arena a;
     if (arena_init(&a, pieces, (int)(sizeof(pieces) / sizeof(pieces[0])), es) < 0) return;

@@ -54,7 +54,7 @@ static workspace_plan plan_workspace(const vit_model *m, vitc_int B, vitc_int Hi
     p.big = p.ctx + BT * C;      // patches, then the MLP hidden (B*T, F)
     p.lowp = p.big + (patch_len > mlp_len ? patch_len : mlp_len);
     p.attn = p.lowp + lowp_scratch_floats(m, BT);
-    p.attn_len = attention_scratch_len(T, T);
+    p.attn_len = attention_scratch_len(T, T, C / m->H, C / m->H);
     if (bf16_attention(m)) {
         const vitc_int bf16_len = attention_bf16_scratch_bytes(T, C / m->H) / (vitc_int)sizeof(float) + 1;
         if (bf16_len > p.attn_len) p.attn_len = bf16_len;

@@ -62,9 +62,9 @@ void linear_forward_f64(double *out, const double *inp, const double *w, const d
 // ---------------------------------------------------------------------------------------------
 // One attention head: out (S,E) = softmax(q (S,D) . k (T,D)^T * scale) . v (T,E).
 // Queries are processed in blocks so at most a (block, T) tile of scores exists at a time.
-// scratch: attention_scratch_len(S, T) elements. probs (S,T), if not NULL, receives the
+// scratch: attention_scratch_len(S, T, D, E) elements. probs (S,T), if not NULL, receives the
 // attention probabilities (HF `output_attentions`), row stride ld_probs.
-vitc_int attention_scratch_len(vitc_int S, vitc_int T);
+vitc_int attention_scratch_len(vitc_int S, vitc_int T, vitc_int D, vitc_int E);
 // bf16 variant for the reduced-precision models (kernels_attention_amx.c): q k^T and p v on AMX
 // tiles with bf16 inputs (q pre-scaled), fp32 sums and softmax; no probs output. Only where
 // attention_bf16_supported(D) (AMX usable, D = 32 or 64); scratch attention_bf16_scratch_bytes.
