@@ -114,4 +114,4 @@ def test_converted_file_stores_the_mode(tmp_path, dtype):
 def test_show_config_names_the_kernels(capsys):
     vitc.show_config()
     out = capsys.readouterr().out
-    assert "bf16 GEMM" in out and "int8 GEMM" in out
+    assert "bf16 GEMM" in out and "int8 GEMM" in out and "float32 attention" in out

@@ -38,6 +38,7 @@ def config_dict() -> dict:
         "cpu_features": _core.cpu_features(),
         "kernels": {
             "float32 GEMM": "OpenBLAS sgemm",
+            "float32 attention": "avx512" if _core._simd_active() else "OpenBLAS sgemm",
             "elementwise/softmax": "avx512" if _core._simd_active() else "portable",
             **{f"{k} GEMM": v for k, v in lowp.items() if k != "attention"},
             "bf16/int8 attention": lowp["attention"],
