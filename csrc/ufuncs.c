@@ -315,34 +315,38 @@ static void linear_loop(char **args, npy_intp const *dimensions, npy_intp const 
     free(a.base);
 }
 
-static void attention_loop(char **args, npy_intp const *dimensions, npy_intp const *steps,
-                           void *data) {
-    const npy_intp n_outer = dimensions[0], S = dimensions[1], D = dimensions[2],
-                   T = dimensions[3], E = dimensions[4];
-    const npy_intp q_outer = steps[0], k_outer = steps[1], v_outer = steps[2],
-                   scale_outer = steps[3], out_outer = steps[4];
-    const npy_intp q_s = steps[5], q_d = steps[6], k_t = steps[7], k_d = steps[8], v_t = steps[9],
-                   v_e = steps[10], out_s = steps[11], out_e = steps[12];
-    const npy_intp es = ((const loop_spec *)data)->elsize;
-    const npy_intp work = attention_scratch_len(S, T, D, E);
-    const npy_intp pieces[] = {S * D, T * D, T * E, S * E, work};  // q, k, v, out copies, tile
-    arena a;
-    if (arena_init(&a, pieces, (int)(sizeof(pieces) / sizeof(pieces[0])), es) < 0) return;
+// One attention loop call: the loop dimension's items run on vitc's pool (each head is one
+// single-threaded kernel call), every thread with its own copies and scratch.
+typedef struct {
+    char **args;
+    npy_intp S, D, T, E, es, work;
+    npy_intp q_outer, k_outer, v_outer, scale_outer, out_outer;
+    npy_intp q_s, q_d, k_t, k_d, v_t, v_e, out_s, out_e;
+    char *arenas;        // one per thread, arena_bytes apart
+    size_t arena_bytes;
+} attention_ufunc_job;
+
+static void attention_items(void *ctx, vitc_int begin, vitc_int end, int tid) {
+    const attention_ufunc_job *j = ctx;
+    const npy_intp S = j->S, D = j->D, T = j->T, E = j->E, es = j->es;
+    arena a = {j->arenas + (size_t)tid * j->arena_bytes, 0};
     void *qbuf = arena_take(&a, S * D, es), *kbuf = arena_take(&a, T * D, es),
          *vbuf = arena_take(&a, T * E, es), *obuf = arena_take(&a, S * E, es),
-         *tile = arena_take(&a, work, es);
-    for (npy_intp i = 0; i < n_outer; i++) {
+         *tile = arena_take(&a, j->work, es);
+    for (npy_intp i = begin; i < end; i++) {
+        char **args = j->args;
         const block2d ins[] = {
-            block(args[0] + i * q_outer, S, D, q_s, q_d),
-            block(args[1] + i * k_outer, T, D, k_t, k_d),
-            block(args[2] + i * v_outer, T, E, v_t, v_e),
+            block(args[0] + i * j->q_outer, S, D, j->q_s, j->q_d),
+            block(args[1] + i * j->k_outer, T, D, j->k_t, j->k_d),
+            block(args[2] + i * j->v_outer, T, E, j->v_t, j->v_e),
         };
-        const block2d ob = block(args[4] + i * out_outer, S, E, out_s, out_e);
-        const double scale = read_scalar(args[3] + i * scale_outer, es);
+        const block2d ob = block(args[4] + i * j->out_outer, S, E, j->out_s, j->out_e);
+        const double scale = read_scalar(args[3] + i * j->scale_outer, es);
+        // A broadcast input (outer stride 0) is copied once per thread, at its first item.
         npy_intp ld_q, ld_k, ld_v, ld_out;
-        const void *q = cached_input(ins[0], q_outer, i, es, qbuf, &ld_q);
-        const void *k = cached_input(ins[1], k_outer, i, es, kbuf, &ld_k);
-        const void *v = cached_input(ins[2], v_outer, i, es, vbuf, &ld_v);
+        const void *q = cached_input(ins[0], j->q_outer, i - begin, es, qbuf, &ld_q);
+        const void *k = cached_input(ins[1], j->k_outer, i - begin, es, kbuf, &ld_k);
+        const void *v = cached_input(ins[2], j->v_outer, i - begin, es, vbuf, &ld_v);
         const int direct = output_direct(ob, ins, (int)(sizeof(ins) / sizeof(ins[0])), es, &ld_out);
         void *out = direct ? (void *)ob.ptr : obuf;
         if (!direct) ld_out = E > 0 ? E : 1;
@@ -354,7 +358,32 @@ static void attention_loop(char **args, npy_intp const *dimensions, npy_intp con
                                   tile);
         if (!direct) copy_out(ob, obuf, es);
     }
-    free(a.base);
+}
+
+static void attention_loop(char **args, npy_intp const *dimensions, npy_intp const *steps,
+                           void *data) {
+    const npy_intp n_outer = dimensions[0], S = dimensions[1], D = dimensions[2],
+                   T = dimensions[3], E = dimensions[4];
+    const npy_intp es = ((const loop_spec *)data)->elsize;
+    const npy_intp work = attention_scratch_len(S, T, D, E);
+    const npy_intp pieces[] = {S * D, T * D, T * E, S * E, work};  // q, k, v, out copies, tile
+    const size_t arena_bytes = arena_size(pieces, (int)(sizeof(pieces) / sizeof(pieces[0])), es);
+    int threads = vitc_get_num_threads();
+    if (threads > n_outer) threads = n_outer > 0 ? (int)n_outer : 1;
+    attention_ufunc_job job = {args, S, D, T, E, es, work,
+                               steps[0], steps[1], steps[2], steps[3], steps[4],
+                               steps[5], steps[6], steps[7], steps[8], steps[9], steps[10],
+                               steps[11], steps[12], NULL, arena_bytes};
+    const size_t total = arena_bytes == SIZE_MAX || arena_bytes > SIZE_MAX / (size_t)threads
+                             ? SIZE_MAX
+                             : arena_bytes * (size_t)threads;
+    job.arenas = total == SIZE_MAX ? NULL : malloc(total);
+    if (job.arenas == NULL) {
+        loop_no_memory();
+        return;
+    }
+    vitc_parallel_for(n_outer, threads, attention_items, &job);
+    free(job.arenas);
 }
 
 static void mlp_loop(char **args, npy_intp const *dimensions, npy_intp const *steps, void *data) {

@@ -372,6 +372,24 @@ def test_attention_layouts_scale_broadcast_out(dtype, layout):
     assert_close(q2, ref2, GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_attention_items_on_threads_with_broadcast_strided_keys(dtype, simd):
+    """The loop dimension's items run on vitc's threads: a broadcast input that needs a copy (here
+    k and v, shared by every item and not contiguous) is copied by every thread, not only the first."""
+    g = rng(10)
+    q = g.standard_normal((7, 13, 8)).astype(dtype)
+    k = np.asfortranarray(g.standard_normal((20, 8)).astype(dtype))
+    v = g.standard_normal((20, 12)).astype(dtype)[:, ::2]
+    ref = _slow.attention(q, k, v, 0.3)
+    before = vitc.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            vitc.set_num_threads(threads)
+            assert_close(_core.attention(q, k, v, 0.3), ref, GEMM_RTOL[dtype], GEMM_ATOL[dtype], dtype)
+    finally:
+        vitc.set_num_threads(before)
+
+
 def test_attention_empty_keys_like_torch():
     q = rng(9).standard_normal((3, 4)).astype(np.float32)
     k, v = np.zeros((0, 4), np.float32), np.zeros((0, 5), np.float32)
