@@ -165,10 +165,23 @@ AVX512 static void attention_avx512_f32(float *out, float *probs, const float *q
             pv_tile_12x32(ob + e0, ld_out, rows, E - e0, s, f.lds, vp + e0, f.Ep, T, inv_sum);
     }
 }
-#define VITC_HAVE_ATTENTION_AVX512 1
+
+// The vector kernel takes the float32 calls on AVX-512 CPUs.
+static int attention_fast_f32(float *out, float *probs, const float *q, const float *k,
+                              const float *v, float scale, vitc_int S, vitc_int T, vitc_int D,
+                              vitc_int E, vitc_int ld_out, vitc_int ld_probs, vitc_int ld_q,
+                              vitc_int ld_k, vitc_int ld_v, float *scratch) {
+    if (D <= 0 || E <= 0 || !vitc_simd_avx512()) return 0;
+    attention_avx512_f32(out, probs, q, k, v, scale, S, T, D, E, ld_out, ld_probs, ld_q, ld_k, ld_v,
+                         scratch);
+    return 1;
+}
 #else
-#define VITC_HAVE_ATTENTION_AVX512 0
+#define attention_fast_f32 NO_FAST_PATH
 #endif
+
+// The `fast` argument of DEFINE_ATTENTION for kernels without a vector version: never taken.
+#define NO_FAST_PATH(...) 0
 
 // ref: torch.nn.functional.scaled_dot_product_attention; T = 0 gives zeros, as torch does.
 // `fast` returns nonzero when a vector kernel handled the call.
@@ -204,33 +217,6 @@ AVX512 static void attention_avx512_f32(float *out, float *probs, const float *q
         }                                                                                        \
     }
 
-// The vector kernel takes the float32 calls on AVX-512 CPUs.
-static int attention_fast_f32(float *out, float *probs, const float *q, const float *k,
-                              const float *v, float scale, vitc_int S, vitc_int T, vitc_int D,
-                              vitc_int E, vitc_int ld_out, vitc_int ld_probs, vitc_int ld_q,
-                              vitc_int ld_k, vitc_int ld_v, float *scratch) {
-#if VITC_HAVE_ATTENTION_AVX512
-    if (D > 0 && E > 0 && vitc_simd_avx512()) {
-        attention_avx512_f32(out, probs, q, k, v, scale, S, T, D, E, ld_out, ld_probs, ld_q, ld_k,
-                             ld_v, scratch);
-        return 1;
-    }
-#else
-    (void)out, (void)probs, (void)q, (void)k, (void)v, (void)scale, (void)S, (void)T, (void)D;
-    (void)E, (void)ld_out, (void)ld_probs, (void)ld_q, (void)ld_k, (void)ld_v, (void)scratch;
-#endif
-    return 0;
-}
-
-static int attention_fast_none(double *out, double *probs, const double *q, const double *k,
-                               const double *v, double scale, vitc_int S, vitc_int T, vitc_int D,
-                               vitc_int E, vitc_int ld_out, vitc_int ld_probs, vitc_int ld_q,
-                               vitc_int ld_k, vitc_int ld_v, double *scratch) {
-    (void)out, (void)probs, (void)q, (void)k, (void)v, (void)scale, (void)S, (void)T, (void)D;
-    (void)E, (void)ld_out, (void)ld_probs, (void)ld_q, (void)ld_k, (void)ld_v, (void)scratch;
-    return 0;
-}
-
 // out (S,E), probs (S,T) or NULL, q (S,D), k (T,D), v (T,E), scratch attention_scratch_len(S, T, D, E)
 DEFINE_ATTENTION(attention_forward_f32, float, cblas_sgemm, softmax_forward_f32, attention_fast_f32)
-DEFINE_ATTENTION(attention_forward_f64, double, cblas_dgemm, softmax_forward_f64, attention_fast_none)
+DEFINE_ATTENTION(attention_forward_f64, double, cblas_dgemm, softmax_forward_f64, NO_FAST_PATH)

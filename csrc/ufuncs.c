@@ -138,15 +138,20 @@ static size_t arena_size(const npy_intp *elems, int n, npy_intp es) {
     return total;
 }
 
-static int arena_init(arena *a, const npy_intp *elems, int n, npy_intp es) {
+// One malloc of `copies` arenas with the same pieces, arena_size() bytes apart (one per thread).
+static int arena_init_copies(arena *a, const npy_intp *elems, int n, npy_intp es, int copies) {
     const size_t size = arena_size(elems, n, es);
     a->used = 0;
-    a->base = size == SIZE_MAX ? NULL : malloc(size);
+    a->base = size == SIZE_MAX || size > SIZE_MAX / (size_t)copies ? NULL : malloc(size * (size_t)copies);
     if (a->base == NULL) {
         loop_no_memory();
         return -1;
     }
     return 0;
+}
+
+static int arena_init(arena *a, const npy_intp *elems, int n, npy_intp es) {
+    return arena_init_copies(a, elems, n, es, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -367,23 +372,17 @@ static void attention_loop(char **args, npy_intp const *dimensions, npy_intp con
     const npy_intp es = ((const loop_spec *)data)->elsize;
     const npy_intp work = attention_scratch_len(S, T, D, E);
     const npy_intp pieces[] = {S * D, T * D, T * E, S * E, work};  // q, k, v, out copies, tile
-    const size_t arena_bytes = arena_size(pieces, (int)(sizeof(pieces) / sizeof(pieces[0])), es);
+    const int n_pieces = (int)(sizeof(pieces) / sizeof(pieces[0]));
     int threads = vitc_get_num_threads();
     if (threads > n_outer) threads = n_outer > 0 ? (int)n_outer : 1;
+    arena a;
+    if (arena_init_copies(&a, pieces, n_pieces, es, threads) < 0) return;
     attention_ufunc_job job = {args, S, D, T, E, es, work,
                                steps[0], steps[1], steps[2], steps[3], steps[4],
                                steps[5], steps[6], steps[7], steps[8], steps[9], steps[10],
-                               steps[11], steps[12], NULL, arena_bytes};
-    const size_t total = arena_bytes == SIZE_MAX || arena_bytes > SIZE_MAX / (size_t)threads
-                             ? SIZE_MAX
-                             : arena_bytes * (size_t)threads;
-    job.arenas = total == SIZE_MAX ? NULL : malloc(total);
-    if (job.arenas == NULL) {
-        loop_no_memory();
-        return;
-    }
+                               steps[11], steps[12], a.base, arena_size(pieces, n_pieces, es)};
     vitc_parallel_for(n_outer, threads, attention_items, &job);
-    free(job.arenas);
+    free(a.base);
 }
 
 static void mlp_loop(char **args, npy_intp const *dimensions, npy_intp const *steps, void *data) {

@@ -267,17 +267,6 @@ INT8_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(INT8_CASES))
-def test_hostile_int8_file(tmp_path, int8_file, name):
-    mutate, match = INT8_CASES[name]
-    path = tmp_path / "bad.vitc"
-    path.write_bytes(with_header(int8_file.read_bytes(), mutate))
-    for load in (load_converted, vitc.ViT.from_pretrained):
-        with pytest.raises(ValueError, match=match) as info:
-            load(path)
-        assert "bad.vitc" in str(info.value)
-
-
 BF16_CASES = {
     "packed_shorter": (tensor(QKV, shape=[3040], nbytes=6080), "do not match the config"),
     "packed_as_int8": (tensor(QKV, dtype="int8", nbytes=3072), "expected dtype 'bfloat16'"),
@@ -291,11 +280,20 @@ BF16_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(BF16_CASES))
-def test_hostile_bf16_file(tmp_path, bf16_file, name):
-    mutate, match = BF16_CASES[name]
+HOSTILE_CASES = [("int8_file", name, case) for name, case in sorted(INT8_CASES.items())] + [
+    ("bf16_file", name, case) for name, case in sorted(BF16_CASES.items())
+]
+
+
+@pytest.mark.parametrize(
+    "source, case",
+    [(src, case) for src, _, case in HOSTILE_CASES],
+    ids=[f"{src[:4]}-{name}" for src, name, _ in HOSTILE_CASES],
+)
+def test_hostile_lowp_file(tmp_path, request, source, case):
+    mutate, match = case
     path = tmp_path / "bad.vitc"
-    path.write_bytes(with_header(bf16_file.read_bytes(), mutate))
+    path.write_bytes(with_header(request.getfixturevalue(source).read_bytes(), mutate))
     for load in (load_converted, vitc.ViT.from_pretrained):
         with pytest.raises(ValueError, match=match) as info:
             load(path)
