@@ -44,3 +44,21 @@ def direct(model, paths: list[Path]) -> np.ndarray:
 
 def topk(probs: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-probs, axis=1, kind="stable")[:, :k]
+
+
+def write_digit_folder(root: Path, shift: int = 0) -> Path:
+    """An ImageFolder of the embedded model's sample digits: ``root/digit <d>/<sample>.png``.
+
+    With ``shift`` the images of digit d go to the folder of digit (d + shift) % 10: a mislabelled
+    set on which the model scores 0.
+    """
+    import shutil
+
+    from vitc.default_model import sample_images
+
+    for path in sample_images():
+        digit = int(path.name.split("_")[1])
+        folder = root / f"digit {(digit + shift) % 10}"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, folder / path.name)
+    return root

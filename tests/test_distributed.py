@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 from eval_factory import write_corrupt, write_image_folder
 from hf_factory import make_checkpoint
 
-from vitc.evaluate import evaluate, read_output
+from vitc.cli import main
+from vitc.evaluate import read_output
 
 PROB_ATOL = 2e-6
 
@@ -29,41 +31,39 @@ def test_bad_worker_count(tmp_path):
         evaluate_ray(tmp_path, tmp_path, num_workers=0)
 
 
-def test_ray_equals_single_process(tmp_path):
+def test_cli_ray_local_equals_single_process(tmp_path, monkeypatch, capsys):
+    """``vitc eval --ray local`` (which starts and stops Ray: the module's only Ray start) run from a
+    relative dataset path prints and writes what the single-process ``vitc eval`` does."""
     import ray  # the test extra installs ray[data]: a missing one is an install bug, not a skip
+
     make_checkpoint(tmp_path / "model")
     root = write_image_folder(tmp_path / "val", {f"LABEL_{c}": 3 for c in (0, 3, 4, 8)})
     write_corrupt(root / "LABEL_3" / "broken.png")
-    single = evaluate(
-        tmp_path / "model", root, batch_size=4, output=tmp_path / "single.jsonl", progress=False
-    )
+    monkeypatch.chdir(tmp_path)  # every path below is relative
+    common = ["eval", "--model", "model", "val", "--json", "--no-progress"]
 
-    from vitc.distributed import evaluate_ray
+    assert main([*common, "-b", "4", "-o", "single.jsonl"]) == 0
+    single = json.loads(capsys.readouterr().out)
+    assert not ray.is_initialized()
+    assert main([*common, "-b", "3", "-o", "ray.jsonl", "--ray", "local", "--workers", "2"]) == 0
+    out = capsys.readouterr()
+    assert not ray.is_initialized()  # the CLI stopped the Ray it started
+    distributed = json.loads(out.out)
+    assert distributed.pop("images_per_second") > 0
+    for d in (single, distributed):
+        d.pop("seconds"), d.pop("images_per_second", None)
+    assert single == distributed
+    assert (distributed["total"], distributed["evaluated"], distributed["corrupt"]) == (13, 12, 1)
+    assert list(distributed["corrupt_files"]) == ["LABEL_3/broken.png"]
+    assert str(root / "LABEL_3" / "broken.png") in distributed["corrupt_files"]["LABEL_3/broken.png"]
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        distributed = evaluate_ray(
-            tmp_path / "model",
-            root,
-            num_workers=2,
-            batch_size=3,
-            output=tmp_path / "ray.jsonl",
-            progress=False,
-        )
-    finally:
-        ray.shutdown()
-    a, b = single.to_dict(confusion_matrix=True), distributed.to_dict(confusion_matrix=True)
-    for d in (a, b):
-        d.pop("seconds"), d.pop("images_per_second")
-    assert a == b
-    assert (distributed.total, distributed.evaluated, distributed.corrupt) == (13, 12, 1)
-    assert distributed.images_per_second > 0
     ha, ra, _ = read_output(tmp_path / "single.jsonl")
     hb, rb, _ = read_output(tmp_path / "ray.jsonl")
     assert {k: v for k, v in ha.items() if k != "model"} == {k: v for k, v in hb.items() if k != "model"}
+    assert hb["model"] == str((tmp_path / "model").resolve())
     ra, rb = sorted(ra, key=lambda r: r["index"]), sorted(rb, key=lambda r: r["index"])
-    assert [(r["index"], r["path"], r["label"], r.get("topk"), "error" in r) for r in ra] == [
-        (r["index"], r["path"], r["label"], r.get("topk"), "error" in r) for r in rb
+    assert [(r["index"], r["path"], r["label"], r.get("topk"), r.get("error")) for r in ra] == [
+        (r["index"], r["path"], r["label"], r.get("topk"), r.get("error")) for r in rb
     ]
     for x, y in zip(ra, rb):
         if "probs" in x:

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,20 +21,27 @@ from hf_factory import make_checkpoint
 from sklearn.metrics import confusion_matrix, top_k_accuracy_score
 
 import vitc
+from vitc.cli import main as vitc_main
 from vitc.evaluate import (
     EvalResult,
     add_eval_parser,
     evaluate,
+    fingerprint_difference,
     load_dataset,
     merge,
+    model_fingerprint,
     parse_shard,
     read_output,
+    samples_digest,
+    write_output_atomic,
 )
 
 NUM_LABELS = 10
 # Probabilities are written with 7 decimals; batches of other sizes may differ in the last bits.
 PROB_ATOL = 2e-6
 FRUITS = ["apple", "banana", "cherry", "date", "elder", "fig", "grape", "kiwi", "lemon", "mango"]
+# Images the model runs for its fingerprint when an output file is written (one probe image).
+PROBE_IMAGES = 1
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +54,14 @@ def model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def model(model_dir) -> vitc.ViT:
     return vitc.ViT.from_pretrained(model_dir)
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory) -> vitc.ViT:
+    """Same labels and shapes as ``model``, other weights."""
+    folder = tmp_path_factory.mktemp("other")
+    make_checkpoint(folder, seed=7)
+    return vitc.ViT.from_pretrained(folder)
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +252,27 @@ def test_corrupt_and_missing_images_are_counted_not_fatal(model, tmp_path):
     assert (r.evaluated, r.corrupt) == (1, 1) and "not found" in r.corrupt_files["val/gone.png"]
 
 
+def test_relative_dataset_path_gives_the_same_text_from_any_folder(model, tmp_path, monkeypatch):
+    root = write_image_folder(tmp_path / "data" / "val", {"LABEL_1": 2})
+    broken = write_corrupt(root / "LABEL_1" / "broken.png")
+    monkeypatch.chdir(tmp_path / "data")
+    data = load_dataset("val", model.id2label)
+    keys = ["LABEL_1/000.png", "LABEL_1/001.png", "LABEL_1/broken.png"]
+    assert data.root == root and [s.key for s in data.samples] == keys  # keys stay relative
+    assert [s.path for s in data.samples] == [str(root / k) for k in keys]  # paths are absolute
+    relative = evaluate(model, "val", progress=False)
+    assert str(broken) in relative.corrupt_files["LABEL_1/broken.png"]
+    monkeypatch.chdir(tmp_path)
+    assert without_timing(evaluate(model, root, progress=False)) == without_timing(relative)
+
+
+def test_hidden_class_folders_are_skipped(model, tmp_path):
+    """Unlike torchvision's ImageFolder (documented in load_dataset)."""
+    root = write_image_folder(tmp_path / "val", {".ipynb_checkpoints": 1, "LABEL_2": 1})
+    data = load_dataset(root, model.id2label)
+    assert data.classes == ["LABEL_2"] and [(s.key, s.label) for s in data.samples] == [("LABEL_2/000.png", 2)]
+
+
 def test_top_k_larger_than_classes_counts_every_image(model, folder):
     result = evaluate(model, folder, top_k=[1, 10, 20], progress=False)
     assert result.accuracy[10] == result.accuracy[20] == 1.0
@@ -260,14 +304,14 @@ def test_interrupted_run_resumes_without_recomputing(model, folder, tmp_path):
     out.write_text("".join(lines[:10]) + lines[10][: len(lines[10]) // 2])
     counting = CountingModel(model)
     resumed = evaluate(counting, folder, batch_size=4, output=out, progress=False)
-    assert counting.images == 25 - 9
+    assert counting.images == 25 - 9 + PROBE_IMAGES
     assert without_timing(resumed) == without_timing(full)
     assert_same_records(records_by_index(out), records_by_index(full_out))
     assert len(out.read_text().splitlines()) == 26  # header + one line per image, the half line gone
     # a finished output: nothing to run, same result
     counting.images = 0
     again = evaluate(counting, folder, output=out, progress=False)
-    assert counting.images == 0 and again.images_per_second is None
+    assert counting.images == PROBE_IMAGES and again.images_per_second is None
     assert without_timing(again) == without_timing(full)
 
 
@@ -281,11 +325,132 @@ def test_resume_refuses_an_output_of_another_run(model, folder, tmp_path):
     other = write_image_folder(
         tmp_path / "other", {f"x{i}": 3 for i in range(8)} | {"x8": 1}
     )  # 25 images too
-    with pytest.raises(ValueError, match="is it the output of another dataset"), pytest.warns(UserWarning):
+    with pytest.raises(ValueError, match="written for another dataset"), pytest.warns(UserWarning):
         evaluate(model, other, output=out, shard=(0, 2), progress=False)
     (tmp_path / "bad.jsonl").write_text('{"not": "a header"}\n')
     with pytest.raises(ValueError, match="bad.jsonl:1: expected a vitc eval header"):
         evaluate(model, folder, output=tmp_path / "bad.jsonl", progress=False)
+
+
+def test_killed_process_resumes_with_exactly_the_remaining_images(default_model, tmp_path):
+    """SIGKILL a real ``python -m vitc eval`` mid-run, resume it, and get the uninterrupted result."""
+    n = 400
+    root = write_image_folder(tmp_path / "val", {f"c{i}": n // 10 for i in range(10)}, seed=4)
+    out = tmp_path / "out.jsonl"
+    with open(tmp_path / "child.err", "wb") as err:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "vitc", "eval", str(root), "-o", str(out), "-b", "1", "--no-progress"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not (out.exists() and out.read_bytes().count(b"\n") >= 1 + 20):
+                assert child.poll() is None, (tmp_path / "child.err").read_text()
+                assert time.monotonic() < deadline, "the child wrote no 20 records in 120 s"
+                time.sleep(0.001)
+            os.kill(child.pid, signal.SIGKILL)
+        finally:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+    at_kill = out.read_bytes()
+    complete = at_kill[: at_kill.rfind(b"\n") + 1]  # a half-written last line, if any, is dropped
+    done = {json.loads(line)["index"] for line in complete.splitlines()[1:]}
+    assert 20 <= len(done) < n, "the child should be killed mid-run"
+
+    counting = CountingModel(default_model)
+    resumed = evaluate(counting, root, batch_size=8, output=out, progress=False)
+    assert counting.images == n - len(done) + PROBE_IMAGES
+    after = out.read_bytes()
+    assert after.startswith(complete)  # the old lines, byte for byte
+    added = [json.loads(line)["index"] for line in after[len(complete) :].splitlines()]
+    assert sorted(added) == sorted(set(range(n)) - done)
+
+    full_out = tmp_path / "full.jsonl"
+    full = evaluate(default_model, root, batch_size=8, output=full_out, progress=False)
+    assert without_timing(resumed) == without_timing(full)
+    assert_same_records(records_by_index(out), records_by_index(full_out))
+
+
+# ---- which dataset, which model ------------------------------------------------------------------
+
+
+def test_header_identifies_the_dataset_and_the_model(model, other_model, folder, tmp_path):
+    out = tmp_path / "o.jsonl"
+    evaluate(model, folder, output=out, shard=(1, 2), progress=False)
+    header = read_output(out)[0]
+    data = load_dataset(folder, model.id2label)
+    lines = "".join(f"{s.index}\t{s.key}\t{s.label}\n" for s in data.samples)  # all shards
+    assert header["samples_digest"] == hashlib.sha256(lines.encode()).hexdigest()
+    moved = shutil.copytree(folder, tmp_path / "elsewhere")
+    assert samples_digest(load_dataset(moved, model.id2label).samples) == header["samples_digest"]
+    (moved / "fig" / "000.png").rename(moved / "fig" / "0000.png")
+    assert samples_digest(load_dataset(moved, model.id2label).samples) != header["samples_digest"]
+
+    fp = model_fingerprint(model)
+    assert header["model_fingerprint"] == fp and len(fp) == NUM_LABELS
+    assert model_fingerprint(CountingModel(model)) == fp  # any object with __call__ and image_processor
+    assert fingerprint_difference(fp, model_fingerprint(other_model)) > 0.01
+    threads = vitc.get_num_threads()
+    try:
+        vitc.set_num_threads(1)
+        assert fingerprint_difference(fp, model_fingerprint(model)) is None
+    finally:
+        vitc.set_num_threads(threads)
+
+
+def test_resume_refuses_the_output_of_another_model(model, other_model, folder, tmp_path):
+    out = tmp_path / "o.jsonl"
+    evaluate(model, folder, output=out, progress=False)
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:11]))  # stopped after 10 images
+    before = out.read_bytes()
+    counting = CountingModel(other_model)
+    with pytest.raises(
+        ValueError,
+        match=r"o.jsonl: cannot resume: the output was written for another model \(.*logits on vitc's probe "
+        r"image differ by up to .*\); use another output file \(-o / output=\)",
+    ):
+        evaluate(counting, folder, output=out, progress=False)
+    assert counting.images == PROBE_IMAGES and out.read_bytes() == before
+    assert evaluate(model, folder, output=out, progress=False).evaluated == 25  # its own model resumes
+
+
+def test_resume_refuses_another_dataset_that_agrees_so_far(model, folder, tmp_path):
+    """Same size, same labels, same images done so far: only the samples digest tells them apart."""
+    data = shutil.copytree(folder, tmp_path / "val")
+    out = tmp_path / "o.jsonl"
+    evaluate(model, data, output=out, progress=False)
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:6]))  # images 0-4 done
+    (data / "mango" / "001.png").rename(data / "mango" / "001b.png")  # image 24: not done yet
+    with pytest.raises(
+        ValueError,
+        match=r"cannot resume: the output was written for another dataset \(samples digest .* differ\); "
+        r"use another output file",
+    ):
+        evaluate(model, data, output=out, progress=False)
+
+
+def test_outputs_of_an_older_vitc_are_accepted_with_a_warning(model, folder, tmp_path):
+    """Files without samples_digest / model_fingerprint resume and merge, with a warning."""
+
+    def strip(path: Path, keep: int | None = None) -> None:
+        header, records, _ = read_output(path)
+        del header["samples_digest"], header["model_fingerprint"]
+        path.write_text("".join(json.dumps(x) + "\n" for x in [header, *records[:keep]]))
+
+    out = tmp_path / "old.jsonl"
+    full = evaluate(model, folder, output=out, progress=False)
+    strip(out, keep=10)
+    with pytest.warns(UserWarning, match="older vitc, without a record of its dataset and model: cannot check"):
+        resumed = evaluate(model, folder, output=out, progress=False)
+    assert without_timing(resumed) == without_timing(full)
+    shards = [tmp_path / f"s{i}.jsonl" for i in range(2)]
+    for i, o in enumerate(shards):
+        evaluate(model, folder, output=o, shard=(i, 2), progress=False)
+    strip(shards[0])
+    with pytest.warns(UserWarning, match="merge: a file written by an older vitc has no record of its dataset and"):
+        assert without_timing(merge(shards)) | {"seconds": None} == without_timing(full) | {"seconds": None}
 
 
 # ---- shards and merge --------------------------------------------------------------------------
@@ -307,13 +472,13 @@ def test_shards_merge_into_the_full_result(model, folder, tmp_path):
     assert merged.seconds is None and merged.images_per_second is None
     assert_same_records(records_by_index(merged_out), records_by_index(full_out))
     assert read_output(merged_out)[0]["shard"] == [0, 1]
-    assert not list(tmp_path.glob("*.tmp"))
+    assert sorted(os.listdir(tmp_path)) == ["full.jsonl", "merged.jsonl", "s0.jsonl", "s1.jsonl", "s2.jsonl"]
     # the merged file is a complete single-shard output: resuming from it runs nothing
     counting = CountingModel(model)
     assert without_timing(evaluate(counting, folder, output=merged_out, progress=False)) == without_timing(
         full
     )
-    assert counting.images == 0
+    assert counting.images == PROBE_IMAGES
 
 
 def test_merge_errors_and_incomplete_shards(model, folder, tmp_path):
@@ -336,6 +501,50 @@ def test_merge_errors_and_incomplete_shards(model, folder, tmp_path):
         r = merge(outs)
     assert (r.total, r.evaluated, r.missing) == (25, 20, 5)
     assert "5 missing" in r.summary()
+
+
+def test_merge_refuses_shards_of_two_models_or_two_datasets(model, other_model, folder, tmp_path):
+    s0, s1 = tmp_path / "s0.jsonl", tmp_path / "s1.jsonl"
+    evaluate(model, folder, output=s0, shard=(0, 2), progress=False)
+    evaluate(other_model, folder, output=s1, shard=(1, 2), progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"s1.jsonl: cannot merge with .*s0.jsonl: it was written for another model \(.*\); merge only "
+        r"the shards of one evaluation \(one dataset, one model\), and give each evaluation its own output",
+    ):
+        merge([s0, s1])
+    renamed = shutil.copytree(folder, tmp_path / "renamed")  # same size and labels, one file renamed
+    (renamed / "apple" / "000.png").rename(renamed / "apple" / "000b.png")
+    s1.unlink()
+    evaluate(model, renamed, output=s1, shard=(1, 2), progress=False)
+    with pytest.raises(ValueError, match=r"cannot merge with .*: it was written for another dataset \(samples"):
+        merge([s0, s1])
+    s1.unlink()
+    evaluate(model, folder, output=s1, shard=(1, 2), progress=False)
+    assert merge([s0, s1]).evaluated == 25
+
+
+def test_write_output_atomic_leaves_no_temporary_or_partial_file(tmp_path):
+    dest = tmp_path / "merged.jsonl"
+
+    def failing_records():
+        yield {"index": 0, "path": "a.png", "label": 0}
+        raise RuntimeError("disk gone")
+
+    with pytest.raises(RuntimeError, match="disk gone"):
+        write_output_atomic(dest, {"vitc_eval": 1}, failing_records())
+    assert os.listdir(tmp_path) == []  # no destination, no temporary file
+    dest.write_text("old\n")
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        write_output_atomic(dest, {"vitc_eval": 1}, [{"index": 0, "label": object()}])
+    assert os.listdir(tmp_path) == ["merged.jsonl"] and dest.read_text() == "old\n"
+    (tmp_path / "merged.jsonl.tmp").write_text("someone else's")  # a fixed temporary name would clobber it
+    write_output_atomic(dest, {"vitc_eval": 1}, [{"index": 0, "label": 0}])
+    assert dest.read_text() == '{"vitc_eval": 1}\n{"index": 0, "label": 0}\n'
+    assert sorted(os.listdir(tmp_path)) == ["merged.jsonl", "merged.jsonl.tmp"]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert dest.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would create it
 
 
 @pytest.mark.parametrize("text, expected", [(None, (0, 1)), ("2/4", (2, 4)), ((0, 1), (0, 1))])
@@ -379,7 +588,8 @@ def test_user_errors(model, model_dir, folder, tmp_path):
 def test_result_display_and_json(model, folder, capsys):
     result = evaluate(model, folder, progress=True)
     err = capsys.readouterr().err
-    assert "eval" in err and "25/25" in err and "img/s" in err  # tqdm with rate
+    assert "eval" in err and "25/25" in err
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d, *[\d.]+img/s\]", err), err  # elapsed<ETA, rate
     text = str(result)
     assert (
         "25 images: 25 evaluated, 0 corrupt" in text
@@ -430,6 +640,54 @@ def test_cli_eval_shards_and_merge(model, model_dir, folder, tmp_path, capsys):
     assert printed == expected
     assert run_cli(["eval", "-m", str(model_dir), str(folder), "-k", "1", "3", "--no-progress"]) == 0
     assert "top-3 accuracy" in capsys.readouterr().out
+
+
+def test_cli_merge_of_top3_shards_needs_no_top_k(model_dir, folder, tmp_path, capsys):
+    shards = [str(tmp_path / f"s{i}.jsonl") for i in range(2)]
+    for i, out in enumerate(shards):
+        argv = ["eval", "-m", str(model_dir), str(folder), "-k", "1", "3", "--shard", f"{i}/2", "-o", out]
+        assert run_cli([*argv, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert run_cli(["eval", "--merge", *shards, "--json"]) == 0  # the runs' top-k: 1 3
+    printed = json.loads(capsys.readouterr().out)
+    single = evaluate(model_dir, folder, top_k=(1, 3), progress=False)
+    assert printed["accuracy"] == {"top1": single.top1, "top3": single.accuracy[3]}
+    assert run_cli(["eval", "--merge", *shards, "-k", "2", "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["accuracy"]) == ["top2"]
+    assert run_cli(["eval", "-m", str(model_dir), str(folder), "--no-progress", "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["accuracy"]) == ["top1", "top5"]  # evaluation's default
+
+
+def test_cli_progress_forces_the_bar_with_rate_and_eta(model_dir, folder, capsys):
+    base = ["eval", "-m", str(model_dir), str(folder)]
+    assert run_cli([*base, "--progress"]) == 0  # stderr is captured, not a terminal
+    err = capsys.readouterr().err
+    assert "25/25" in err and re.search(r"\[\d\d:\d\d<\d\d:\d\d, *[\d.]+img/s\]", err), err
+    assert run_cli(base) == 0
+    assert capsys.readouterr().err == ""  # by default: only on a terminal
+    assert run_cli([*base, "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+    with pytest.raises(SystemExit):
+        run_cli([*base, "--progress", "--no-progress"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_cli_prints_warnings_as_one_line(model_dir, folder, tmp_path, capsys):
+    two = write_image_folder(tmp_path / "two", {"b": 1, "a": 1})
+    assert vitc_main(["eval", "-m", str(model_dir), str(two), "--no-progress"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"vitc eval: warning: {two}: 2 class folders for a model with 10 labels, and their names are not "
+        "the model's labels: folder i in sorted order is taken as class i"
+    ]
+    shard = str(tmp_path / "s0.jsonl")
+    argv = ["eval", "-m", str(model_dir), str(folder), "--shard", "0/2", "-o", shard, "--no-progress"]
+    assert vitc_main(argv) == 0
+    capsys.readouterr()
+    assert vitc_main(["eval", "--merge", shard]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "vitc eval: warning: merge: incomplete evaluation: 1 of 2 shards absent [1], "
+        "0 images of the given shards not evaluated"
+    ]
 
 
 def test_cli_user_errors_are_value_errors(model_dir, folder):

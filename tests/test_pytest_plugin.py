@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import pytest
-from eval_factory import write_image_folder
+from eval_factory import write_digit_folder, write_image_folder
 from hf_factory import make_checkpoint
+
+from vitc.default_model import DEFAULT_MODEL_PATH
 
 pytest_plugins = ["pytester"]
 
@@ -29,6 +33,16 @@ def test_images_only(eval_images):
     assert len(eval_images) == 5 and all(p.suffix == ".png" for p in eval_images)
 """
 
+# The README's example: an accuracy test is this short.
+ACCURACY_TEST = """
+import vitc
+
+
+def test_accuracy(vitc_model, eval_dataset):
+    r = vitc.evaluate(vitc_model, eval_dataset)
+    assert r.top1 >= 0.9
+"""
+
 
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory) -> dict[str, str]:
@@ -43,12 +57,46 @@ def paths(tmp_path_factory) -> dict[str, str]:
 def run(pytester, monkeypatch):
     """Run the user tests with exactly this plugin (no entry-point autoload, so no double registration)."""
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+
     pytester.makepyfile(test_user=USER_TESTS)
 
     def run(*args: str):
         return pytester.runpytest("-p", "vitc.pytest_plugin", "-rs", "-p", "no:cacheprovider", *args)
 
     return run
+
+
+def test_entry_point_registers_the_plugin():
+    found = [ep for ep in importlib.metadata.entry_points(group="pytest11") if ep.name == "vitc"]
+    assert [ep.value for ep in found] == ["vitc.pytest_plugin"]
+
+
+def test_plugin_autoloads_through_its_entry_point(pytester, monkeypatch, tmp_path):
+    """No -p: pytest finds the plugin through the installed pytest11 entry point."""
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    pytester.makepyfile(test_accuracy=ACCURACY_TEST)
+    data = write_digit_folder(tmp_path / "digits")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--vitc-model", str(DEFAULT_MODEL_PATH), "--eval-images", str(data)
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"vitc: --vitc-model={DEFAULT_MODEL_PATH}, --eval-images={data}"])
+
+
+def test_accuracy_test_file_passes_and_fails(run, pytester, tmp_path):
+    """The README's accuracy test on the embedded model's sample digits, labelled right and wrong."""
+    test_file = str(pytester.makepyfile(test_accuracy=ACCURACY_TEST))
+    model = str(DEFAULT_MODEL_PATH)
+    digits = write_digit_folder(tmp_path / "digits")
+    result = run(test_file, "--vitc-model", model, "--eval-images", str(digits))
+    result.assert_outcomes(passed=1)
+    mislabelled = write_digit_folder(tmp_path / "shifted", shift=1)
+    result = run(test_file, "--vitc-model", model, "--eval-images", str(mislabelled))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*assert 0.0 >= 0.9*"])
+    result = run(test_file, "--vitc-model", model)
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*needs an evaluation dataset: pass --eval-images PATH to run this test*"])
 
 
 def test_fixtures_skip_with_the_option_to_pass(run):

@@ -21,7 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from vitc.evaluate import EvalResult, Sample, load_batch, plan_evaluation, predict_records, write_records
+from vitc.evaluate import (
+    DEFAULT_TOP_K,
+    EvalResult,
+    Sample,
+    load_batch,
+    model_fingerprint,
+    plan_evaluation,
+    predict_records,
+    write_records,
+)
 
 RAY_INSTALL_HINT = "pip install 'vitc[ray]'"
 
@@ -65,7 +74,7 @@ def evaluate_ray(
     address: str = "local",
     num_workers: int = 2,
     batch_size: int = 8,
-    top_k: int | Iterable[int] = (1, 5),
+    top_k: int | Iterable[int] = DEFAULT_TOP_K,
     output: str | os.PathLike | None = None,
     class_mapping: str = "auto",
     progress: bool | None = None,
@@ -112,7 +121,8 @@ def evaluate_ray(
     model_path = Path(DEFAULT_MODEL_PATH if model_path is None else model_path).resolve()
     if not model_path.exists():
         raise FileNotFoundError(f"model not found: '{model_path}'")
-    # The driver reads the labels only; .vitc files are memory-mapped, so this is cheap.
+    # The driver reads the labels and, for an output file, runs the fingerprint's one small probe
+    # image; .vitc files are memory-mapped, so this is cheap.
     labels_model = vitc.ViT.from_pretrained(model_path)
     plan = plan_evaluation(
         labels_model.id2label,
@@ -123,6 +133,7 @@ def evaluate_ray(
         None,
         class_mapping,
         model_name=str(model_path),
+        fingerprint=None if output is None else model_fingerprint(labels_model),
     )
     del labels_model
     new: list[dict[str, Any]] = []
@@ -142,10 +153,9 @@ def evaluate_ray(
             start = time.perf_counter()  # throughput of the evaluation, not of starting Ray
             ctx = ray.data.DataContext.get_current()
             bars, ctx.enable_progress_bars = ctx.enable_progress_bars, False  # ours shows rate and ETA
-            items = [
-                {"index": s.index, "key": s.key, "path": os.path.abspath(s.path), "label": s.label}
-                for s in plan.pending
-            ]
+            # Sample paths are absolute (load_dataset), so workers in other working directories read
+            # the same files and report errors with the same text as the single-process run.
+            items = [{"index": s.index, "key": s.key, "path": s.path, "label": s.label} for s in plan.pending]
             ds = ray.data.from_items(items).map_batches(
                 _Predictor,
                 batch_size=batch_size,

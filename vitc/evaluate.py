@@ -13,20 +13,27 @@ Output format (JSON lines)
 --------------------------
 The first line is a header, every other line is one image::
 
-    {"vitc_eval": 1, "num_labels": 10, "labels": [...], "top_k": [1, 5], "dataset": "...",
-     "dataset_size": 1000, "shard": [0, 1], "shard_size": 1000, "class_mapping": "sorted", "model": "..."}
+    {"vitc_eval": 1, "num_labels": 10, "labels": [...], "top_k": [1, 5], "dataset": "/abs/val",
+     "dataset_size": 1000, "shard": [0, 1], "shard_size": 1000, "class_mapping": "sorted", "model": "...",
+     "samples_digest": "9f2c...", "model_fingerprint": [1.23456, -0.5, ...]}
     {"index": 0, "path": "cat/001.png", "label": 3, "topk": [3, 1, 0, 7, 2], "probs": [0.61, ...]}
     {"index": 1, "path": "cat/002.png", "label": 3, "error": "cannot read image ...: ..."}
 
 ``path`` is relative to the dataset root (the ImageFolder folder or the list file's folder), so
 outputs from different machines merge; ``index`` is the image's position in the whole dataset.
+``samples_digest`` (see :func:`samples_digest`) identifies the whole dataset before sharding and
+``model_fingerprint`` (see :func:`model_fingerprint`) the model with its preprocessing: resume and
+merge refuse files whose dataset or model differ. Files written before these two fields existed are
+accepted with a warning that the check could not be made.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import os
+import secrets
 import sys
 import time
 import warnings
@@ -53,6 +60,15 @@ PROB_DECIMALS = 7
 NUM_CONFUSED = 10
 MAX_CLASSES_PRINTED = 20
 CLASS_MAPPINGS = ("auto", "names", "sorted")
+DEFAULT_TOP_K = (1, 5)
+# The model fingerprint: logits of the first FINGERPRINT_CLASSES classes on a fixed synthetic
+# probe image, kept to FINGERPRINT_DECIMALS digits and compared with a tolerance (thread counts and
+# CPU kernels change the last bits, a different model or preprocessing changes far more).
+FINGERPRINT_CLASSES = 16
+FINGERPRINT_DECIMALS = 5
+FINGERPRINT_ATOL = 1e-3
+FINGERPRINT_RTOL = 1e-3
+PROBE_SIDE = 32
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,6 +244,15 @@ def load_dataset(
     -------
     EvalDataset
         Samples in dataset order, with the rule used (``class_mapping``: "names", "sorted" or "list").
+        ``root`` and every sample's ``path`` are absolute (so error messages name the same files
+        whatever the working directory of the process reading them); ``key`` stays relative.
+
+    Notes
+    -----
+    Hidden class folders (names starting with ``.``, such as ``.ipynb_checkpoints`` or ``.cache``)
+    are skipped and do not count as classes. torchvision's ImageFolder does not skip them, so for
+    a tree with a hidden folder its class indices differ from vitc's "sorted" ones: remove such
+    folders, or use a list file, when indices must match torchvision's.
 
     Raises
     ------
@@ -247,6 +272,7 @@ def load_dataset(
     path = Path(dataset)
     if not path.exists():
         raise FileNotFoundError(f"dataset not found: '{path}'")
+    path = Path(os.path.abspath(path))
     if path.is_dir():
         return _load_image_folder(path, id2label, num_labels, class_mapping)
     return _load_list_file(path, num_labels)
@@ -346,6 +372,88 @@ def _batches(items: Sequence[Sample], size: int) -> Iterator[Sequence[Sample]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Identifying a run: which dataset, which model
+
+
+def samples_digest(samples: Iterable[Sample]) -> str:
+    """sha256 (hex) of the ``index<TAB>key<TAB>label`` lines of a whole dataset, before sharding.
+
+    Two datasets with the same images (as relative paths), order and labels have the same digest,
+    wherever their root is; a renamed, added or relabelled image changes it.
+    """
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(f"{s.index}\t{s.key}\t{s.label}\n".encode())
+    return h.hexdigest()
+
+
+def _probe_image() -> np.ndarray:
+    """A fixed (PROBE_SIDE, PROBE_SIDE, 3) uint8 pattern: gradients and stripes, no RNG."""
+    y, x = np.mgrid[0:PROBE_SIDE, 0:PROBE_SIDE]
+    channels = [(x * 8) % 256, (y * 8) % 256, ((x + y) * 37 + (x * y) % 7 * 29) % 256]
+    return np.stack(channels, axis=-1).astype(np.uint8)
+
+
+def model_fingerprint(model: Any) -> list[float]:
+    """What a model (with its preprocessing) predicts for a fixed probe image: a cheap identity check.
+
+    One forward pass of one small synthetic image through ``model.image_processor`` and ``model``
+    (a :class:`~vitc.model.ViT` or any object with that call and attribute). Returns the logits of
+    the first ``FINGERPRINT_CLASSES`` classes, rounded to ``FINGERPRINT_DECIMALS`` digits; compare two
+    with :func:`fingerprint_difference`, which allows for float noise (other thread counts, CPUs).
+    A hash of rounded values would not: a value next to a rounding boundary flips between machines.
+    """
+    pixels = model.image_processor.preprocess_one(_probe_image())[None]
+    logits = model(pixels).logits
+    if logits is None:
+        raise ValueError(
+            "model: expected a classifier (num_labels >= 1), found a model without a classifier head"
+        )
+    logits = np.asarray(logits, dtype=np.float64).reshape(-1)
+    return [round(float(v), FINGERPRINT_DECIMALS) for v in logits[:FINGERPRINT_CLASSES]]
+
+
+def fingerprint_difference(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Largest |a - b| of two fingerprints; None if they match within the tolerance (inf: other sizes)."""
+    if len(a) != len(b):
+        return float("inf")
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if np.allclose(x, y, atol=FINGERPRINT_ATOL, rtol=FINGERPRINT_RTOL):
+        return None
+    return float(np.max(np.abs(x - y)))
+
+
+def _identity_problem(theirs: dict[str, Any], ours: dict[str, Any]) -> tuple[str, str] | None:
+    """Why two headers were not written for the same dataset and model: (field, explanation), or None.
+
+    A header without the field (an older vitc) cannot be checked; the caller warns about it.
+    """
+    a, b = theirs.get("samples_digest"), ours.get("samples_digest")
+    if a is not None and b is not None and a != b:
+        return "dataset", (
+            f"another dataset (samples digest {a[:12]}... vs {b[:12]}...: the image paths, their order or "
+            "their labels differ)"
+        )
+    fa, fb = theirs.get("model_fingerprint"), ours.get("model_fingerprint")
+    if fa is not None and fb is not None:
+        diff = fingerprint_difference(fa, fb)
+        if diff is not None:
+            return "model", (
+                f"another model (model {theirs.get('model')!r} vs {ours.get('model')!r}: their logits on "
+                f"vitc's probe image differ by up to {diff:.3g})"
+            )
+    return None
+
+
+def _unchecked_fields(*headers: dict[str, Any]) -> list[str]:
+    return [
+        name
+        for name, key in (("dataset", "samples_digest"), ("model", "model_fingerprint"))
+        if any(h.get(key) is None for h in headers)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
 # The output file: header, resume, append
 
 
@@ -357,7 +465,9 @@ def make_header(
     shard: tuple[int, int],
     shard_size: int,
     model: str | None,
+    fingerprint: list[float] | None = None,
 ) -> dict[str, Any]:
+    """The first line of an output file (see the module docstring)."""
     return {
         "vitc_eval": FORMAT_VERSION,
         "num_labels": num_labels,
@@ -369,6 +479,8 @@ def make_header(
         "shard_size": shard_size,
         "class_mapping": data.class_mapping,
         "model": model,
+        "samples_digest": samples_digest(data.samples),
+        "model_fingerprint": fingerprint,
     }
 
 
@@ -438,6 +550,20 @@ def _resume(
                     f"{path}: cannot resume: the output holds top-{max(old['top_k'])} predictions, this run needs "
                     f"top-{max(header['top_k'])} (use another output file)"
                 )
+            problem = _identity_problem(old, header)
+            if problem is not None:
+                raise ValueError(
+                    f"{path}: cannot resume: the output was written for {problem[1]}; use another output "
+                    "file (-o / output=) for this run, or delete this one"
+                )
+            unchecked = _unchecked_fields(old)
+            if unchecked:
+                warnings.warn(
+                    f"{path}: resuming an output written by an older vitc, without a record of its "
+                    f"{' and '.join(unchecked)}: cannot check that it is this run's "
+                    f"{' and '.join(unchecked)}",
+                    stacklevel=4,  # _resume <- plan_evaluation <- evaluate <- the caller
+                )
         by_index = {s.index: s for s in selection}
         for r in records:
             s = by_index.get(r["index"])
@@ -471,14 +597,45 @@ def write_records(out: IO[str] | None, records: Iterable[dict[str, Any]]) -> Non
 def write_output_atomic(
     path: str | os.PathLike, header: dict[str, Any], records: Iterable[dict[str, Any]]
 ) -> Path:
-    """Write a complete output file via a temporary file and ``os.replace``."""
+    """Write a complete output file, so that ``path`` is either its old self or the whole new file.
+
+    The lines go to a temporary file of a unique name in the same folder, which is flushed to disk
+    (fsync) and renamed over ``path`` (``os.replace``); if anything fails, the temporary file is
+    removed and ``path`` is left as it was.
+    """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(header) + "\n")
-        f.writelines(json.dumps(r) + "\n" for r in records)
-    os.replace(tmp, path)
+    # O_EXCL on a random name: unique, and created with the umask's permissions (mkstemp's are 0600).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(header) + "\n")
+            f.writelines(json.dumps(r) + "\n" for r in records)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_folder(path.parent)
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -739,18 +896,23 @@ def plan_evaluation(
     id2label: dict[int, str],
     num_labels: int,
     dataset: str | os.PathLike,
-    top_k: int | Iterable[int] = (1, 5),
+    top_k: int | Iterable[int] = DEFAULT_TOP_K,
     output: str | os.PathLike | None = None,
     shard: tuple[int, int] | str | None = None,
     class_mapping: str = "auto",
     model_name: str | None = None,
+    fingerprint: list[float] | None = None,
 ) -> EvalPlan:
-    """Find the samples, select the shard, read what ``output`` already holds and open it."""
+    """Find the samples, select the shard, read what ``output`` already holds and open it.
+
+    ``fingerprint`` is the model's :func:`model_fingerprint`, written to and checked against the
+    output's header (needed when ``output`` is given).
+    """
     ks = _check_top_k(top_k)
     shard = parse_shard(shard)
     data = load_dataset(dataset, id2label, num_labels, class_mapping)
     selection = shard_samples(data.samples, shard)
-    header = make_header(id2label, num_labels, ks, data, shard, len(selection), model_name)
+    header = make_header(id2label, num_labels, ks, data, shard, len(selection), model_name, fingerprint)
     done: dict[int, dict[str, Any]] = {}
     out = None
     if output is not None:
@@ -777,7 +939,7 @@ def evaluate(
     model: ViT | str | os.PathLike | None,
     dataset: str | os.PathLike,
     batch_size: int = 8,
-    top_k: int | Iterable[int] = (1, 5),
+    top_k: int | Iterable[int] = DEFAULT_TOP_K,
     output: str | os.PathLike | None = None,
     shard: tuple[int, int] | str | None = None,
     progress: bool | None = None,
@@ -795,7 +957,9 @@ def evaluate(
         every image as correct).
     output : JSON-lines file of per-image predictions, flushed after every batch. If it exists, the
         images it holds are skipped (a truncated last line is dropped), so an interrupted run resumes
-        with nothing recomputed; the result covers old and new lines.
+        with nothing recomputed; the result covers old and new lines. A file written for another
+        dataset or by another model (see :func:`model_fingerprint`, one extra forward pass of a
+        small probe image) is refused.
     shard : ``(i, n)`` or ``"i/n"``: evaluate only the images whose dataset index % n == i; combine
         the shards' outputs with :func:`merge`.
     progress : show a progress bar with rate and ETA (default: when stderr is a terminal).
@@ -812,12 +976,26 @@ def evaluate(
         If the model or dataset does not exist.
     ValueError
         For a malformed dataset, bad arguments, or an output file that belongs to another run.
+
+    Warns
+    -----
+    UserWarning
+        When class folders are numbered in sorted order for a model with another number of labels,
+        and when resuming an output of an older vitc whose dataset and model cannot be checked.
     """
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, found {batch_size!r}")
     vit, name = _load_model(model)
     plan = plan_evaluation(
-        vit.id2label, vit.num_labels, dataset, top_k, output, shard, class_mapping, model_name=name
+        vit.id2label,
+        vit.num_labels,
+        dataset,
+        top_k,
+        output,
+        shard,
+        class_mapping,
+        model_name=name,
+        fingerprint=None if output is None else model_fingerprint(vit),
     )
     processor = vit.image_processor
     kmax = max(plan.top_k)
@@ -875,7 +1053,14 @@ def merge(
     FileNotFoundError
         If a file does not exist.
     ValueError
-        If the files are not eval outputs, disagree on labels or dataset, or repeat a shard.
+        If the files are not eval outputs, disagree on labels, were written for different datasets
+        (``samples_digest``) or by different models (``model_fingerprint``), or repeat a shard.
+
+    Warns
+    -----
+    UserWarning
+        If shards or images are missing from the result, or a file (of an older vitc) has no
+        dataset digest or model fingerprint to check.
     """
     if not files:
         raise ValueError("merge: expected at least one output file, found none")
@@ -900,6 +1085,13 @@ def merge(
                 raise ValueError(
                     f"{f}: cannot merge with {files[0]}: shards of {header['shard'][1]} and of {first['shard'][1]}"
                 )
+            problem = _identity_problem(header, first)
+            if problem is not None:
+                raise ValueError(
+                    f"{f}: cannot merge with {files[0]}: it was written for {problem[1]}; merge only "
+                    "the shards of one evaluation (one dataset, one model), and give each evaluation "
+                    "its own output files (-o)"
+                )
         sh = tuple(header["shard"])
         if sh in seen_shards:
             raise ValueError(f"{f}: shard {sh[0]}/{sh[1]} is also in {seen_shards[sh]}")
@@ -912,6 +1104,13 @@ def merge(
                 )
             records[r["index"]] = r
     first = headers[0]
+    unchecked = _unchecked_fields(*headers)
+    if unchecked:
+        warnings.warn(
+            f"merge: a file written by an older vitc has no record of its {' and '.join(unchecked)}: "
+            f"cannot check that all files are of one {' and '.join(unchecked)}",
+            stacklevel=2,
+        )
     ks = _check_top_k(top_k) if top_k is not None else tuple(first["top_k"])
     stored = min(max(h["top_k"]) for h in headers)
     if max(ks) > stored:
@@ -947,7 +1146,9 @@ EVAL_EXAMPLES = """examples:
   vitc eval --model vit.vitc val/ --ray local --workers 2          # Ray Data (pip install 'vitc[ray]')
 
 class folders map to labels by name if every folder is a label of the model, else folder i
-(sorted) is class i, as torchvision's ImageFolder; force either with --class-mapping."""
+(sorted) is class i, as torchvision's ImageFolder; force either with --class-mapping. Hidden
+folders (.name) are skipped, unlike torchvision. An output file records its dataset and model:
+resuming or merging files of another dataset or model is refused."""
 
 
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -983,9 +1184,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "-k",
         type=int,
         nargs="+",
-        default=[1, 5],
+        default=None,
         metavar="K",
-        help="top-k accuracies to report (default: 1 5)",
+        help="top-k accuracies to report (default: 1 5; with --merge: those of the runs)",
     )
     p.add_argument(
         "--output",
@@ -1022,13 +1223,38 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     )
     p.add_argument("--workers", type=int, default=2, help="Ray workers, one model each (default: 2)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bar = p.add_mutually_exclusive_group()
+    bar.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show the progress bar even when stderr is not a terminal (default: only on a terminal)",
+    )
+    bar.add_argument(
+        "--no-progress", dest="progress", action="store_false", default=None, help="no progress bar"
+    )
     p.set_defaults(func=cmd_eval)
     return p
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    """``warnings.showwarning`` for the command line: the message alone, no source line."""
+    print(f"vitc eval: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Handler of ``vitc eval``: user errors raise ValueError / FileNotFoundError."""
+    """Handler of ``vitc eval``: user errors raise ValueError / FileNotFoundError.
+
+    Warnings (sorted class folders, an incomplete merge, ...) are printed as one
+    ``vitc eval: warning: ...`` line each.
+    """
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _run_eval(args)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
     if args.merge is not None:
         if (
             args.dataset is not None
@@ -1041,7 +1267,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         if args.dataset is None:
             raise ValueError("expected a DATASET (an ImageFolder tree or a list file), or --merge FILES")
-        progress = False if args.no_progress else None
+        progress = args.progress
+        top_k = DEFAULT_TOP_K if args.top_k is None else args.top_k
         if args.ray is not None:
             if args.shard is not None:
                 raise ValueError(
@@ -1055,7 +1282,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 address=args.ray,
                 num_workers=args.workers,
                 batch_size=args.batch_size,
-                top_k=args.top_k,
+                top_k=top_k,
                 output=args.output,
                 class_mapping=args.class_mapping,
                 progress=progress,
@@ -1065,7 +1292,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 args.model,
                 args.dataset,
                 batch_size=args.batch_size,
-                top_k=args.top_k,
+                top_k=top_k,
                 output=args.output,
                 shard=args.shard,
                 progress=progress,

@@ -11,6 +11,12 @@ Fixtures (session-scoped; each skips the test, with the option to pass, when its
 - ``hf_model``: transformers' ViT of ``--hf-model`` (eager attention, eval mode).
 - ``image_processor``: the vitc ImageProcessor of ``--vitc-model`` (or else of ``--hf-model``).
 - ``eval_images``: sorted image paths under ``--eval-images`` (recursively).
+- ``eval_dataset``: the ``--eval-images`` folder itself, as a ``Path``, for ``vitc.evaluate`` (an
+  ImageFolder tree: one sub-folder of images per class), so an accuracy test reads::
+
+      def test_accuracy(vitc_model, eval_dataset):
+          r = vitc.evaluate(vitc_model, eval_dataset)
+          assert r.top1 >= 0.9
 
 The marker ``@pytest.mark.vitc_parity`` documents a test comparing vitc with transformers. A path
 that does not exist is a usage error (pytest stops at start-up), not a skip.
@@ -28,7 +34,8 @@ OPTIONS = {
     "hf_model": ("--hf-model", "a Hugging Face ViT folder for the 'hf_model' fixture (transformers, eager)"),
     "eval_images": (
         "--eval-images",
-        "a folder of images (searched recursively) for the 'eval_images' fixture",
+        "a folder of images for the 'eval_images' fixture (searched recursively) and the "
+        "'eval_dataset' fixture (an ImageFolder tree: a sub-folder per class)",
     ),
 }
 
@@ -110,3 +117,9 @@ def eval_images(request: pytest.FixtureRequest) -> list[Path]:
     if not images:
         pytest.fail(f"--eval-images: found no image files ({', '.join(IMAGE_EXTENSIONS)}) under '{root}'")
     return images
+
+
+@pytest.fixture(scope="session")
+def eval_dataset(request: pytest.FixtureRequest) -> Path:
+    """The ``--eval-images`` folder, for ``vitc.evaluate(vitc_model, eval_dataset)`` (an ImageFolder tree)."""
+    return Path(_option(request, "eval_images", "needs an evaluation dataset"))
