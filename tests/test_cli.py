@@ -134,6 +134,19 @@ def test_predict_progress_bar_on_a_terminal(capsys, monkeypatch) -> None:
     assert "predict" in err and f"{len(SAMPLES)}/{len(SAMPLES)}" in err
 
 
+def test_predict_explain_progress_bar_on_a_terminal(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    rc, out, err = run(capsys, "predict", "--explain", str(tmp_path / "maps"))
+    assert rc == 0 and len(parse_text(out)) == len(SAMPLES) == len(list((tmp_path / "maps").iterdir()))
+    assert "explain" in err and f"{len(SAMPLES)}/{len(SAMPLES)}" in err
+    # few images, or not a terminal: no bar
+    rc, _, err = run(capsys, "predict", "--explain", str(tmp_path / "few"), *map(str, SAMPLES[:2]))
+    assert rc == 0 and err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    rc, _, err = run(capsys, "predict", "--explain", str(tmp_path / "pipe"))
+    assert rc == 0 and err == ""
+
+
 def test_python_m_vitc_predict() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "vitc", "predict", "--top-k", "1"], capture_output=True, text=True, timeout=120
@@ -143,6 +156,39 @@ def test_python_m_vitc_predict() -> None:
     preds = parse_text(proc.stdout)
     assert len(preds) == len(SAMPLES)
     assert all(pairs[0][0] == true_label(image) for image, pairs in preds.items())
+
+
+class _ClosedPipe:
+    """A stdout whose reader has gone away."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("argv", [["predict"], ["predict", "--json"], ["info"], ["info", "--json"], []])
+def test_closed_stdout_ends_quietly(capsys, monkeypatch, argv) -> None:
+    """vitc predict | head -2: no "error: [Errno 32] Broken pipe", status 141 (128 + SIGPIPE)."""
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    assert main(argv) == 141
+    assert capsys.readouterr().err == ""
+
+
+def test_python_m_vitc_into_a_closed_pipe() -> None:
+    """The real thing: the read end is closed before vitc writes, so every write fails with EPIPE,
+    including the interpreter's final flush of whatever is still buffered."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "vitc", "predict"], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141
+    assert proc.stderr == ""
 
 
 def test_python_m_vitc_user_error() -> None:
@@ -173,6 +219,7 @@ def test_convert_then_info(tmp_path, capsys) -> None:
     rc, out, _ = run(capsys, "info", str(dst), "--json")
     info = json.loads(out)
     assert rc == 0 and info["parameters"] == n_params and info["num_labels"] == 7
+    assert info["labels"] == [hf_model.config.id2label[i] for i in range(7)]
 
     # the converted file predicts like the folder it came from
     image = str(SAMPLES[5])
@@ -185,6 +232,15 @@ def test_info_default_model(capsys) -> None:
     rc, out, _ = run(capsys, "info")
     model = vitc.load_default_model()
     assert rc == 0 and f"parameters {model.num_parameters():,}" in out and "digit 0" in out
+
+
+def test_info_json_lists_every_label(capsys) -> None:
+    rc, out, _ = run(capsys, "info", "--json")
+    info = json.loads(out)
+    assert rc == 0
+    assert info["labels"] == [f"digit {d}" for d in range(10)]  # all of them, in class-id order
+    assert info["labels_preview"] == info["labels"][:5]
+    assert info["num_labels"] == len(info["labels"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,6 +262,10 @@ def test_user_errors_are_one_line(tmp_path, capsys) -> None:
         (["predict", "--top-k", "three"], "--top-k"),
         (["predict", "--batch-size", "0"], "--batch-size"),
         (["predict", "--explain", str(a_file)], "not a directory"),
+        (["predict", "--explain", str(a_file / "maps")], f"--explain: not a directory: {a_file} (cannot create"),
+        (["predict", "--explain", str(a_file / "a" / "b"), str(SAMPLES[0])], "not a directory"),
+        (["predict", "--model", str(tmp_path / "nope.vitc")], "model not found: "),
+        (["convert", str(vitc.default_model.DEFAULT_MODEL_PATH), str(tmp_path / "out")], "is already a vitc file"),
         (["predict", "--no-such-option"], "unrecognized arguments"),
         (["predict", "--model", str(a_file), str(SAMPLES[0])], "config.json"),
         (["convert", str(tmp_path / "missing"), str(tmp_path / "out.vitc")], "source not found"),
@@ -218,6 +278,33 @@ def test_user_errors_are_one_line(tmp_path, capsys) -> None:
         rc, out, err = run(capsys, *argv)
         assert out == "", argv
         assert_user_error(rc, err, words)
+
+
+def test_model_is_checked_before_images(tmp_path, capsys) -> None:
+    """A mistyped --model is the error to report, not the missing images that follow from it."""
+    rc, out, err = run(capsys, "predict", "--model", str(tmp_path / "nope.vitc"))
+    assert out == "" and "no images" not in err
+    assert_user_error(rc, err, "model not found", "nope.vitc")
+
+
+def test_errors_from_the_library_become_one_line(tmp_path, capsys, monkeypatch) -> None:
+    """Multi-line messages are joined and OSErrors lose their '[Errno N]' prefix."""
+    src = tmp_path / "hf"
+    src.mkdir()  # the CLI only checks that the source exists before calling vitc.convert
+    failures = [
+        (ValueError("first line\n  second line\n"), "vitc convert: error: first line; second line\n"),
+        (NotADirectoryError(20, "Not a directory", "a/b"), "vitc convert: error: Not a directory: a/b\n"),
+        (PermissionError(13, "Permission denied"), "vitc convert: error: Permission denied\n"),
+    ]
+    for exc, expected in failures:
+
+        def fail(*args, exc=exc, **kwargs):
+            raise exc
+
+        monkeypatch.setattr(vitc, "convert", fail)
+        rc, out, err = run(capsys, "convert", str(src), str(tmp_path / "out.vitc"))
+        assert_user_error(rc, err)
+        assert err == expected and "Errno" not in err
 
 
 @pytest.mark.parametrize("command", ["predict", "convert", "info", "eval"])
@@ -235,6 +322,28 @@ def test_top_level_help(capsys) -> None:
     out = capsys.readouterr().out
     for command in ("predict", "convert", "info", "eval", "bench"):
         assert command in out
+    assert "examples:" in out
+    examples = out.split("examples:")[1]
+    for command in ("predict", "convert", "info"):
+        assert f"  vitc {command} " in examples
+    assert "vitc --threads 4 predict" in examples
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert capsys.readouterr().out == out
+
+
+def test_option_help_explains_with_examples(capsys) -> None:
+    main([])
+    top = " ".join(capsys.readouterr().out.split())  # argparse wraps help text
+    assert "--threads THREADS threads for vitc and its BLAS" in top and "e.g. 'vitc --threads 4 predict" in top
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    predict = " ".join(capsys.readouterr().out.split())
+    assert '{"image": PATH, "predictions": [{"label": LABEL, "probability": P}, ...]}' in predict
+    with pytest.raises(SystemExit):
+        main(["info", "--help"])
+    info = " ".join(capsys.readouterr().out.split())
+    assert "labels (all, in class-id order)" in info
 
 
 def test_bench_help_reaches_the_benchmark_suite() -> None:

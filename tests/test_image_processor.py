@@ -139,6 +139,22 @@ def test_rgba_is_composited_on_white() -> None:
     np.testing.assert_array_equal(x, 1.0)
 
 
+def test_rgb_image_with_a_transparent_colour_matches_transformers(tmp_path: Path) -> None:
+    """An RGB PNG with a tRNS colour: transformers composites it (pixels of that colour turn white)."""
+    rgb = PHOTOS["coffee_crop"]().copy()
+    rgb[:40, :60] = (10, 20, 30)
+    img = Image.fromarray(rgb)
+    img.info["transparency"] = (10, 20, 30)
+    path = tmp_path / "trns.png"
+    img.save(path, transparency=(10, 20, 30))
+    kw = {"size": {"height": 40, "width": 56}, "do_normalize": False}
+    for source in (img, path):
+        ref = hf_pixels(str(source) if source is path else source, **kw)
+        assert_close(ImageProcessor(**kw)(source), ref)
+    x = ImageProcessor(do_resize=False, do_normalize=False)(img)
+    np.testing.assert_array_equal(x[0, :, :40, :60], 1.0)  # the transparent colour is now white
+
+
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_array_channels_match_transformers(channels: int) -> None:
     if channels == 4:
@@ -183,14 +199,45 @@ def test_16bit_is_scaled_to_8bit(tmp_path: Path) -> None:
 # ---- files and EXIF -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", ["png", "jpeg"])
-def test_files_match_transformers(tmp_path: Path, fmt: str) -> None:
-    path = tmp_path / f"chelsea.{fmt}"
-    as_pil(PHOTOS["chelsea"]()).save(path)
-    with Image.open(path) as decoded:
-        ref = hf_pixels(decoded.convert("RGB"))
+def _file_images() -> dict[str, Image.Image]:
+    """Photos as they are saved to files: opaque, and with alpha that transformers' load_image drops."""
+    modes = _mode_images()
+    return {
+        "png": as_pil(PHOTOS["chelsea"]()),
+        "jpeg": as_pil(PHOTOS["chelsea"]()),
+        "rgba_png": modes["RGBA"],
+        "la_png": modes["LA"],
+        "p_transparency_png": modes["P_transparency"],
+        "gray_png": modes["L"],
+    }
+
+
+@pytest.mark.parametrize("kind", list(_file_images()))
+def test_files_match_transformers(tmp_path: Path, kind: str) -> None:
+    img = _file_images()[kind]
+    path = tmp_path / f"chelsea.{'jpeg' if kind == 'jpeg' else 'png'}"
+    img.save(path)
+    with Image.open(path) as f:
+        assert f.mode == img.mode  # the file really has alpha / a transparency entry
+    # transformers opens the path itself (image_utils.load_image), as a str only
+    ref = hf_pixels(str(path))
     assert_close(ImageProcessor()(path), ref)
     assert_close(ImageProcessor()(str(path)), ref)
+    assert_close(ImageProcessor()([str(path), path]), np.concatenate([ref, ref]))
+
+
+@pytest.mark.parametrize("kind", ["rgba_png", "la_png"])
+def test_files_drop_alpha_but_pil_images_composite_it(tmp_path: Path, kind: str) -> None:
+    """The same pixels give different results by input kind, in transformers and in vitc alike."""
+    path = tmp_path / "alpha.png"
+    _file_images()[kind].save(path)
+    with Image.open(path) as f:
+        f.load()
+        from_pil = ImageProcessor()(f)
+        assert_close(from_pil, hf_pixels(f))
+    from_file = ImageProcessor()(path)
+    # the difference is real (the test above cannot pass by both sides ignoring the input kind)
+    assert np.abs(from_pil - from_file).max() > 0.5
 
 
 ORIENTATION_TAG = 0x0112
@@ -291,6 +338,73 @@ def test_bad_configs() -> None:
         ImageProcessor(image_mean=[0.5, 0.5])
     with pytest.raises(ValueError, match="do_center_crop"):
         ImageProcessor.from_dict({"do_center_crop": True, "crop_size": 224})
+
+
+# Values a hostile or broken preprocessor_config.json (or the preprocessor block of a .vitc file) may
+# hold: each must be a ValueError naming the key and what was expected, before any allocation.
+BAD_PREPROCESSOR_VALUES = [
+    ({"image_mean": "x"}, r"image_mean: expected a number or 3 numbers"),
+    ({"image_mean": [0.5, 0.5]}, r"image_mean: expected 3 values \(R, G, B\), found 2"),
+    ({"image_std": [0.5, 0.5, 0.5, 0.5]}, r"image_std: expected 3 values \(R, G, B\), found 4"),
+    ({"image_mean": [0.5, "a", 0.5]}, r"image_mean: expected 3 finite numbers"),
+    ({"image_std": [0.5, float("nan"), 0.5]}, r"image_std: expected 3 finite numbers"),
+    ({"image_std": {"r": 1}}, r"image_std: expected a number or 3 numbers"),
+    ({"image_std": [0, 1, 1]}, r"image_std: expected non-zero"),
+    ({"size": "224"}, r"size: expected an int, \(height, width\) or a dict"),
+    ({"size": {"height": "224", "width": 224}}, r"size height: expected an int in 1\.\.8192, found '224'"),
+    ({"size": {"height": 224, "width": 22.5}}, r"size width: expected an int in 1\.\.8192, found 22\.5"),
+    ({"size": {"height": -224, "width": 224}}, r"size height: expected an int in 1\.\.8192, found -224"),
+    ({"size": {"height": 0, "width": 0}}, r"size height: expected an int in 1\.\.8192, found 0"),
+    ({"size": {"height": 10**6, "width": 10**6}}, r"size height: expected an int in 1\.\.8192, found 1000000"),
+    ({"size": 10**6}, r"size: expected an int in 1\.\.8192, found 1000000"),
+    ({"size": [224, 10**12]}, r"size width: expected an int in 1\.\.8192"),
+    ({"size": {"shortest_edge": 10**9}}, r"size shortest_edge: expected an int in 1\.\.8192"),
+    ({"size": {"shortest_edge": 224, "longest_edge": True}}, r"size longest_edge: expected an int"),
+    ({"size": {"height": 224, "depth": 3}}, r"size: expected keys"),
+    ({"size": True}, r"size: expected an int"),
+    ({"resample": "bilinear"}, r"resample: expected a Pillow filter code"),
+    ({"resample": 2.5}, r"resample: expected a Pillow filter code"),
+    ({"rescale_factor": "1/255"}, r"rescale_factor: expected a finite number"),
+    ({"rescale_factor": float("inf")}, r"rescale_factor: expected a finite number"),
+    ({"do_resize": "false"}, r"do_resize: expected true or false, found 'false'"),
+    ({"do_normalize": 1}, r"do_normalize: expected true or false"),
+    ({"do_convert_rgb": "yes"}, r"do_convert_rgb: expected true or false or null"),
+]
+
+
+@pytest.mark.parametrize(("values", "message"), BAD_PREPROCESSOR_VALUES, ids=lambda v: str(v)[:40])
+def test_invalid_preprocessor_values_are_value_errors(values: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ImageProcessor.from_dict({**ImageProcessor().to_dict(), **values})
+    with pytest.raises(ValueError, match=message):
+        ImageProcessor(**values)
+
+
+def test_non_dict_preprocessor_config_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="preprocessor config: expected a JSON object"):
+        ImageProcessor.from_dict([1, 2])
+
+
+def test_size_limits_and_accepted_spellings() -> None:
+    assert ImageProcessor(size=8192).size == {"height": 8192, "width": 8192}
+    assert ImageProcessor(size=224.0).size == {"height": 224, "width": 224}  # JSON may write 224.0
+    assert ImageProcessor(size=np.int64(30)).size == {"height": 30, "width": 30}
+    assert ImageProcessor(size=(30, 40)).size == {"height": 30, "width": 40}
+    assert ImageProcessor(resample=3.0).resample == 3
+    assert ImageProcessor(image_mean=np.array([0.1, 0.2, 0.3])).image_mean == pytest.approx([0.1, 0.2, 0.3])
+    assert ImageProcessor(image_std=0.25).image_std == [0.25] * 3
+    with pytest.raises(ValueError, match="8193"):
+        ImageProcessor(size=8193)
+
+
+def test_shortest_edge_output_is_bounded() -> None:
+    """A sliver image resized by its short side would otherwise become gigapixels wide."""
+    processor = ImageProcessor(size={"shortest_edge": 224})
+    assert processor.output_size(36, 1000) == (224, 6222)
+    with pytest.raises(ValueError, match=r"1000x2 pixels.*long side 112000 > 8192"):
+        processor.output_size(2, 1000)
+    with pytest.raises(ValueError, match=r"2x1000 pixels"):
+        processor(np.zeros((1000, 2, 3), np.uint8))
 
 
 # ---- batching and configs -----------------------------------------------------------------------

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import importlib.util
+import io
 import sys
 from pathlib import Path
 
 import ipykernel.kernelspec
 import nbformat
+import numpy as np
 import pytest
 from nbclient import NotebookClient
+from PIL import Image
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "quickstart.ipynb"
-TIMEOUT_S = 120  # per cell; the whole notebook takes ~10 s
-# transformers imports tqdm.auto, which warns in a kernel without ipywidgets (and then draws text
-# bars): third-party and harmless, the only stderr the notebook may show.
-ALLOWED_STDERR = ("TqdmWarning: IProgress not found",)
+TIMEOUT_S = 120  # per cell; the whole notebook takes ~15 s
+# tqdm.auto draws a widget in a kernel with ipywidgets (the test extra installs it); without, it
+# warns and draws a text bar on stderr: the only stderr the notebook may show.
+HAS_IPYWIDGETS = importlib.util.find_spec("ipywidgets") is not None
+ALLOWED_STDERR = ("TqdmWarning: IProgress not found", "predict: ")
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 def outputs_text(cell) -> str:
@@ -84,6 +91,40 @@ def test_key_outputs(executed) -> None:
     parity = text["assert report.ok(atol=1e-4)"]
     assert "vitc vs transformers ViTForImageClassification" in parity and "argmax agreement  10/10" in parity
     assert text["vitc.show_config()"].strip().startswith("vitc ") and "BLAS:" in text["vitc.show_config()"]
+
+
+def code_cell(executed, needle: str):
+    (cell,) = [c for c in executed.cells if c.cell_type == "code" and needle in c.source]
+    return cell
+
+
+def test_progress_bar_is_the_notebook_widget(executed) -> None:
+    cell = code_cell(executed, "progress=True")
+    widgets = [o for o in cell.outputs if "data" in o and WIDGET_MIME in o.data]
+    stderr = "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stderr")
+    if HAS_IPYWIDGETS:
+        assert len(widgets) == 1, [o.get("data", o.get("text")) for o in cell.outputs]
+        assert stderr == ""
+        # nbclient stores the final widget state: the bar's FloatProgress reached 1000 of 1000
+        state = executed.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+        bars = [w["state"] for w in state.values() if w["model_name"] == "FloatProgressModel"]
+        assert [(b["value"], b["max"]) for b in bars] == [(1000, 1000)]
+        texts = [w["state"]["value"] for w in state.values() if w["model_name"] == "HTMLModel"]
+        assert any(t.startswith("predict:") for t in texts) and any("1000/1000" in t for t in texts)
+    else:  # text bar on stderr instead
+        assert not widgets and "predict: 100%" in stderr and "1000/1000" in stderr
+    assert "accuracy on 1000 held-out digits: 96." in outputs_text(cell)
+
+
+def test_explanation_shows_inline(executed) -> None:
+    """model.explain(...) as a cell's last line displays the overlay PNG (28x28 digit enlarged 9x + title)."""
+    cell = code_cell(executed, "model.explain(")
+    (png,) = [o.data["image/png"] for o in cell.outputs if "data" in o and "image/png" in o.data]
+    with Image.open(io.BytesIO(base64.b64decode(png))) as img:
+        assert img.format == "PNG" and img.size == (252, 252 + 24)
+        pixels = img.convert("RGB")
+        assert pixels.getpixel((0, 0)) == (255, 255, 255)  # the white title band
+        assert len(set(map(tuple, np.asarray(pixels)[24:].reshape(-1, 3)))) > 100  # a heat-map, not a flat image
 
 
 def test_attention_maps_are_drawn(executed) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from PIL import Image
 
 import vitc
 from vitc.datasets import load_default_heldout
-from vitc.predict import Prediction, Predictions, attention_rollout
+from vitc.predict import Prediction, Predictions, attention_rollout, explain, render_explanation
 
 # Probabilities: softmax of float32 logits that agree with transformers to ~1e-5.
 PROB_ATOL = 1e-5
@@ -139,6 +141,37 @@ def test_html_repr_shows_labels_and_probabilities(default_model) -> None:
     assert "&lt;cat &amp; dog&gt;" in escaped and "<cat" not in escaped
 
 
+def test_text_repr_is_a_readable_table() -> None:
+    pred = Prediction([("digit 0", 0.9254123456789012), ("digit 10", 0.0312345678901234), ("cat", 3e-7)])
+    assert repr(pred) == "Prediction:\n  digit 0    92.54%\n  digit 10    3.12%\n  cat         0.00%"
+    assert str(pred) == repr(pred)  # print(pred) shows the table too
+    named = Prediction([("cat", 0.5)], source="img/cat.jpg")
+    assert repr(named) == "Prediction('img/cat.jpg'):\n  cat   50.00%"
+    many = Predictions([named, pred])
+    assert repr(many).splitlines() == [
+        "Predictions (2 images):",
+        "  Prediction('img/cat.jpg'):",
+        "    cat   50.00%",
+        "  Prediction:",
+        "    digit 0    92.54%",
+        "    digit 10    3.12%",
+        "    cat         0.00%",
+    ]
+    assert repr(Prediction([])) == "Prediction: []" and repr(Predictions()) == "Predictions: []"
+    # still plain lists of (label, float) pairs
+    assert pred == [("digit 0", 0.9254123456789012), ("digit 10", 0.0312345678901234), ("cat", 3e-7)]
+    assert pred[0][1] == 0.9254123456789012 and many[0] == [("cat", 0.5)] and many == [named, pred]
+
+
+def test_text_repr_of_real_predictions_has_no_raw_floats(default_model) -> None:
+    preds = default_model.predict(vitc.sample_images()[:2], top_k=3)
+    text = repr(preds)
+    assert not re.search(r"\d\.\d{5,}", text), text  # no 17-digit floats
+    for pred in preds:
+        for label, p in pred:
+            assert re.search(rf"{label} +{p:.2%}".replace(".", r"\."), text)
+
+
 def test_progress_bar_goes_to_stderr(default_model, digits, capsys) -> None:
     default_model.predict(list(digits), batch_size=4, progress=True)
     out, err = capsys.readouterr()
@@ -231,3 +264,40 @@ def test_attention_map_follows_the_rollout(default_model, digits) -> None:
     p = default_model.patch_size
     cells = heat.reshape(28 // p, p, 28 // p, p).mean(axis=(1, 3)).ravel()
     assert np.corrcoef(cells, grid)[0, 1] > 0.9
+
+
+def test_explain_returns_the_explain_png_image(default_model, default_hf, tmp_path) -> None:
+    """explain(model, image) is what ``vitc predict --explain`` draws: overlay + top label as title."""
+    path = vitc.sample_images()[3]
+    img = explain(default_model, path)
+    assert img.mode == "RGB" and img.size == (252, 252 + 24)  # 28x28 enlarged 9x, 24 px title band
+    pred = default_model.predict(path, top_k=1)
+    assert pred.label == "digit 3"
+    expected = render_explanation(path, default_model.attention_map(path), f"{pred[0][0]} ({pred[0][1]:.1%})")
+    assert np.array_equal(np.asarray(img), np.asarray(expected))
+    # the title is drawn: the band is not blank, and a different title changes it
+    band = np.asarray(img)[:24]
+    assert band.min() < 128
+    other = np.asarray(render_explanation(path, default_model.attention_map(path), "digit 8 (1.0%)"))[:24]
+    assert not np.array_equal(band, other)
+    # the overlay differs from the plain enlarged image (the heat-map is there)
+    with Image.open(path) as f:
+        plain = np.asarray(f.convert("RGB").resize((252, 252), Image.NEAREST)).astype(int)
+    assert np.abs(np.asarray(img)[24:].astype(int) - plain).mean() > 20
+    assert np.array_equal(np.asarray(default_model.explain(path)), np.asarray(img))  # the method form
+    # PIL images display inline in Jupyter
+    assert img._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+    # also for arrays and PIL images
+    with Image.open(path) as f:
+        assert np.array_equal(np.asarray(explain(default_model, f.convert("RGB"))), np.asarray(img))
+    assert np.array_equal(np.asarray(explain(default_model, np.asarray(Image.open(path).convert("RGB")))),
+                          np.asarray(img))
+
+
+def test_explain_rejects_many_images_and_bare_models(default_model, digits, tmp_path) -> None:
+    with pytest.raises(ValueError, match="explain: expected one image"):
+        explain(default_model, list(digits[:2]))
+    make_checkpoint(tmp_path, bare=True)
+    bare = vitc.ViT.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="no classifier head"):
+        explain(bare, np.zeros((HF_TEST_CONFIG["image_size"],) * 2 + (3,), dtype=np.uint8))

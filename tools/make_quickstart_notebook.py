@@ -43,6 +43,19 @@ PREDICT_TEXT = """\
 for path, pred in zip(samples, preds):
     print(f"{path.name:<18} -> {pred.label} ({pred[0][1]:.1%})")"""
 
+MANY_MD = """\
+With many images `predict` runs them in batches and shows a progress bar: the notebook widget here
+(with ipywidgets installed), a text bar on a terminal. Here are the 1000 held-out digits the
+default model never saw in training."""
+
+MANY = """\
+from vitc.datasets import load_default_heldout
+
+images, targets = load_default_heldout()
+many = model.predict(list(images), top_k=1, batch_size=50, progress=True)
+accuracy = np.mean([pred.label == model.id2label[int(t)] for pred, t in zip(many, targets)])
+print(f"accuracy on {len(images)} held-out digits: {accuracy:.1%}")"""
+
 PARITY_MD = """\
 ## The same numbers as transformers
 
@@ -111,9 +124,16 @@ assert report.ok(atol=1e-4)'''
 ATTENTION_MD = """\
 ## What the model looks at
 
-`attention_map` returns the attention rollout of the CLS token (Abnar & Zuidema, 2020) as an
-(H, W) heat-map in [0, 1] at the image's own size. `vitc predict --explain DIR` writes the same
-overlays as PNG files."""
+`model.explain` draws the image with the attention rollout of the CLS token (Abnar & Zuidema, 2020)
+overlaid and the top label as title, as a PIL image that shows inline; `vitc predict --explain DIR`
+writes the same picture as a PNG file per image."""
+
+EXPLAIN = """\
+model.explain(samples[3])"""
+
+ATTENTION_MAP_MD = """\
+`attention_map` returns the heat-map itself, (H, W) in [0, 1] at the image's own size, to draw
+it any other way:"""
 
 ATTENTION = """\
 import matplotlib.pyplot as plt
@@ -145,13 +165,19 @@ def build() -> nbformat.NotebookNode:
         new_markdown_cell(PREDICT_MD),
         new_code_cell(PREDICT),
         new_code_cell(PREDICT_TEXT),
+        new_markdown_cell(MANY_MD),
+        new_code_cell(MANY),
         new_markdown_cell(PARITY_MD),
         new_code_cell(PARITY),
         new_markdown_cell(ATTENTION_MD),
+        new_code_cell(EXPLAIN),
+        new_markdown_cell(ATTENTION_MAP_MD),
         new_code_cell(ATTENTION),
         new_markdown_cell(CONFIG_MD),
         new_code_cell(CONFIG),
     ]
+    for i, cell in enumerate(cells):
+        cell.id = f"cell-{i:02d}"  # stable ids: regenerating does not churn the committed file
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}

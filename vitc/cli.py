@@ -1,7 +1,8 @@
 """The ``vitc`` command: classify images, convert checkpoints, describe models.
 
 Errors a user can fix (a missing file, a bad checkpoint, wrong options) print one line and exit
-with status 1; --help explains every option with an example.
+with status 1; --help explains every option with an example. A closed output pipe
+(``vitc predict | head -2``) ends the command quietly with status 141.
 """
 
 from __future__ import annotations
@@ -12,12 +13,25 @@ import os
 import sys
 from pathlib import Path
 
+TOP_LEVEL_EPILOG = """examples:
+  vitc predict                                  # the embedded model on its sample images
+  vitc predict --model vit-large-patch16-512.vitc cat.jpg --top-k 3
+  vitc convert ./vit-large-patch16-512 vit-large-patch16-512.vitc
+  vitc info vit-large-patch16-512.vitc
+  vitc --threads 4 predict --json cat.jpg       # options of vitc itself come before COMMAND
+
+Run 'vitc COMMAND --help' for a command's options and examples."""
+
 EXAMPLES = {
     "predict": """examples:
   vitc predict                                  # the embedded model on its sample images
   vitc predict --model vit-large-patch16-512.vitc cat.jpg dog.png --top-k 3
   vitc predict --model ./hf-folder images/*.jpg --batch-size 4 --json > preds.json
-  vitc predict --explain maps/ cat.jpg          # also write attention-map overlays as PNG""",
+  vitc predict --explain maps/ cat.jpg          # also write attention-map overlays as PNG
+
+--json prints one list with a record per image, in input order:
+  [{"image": "cat.jpg", "predictions": [{"label": "tabby", "probability": 0.91}, ...]}, ...]
+with the top-k labels most probable first and probabilities in [0, 1] (softmax of the logits).""",
     "convert": """examples:
   vitc convert ./vit-large-patch16-512 vit-large-patch16-512.vitc
   vitc convert ./vit-large-patch16-512 vit-large-patch16-512-int8.vitc --dtype int8
@@ -33,6 +47,15 @@ another one. A file is tied to the kernels' packing layout; another vitc version
   vitc info vit-large-patch16-512.vitc
   vitc info ./vit-large-patch16-512 --json""",
 }
+
+
+# Status after the reader of stdout went away (vitc predict | head -2): 128 + SIGPIPE, what a C tool
+# killed by SIGPIPE reports, so `set -o pipefail` scripts still see that the output was cut short,
+# while nothing is printed (the reader asked for no more).
+EXIT_BROKEN_PIPE = 141
+# The --explain pass runs one forward per image: show a bar (on a terminal) past this many images,
+# as predict does past 4 batches.
+EXPLAIN_BAR_MIN_IMAGES = 4
 
 
 class UserError(Exception):
@@ -81,9 +104,27 @@ def _model_arg(path: str | None, dtype: str | None = None):
     return vitc.ViT.from_pretrained(DEFAULT_MODEL_PATH if path is None else path, dtype=dtype)
 
 
+def _explain_dir(text: str) -> Path:
+    """Create the --explain folder, or say in one line why it cannot be."""
+    out_dir = Path(text)
+    for existing in (out_dir, *out_dir.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                where = "" if existing == out_dir else f" (cannot create {out_dir} inside it)"
+                raise UserError(f"--explain: not a directory: {existing}{where}")
+            break
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--explain: cannot create directory {out_dir}: {exc.strerror or exc}") from None
+    return out_dir
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from vitc.default_model import sample_images
 
+    if args.model is not None and not Path(args.model).exists():
+        raise UserError(f"model not found: {args.model}")
     images = list(args.images)
     if not images:
         if args.model is not None:
@@ -92,21 +133,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for p in images:
         if not Path(p).exists():
             raise UserError(f"image not found: {p}")
-    out_dir = Path(args.explain) if args.explain else None
-    if out_dir is not None:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UserError(f"--explain: not a directory: {out_dir}")
-        out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _explain_dir(args.explain) if args.explain else None
     model = _model_arg(args.model, args.dtype)
-    progress = None if sys.stderr.isatty() else False
-    preds = model.predict(images, top_k=args.top_k, batch_size=args.batch_size, progress=progress)
+    on_terminal = sys.stderr.isatty()
+    preds = model.predict(
+        images, top_k=args.top_k, batch_size=args.batch_size, progress=None if on_terminal else False
+    )
     if out_dir is not None:
-        from vitc.predict import save_explanation
+        from vitc.predict import explain, progress_bar, save_png
 
-        for image, pred, name in zip(images, preds, _explanation_names(images), strict=True):
-            heat = model.attention_map(image)
-            title = f"{pred[0][0]} ({pred[0][1]:.1%})"
-            save_explanation(image, heat, title, out_dir / name)
+        bar = progress_bar(len(images), "explain", on_terminal and len(images) > EXPLAIN_BAR_MIN_IMAGES)
+        try:
+            for image, name in zip(images, _explanation_names(images), strict=True):
+                save_png(explain(model, image), out_dir / name)
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
     if args.json:
         records = [
             {"image": img, "predictions": [{"label": lb, "probability": p} for lb, p in pred]}
@@ -124,9 +168,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     import vitc
+    from vitc.convert import is_converted_file
 
     if not Path(args.src).exists():
         raise UserError(f"source not found: {args.src}")
+    if Path(args.src).is_file() and is_converted_file(args.src):
+        raise UserError(
+            f"{args.src} is already a vitc file: use it as it is (vitc predict --model {args.src} IMAGE ...); "
+            "convert takes a Hugging Face model folder"
+        )
     dst = vitc.convert(args.src, args.dst, dtype=args.dtype, progress=sys.stderr.isatty())
     print(f"wrote {dst} ({args.dtype} weights, {os.path.getsize(dst) / 1e6:.1f} MB)")
     return 0
@@ -156,6 +206,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "parameters": model.num_parameters(),
         "dtype": model.dtype,
         "num_labels": model.num_labels,
+        "labels": [labels[i] for i in sorted(labels)],  # in class-id order
         "labels_preview": [labels[i] for i in sorted(labels)[:5]],
         "preprocessing": model.image_processor.to_dict(),
         "file_size_bytes": size,
@@ -179,10 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vitc",
         description="Vision Transformer inference on the CPU with the outputs of Hugging Face transformers.",
-        epilog="Run 'vitc COMMAND --help' for a command's options and examples.",
+        epilog=TOP_LEVEL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--threads", type=_positive_int, default=None,
-                        help="threads for vitc and its BLAS (default: all cores)")
+                        help="threads for vitc and its BLAS, given before COMMAND, e.g. "
+                        "'vitc --threads 4 predict cat.jpg' (default: all cores)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
@@ -199,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="precision of the weight matrices: a float32 model is packed to bfloat16 / int8 at "
                    "load; int8 is the fastest (AMX or AVX512-VNNI), within ~1e-2 of float32 logits "
                    "(default: as the model stores it)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--json", action="store_true",
+                   help='print JSON instead of text: a list with one record per image, '
+                   '{"image": PATH, "predictions": [{"label": LABEL, "probability": P}, ...]}, '
+                   "most probable first (see below)")
     p.add_argument("--explain", metavar="DIR", default=None,
                    help="write per image a PNG with the attention-rollout heat-map and the top label to DIR")
     p.set_defaults(func=cmd_predict)
@@ -215,7 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("info", "Describe a model: architecture, parameters, labels, preprocessing, file size.")
     p.add_argument("model", metavar="MODEL", nargs="?", default=None,
                    help="a .vitc file or Hugging Face folder (default: the embedded model)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object instead of text: path, architecture, image_size, patch_size, "
+                   "hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act, "
+                   "layer_norm_eps, qkv_bias, parameters, dtype, num_labels, labels (all, in class-id order), "
+                   "labels_preview, preprocessing (the preprocessor_config.json dict), file_size_bytes")
     p.set_defaults(func=cmd_info)
 
     from vitc.evaluate import add_eval_parser
@@ -240,7 +300,37 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args.bench_args)
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line: OSErrors without their '[Errno N]', multi-line messages joined."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}" if exc.filename is not None else exc.strerror
+    else:
+        text = str(exc) or type(exc).__name__
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _silence_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null, so the interpreter's final flush of what is
+    still buffered does not raise BrokenPipeError again (Python docs, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # a stdout without a descriptor (captured)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        status = _run(argv)
+        sys.stdout.flush()  # a closed pipe surfaces here, not in the interpreter's last flush
+        return status
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -261,8 +351,10 @@ def main(argv: list[str] | None = None) -> int:
 
             vitc.set_num_threads(args.threads)
         return args.func(args)
+    except BrokenPipeError:
+        raise  # an OSError, but not the user's mistake: main ends quietly
     except (UserError, OSError, ValueError, NotImplementedError, MemoryError, ImportError) as exc:
-        print(f"vitc {args.command}: error: {exc}", file=sys.stderr)
+        print(f"vitc {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"vitc {args.command}: interrupted", file=sys.stderr)

@@ -9,6 +9,8 @@ transformers exactly. It is not a data-augmentation library and does no cropping
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,40 +37,65 @@ _U16_TO_U8_DIVISOR = 257
 _UNSUPPORTED_IF_TRUE = ("do_center_crop", "do_pad", "do_reduce_labels")
 
 
+# Largest accepted height / width / edge of ``size``. ViT checkpoints use 224..1024; 8192 leaves room
+# for unusual ones while bounding one image's pixel buffer (8192^2 * 3 float32 = 805 MB), so a
+# hostile preprocessor config cannot ask for a multi-terabyte allocation.
+MAX_IMAGE_SIDE = 8192
+
+
+def _side(name: str, value: Any) -> int:
+    """One side length: a positive int (an integral float such as 224.0 is accepted) <= MAX_IMAGE_SIDE."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name}: expected an int in 1..{MAX_IMAGE_SIDE}, found {value!r}")
+    if not 1 <= value <= MAX_IMAGE_SIDE:
+        raise ValueError(f"{name}: expected an int in 1..{MAX_IMAGE_SIDE}, found {value}")
+    return int(value)
+
+
 def _normalize_size(size: Any) -> dict[str, int]:
     """Accept the size spellings HF's get_size_dict accepts for ViT (default_to_square=True)."""
-    if isinstance(size, bool):
-        raise TypeError(f"size: expected an int, (height, width) or a dict, found {size!r}")
-    if isinstance(size, int):
-        return {"height": size, "width": size}
     if isinstance(size, (list, tuple)) and len(size) == 2:
-        return {"height": int(size[0]), "width": int(size[1])}
+        return {"height": _side("size height", size[0]), "width": _side("size width", size[1])}
     if isinstance(size, dict):
         keys = {k for k, v in size.items() if v is not None}
-        if keys == {"height", "width"}:
-            out = {"height": int(size["height"]), "width": int(size["width"])}
-        elif keys == {"shortest_edge"}:
-            out = {"shortest_edge": int(size["shortest_edge"])}
-        elif keys == {"shortest_edge", "longest_edge"}:
-            out = {"shortest_edge": int(size["shortest_edge"]), "longest_edge": int(size["longest_edge"])}
-        else:
+        if keys not in ({"height", "width"}, {"shortest_edge"}, {"shortest_edge", "longest_edge"}):
             raise ValueError(
                 "size: expected keys {'height', 'width'}, {'shortest_edge'} or "
-                f"{{'shortest_edge', 'longest_edge'}}, found {sorted(keys)}"
+                f"{{'shortest_edge', 'longest_edge'}}, found {sorted(map(str, keys))}"
             )
-        if any(v <= 0 for v in out.values()):
-            raise ValueError(f"size: expected positive values, found {out}")
-        return out
+        order = ("height", "width", "shortest_edge", "longest_edge")
+        return {k: _side(f"size {k}", size[k]) for k in order if k in keys}
+    if isinstance(size, (numbers.Integral, float)):
+        side = _side("size", size)
+        return {"height": side, "width": side}
     raise ValueError(f"size: expected an int, (height, width) or a dict, found {size!r}")
 
 
 def _per_channel(name: str, value: Any) -> list[float]:
-    if isinstance(value, (int, float)):
-        return [float(value)] * 3
-    values = [float(v) for v in value]
-    if len(values) != 3:
-        raise ValueError(f"{name}: expected 3 values (R, G, B), found {len(values)}")
-    return values
+    """Three finite numbers (R, G, B) from a number or a length-3 sequence."""
+    if isinstance(value, (numbers.Real, np.number)) and not isinstance(value, bool):
+        value = [value] * 3
+    elif isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise ValueError(f"{name}: expected a number or 3 numbers (R, G, B), found {value!r}")
+    if len(value) != 3:
+        raise ValueError(f"{name}: expected 3 values (R, G, B), found {len(value)}: {list(value)!r}")
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (numbers.Real, np.number)) or not math.isfinite(v):
+            raise ValueError(f"{name}: expected 3 finite numbers (R, G, B), found {list(value)!r}")
+        out.append(float(v))
+    return out
+
+
+def _flag(name: str, value: Any, allow_none: bool = False) -> bool | None:
+    """A JSON boolean (``"false"`` as a string would otherwise count as true)."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: expected true or false{' or null' if allow_none else ''}, found {value!r}")
+    return bool(value)
 
 
 @dataclass
@@ -84,7 +111,8 @@ class ImageProcessor:
     size : dict
         ``{"height": H, "width": W}`` (aspect ratio not kept), ``{"shortest_edge": S}`` (short side
         to S, long side ``int(S * long / short)``) or ``{"shortest_edge": S, "longest_edge": L}``,
-        as in transformers' PIL backend. An int means a square.
+        as in transformers' PIL backend. An int means a square. Each value is in 1..8192
+        (``MAX_IMAGE_SIDE``).
     resample : int
         Pillow filter code: 0 NEAREST, 1 LANCZOS, 2 BILINEAR (default), 3 BICUBIC, 4 BOX, 5 HAMMING.
     do_rescale : bool
@@ -101,12 +129,16 @@ class ImageProcessor:
 
     Notes
     -----
-    Conversion to RGB follows transformers' ``convert_to_rgb``: images with an alpha band or a
-    transparency entry are composited onto white, everything else goes through
-    ``PIL.Image.convert("RGB")`` (CMYK, palette, 1-bit, grayscale, 32-bit ``I`` and float ``F``,
-    the last two clipped to 0..255 by Pillow). 16-bit images (``I;16*`` modes) are scaled to 8 bits
-    as ``round(v / 257)`` instead of being clipped. EXIF orientation of files and PIL images is
-    applied first (transformers' ``load_image`` does this for files only).
+    Conversion to RGB follows transformers for each kind of input. PIL images and RGBA arrays go
+    through ``convert_to_rgb``: an alpha band or a transparency entry is composited onto white.
+    Files go through ``load_image`` first, which calls ``convert("RGB")`` and so *drops* an alpha
+    band (a transparent pixel keeps its stored colour; pass ``PIL.Image.open(path)`` to composite
+    instead). A palette transparency entry survives that as a colour, and pixels of that colour
+    become white.
+    Everything else goes through ``PIL.Image.convert("RGB")`` (CMYK, palette, 1-bit, grayscale,
+    32-bit ``I`` and float ``F``, the last two clipped to 0..255 by Pillow). Deviations: 16-bit
+    images (``I;16*`` modes) are scaled to 8 bits as ``round(v / 257)`` instead of being clipped,
+    and the EXIF orientation is applied to PIL images too (transformers does it for files only).
     """
 
     do_resize: bool = True
@@ -120,13 +152,26 @@ class ImageProcessor:
     do_convert_rgb: bool | None = None
 
     def __post_init__(self) -> None:
+        # Every field is checked here, so a bad value from a file or a caller fails at construction
+        # with its name, not later inside Pillow or NumPy.
+        self.do_resize = _flag("do_resize", self.do_resize)
+        self.do_rescale = _flag("do_rescale", self.do_rescale)
+        self.do_normalize = _flag("do_normalize", self.do_normalize)
+        self.do_convert_rgb = _flag("do_convert_rgb", self.do_convert_rgb, allow_none=True)
         self.size = _normalize_size(self.size)
-        self.resample = int(self.resample)
-        if self.resample not in RESAMPLE_NAMES:
+        if isinstance(self.resample, float) and self.resample.is_integer():
+            self.resample = int(self.resample)
+        if isinstance(self.resample, bool) or not isinstance(self.resample, numbers.Integral) or (
+            int(self.resample) not in RESAMPLE_NAMES
+        ):
             raise ValueError(
-                f"resample: expected a Pillow filter code in {sorted(RESAMPLE_NAMES)}, found {self.resample}"
+                f"resample: expected a Pillow filter code in {sorted(RESAMPLE_NAMES)}, found {self.resample!r}"
             )
-        self.rescale_factor = float(self.rescale_factor)
+        self.resample = int(self.resample)
+        factor = self.rescale_factor
+        if isinstance(factor, bool) or not isinstance(factor, (numbers.Real, np.number)) or not math.isfinite(factor):
+            raise ValueError(f"rescale_factor: expected a finite number such as 1/255, found {factor!r}")
+        self.rescale_factor = float(factor)
         self.image_mean = _per_channel("image_mean", self.image_mean)
         self.image_std = _per_channel("image_std", self.image_std)
         if any(s == 0 for s in self.image_std):
@@ -139,10 +184,12 @@ class ImageProcessor:
         """Build from a ``preprocessor_config.json`` dict.
 
         Descriptive keys (``image_processor_type`` ...) and other unknown keys are ignored; enabling a
-        step vitc does not implement (center crop, padding) raises ``ValueError``.
+        step vitc does not implement (center crop, padding) raises ``ValueError``, and so does a
+        value of the wrong type or out of range (the message names the key and what was expected):
+        the dict may come from an untrusted file.
         """
         if not isinstance(d, dict):
-            raise TypeError(f"preprocessor config: expected a dict, found {type(d).__name__}")
+            raise ValueError(f"preprocessor config: expected a JSON object (dict), found {type(d).__name__}")
         for key in _UNSUPPORTED_IF_TRUE:
             if d.get(key):
                 raise ValueError(
@@ -288,6 +335,11 @@ class ImageProcessor:
         # ref: image_transforms.get_resize_output_image_size(default_to_square=False)
         short, long = (width, height) if width <= height else (height, width)
         new_short, new_long = s, int(s * long / short)
+        if new_long > MAX_IMAGE_SIDE:
+            raise ValueError(
+                f"image of {width}x{height} pixels: resizing its short side to {s} makes the long side "
+                f"{new_long} > {MAX_IMAGE_SIDE} (too elongated for size {{'shortest_edge': {s}}})"
+            )
         return (new_long, new_short) if width <= height else (new_short, new_long)
 
 
@@ -350,9 +402,20 @@ def load_image(path: str | os.PathLike) -> Image.Image:
 
 
 def to_rgb_pil(image: ImageLike) -> Image.Image:
-    """Turn a file path, PIL image or uint8 array into an RGB PIL image (see ImageProcessor Notes)."""
+    """Turn a file path, PIL image or uint8 array into an RGB PIL image (see ImageProcessor Notes).
+
+    Each input kind is converted as transformers converts it: a file goes through ``load_image``
+    (``convert("RGB")``, which drops an alpha band) and then ``convert_to_rgb`` like a PIL image,
+    which composites alpha or a transparency entry onto white; RGBA arrays are blended onto white.
+    """
     if isinstance(image, (str, os.PathLike)):
-        return _pil_to_rgb(load_image(image))
+        img = load_image(image)
+        if img.mode not in _SIXTEEN_BIT_MODES:
+            # ref: transformers.image_utils.load_image ends with image.convert("RGB"): alpha is dropped.
+            # Pillow keeps a palette transparency entry as an RGB colour in info["transparency"],
+            # which convert_to_rgb below then composites (pixels of that colour become white).
+            img = _convert(img, "RGB")
+        return _pil_to_rgb(img)
     if isinstance(image, Image.Image):
         return _pil_to_rgb(ImageOps.exif_transpose(image))
     if isinstance(image, np.ndarray):
@@ -362,9 +425,14 @@ def to_rgb_pil(image: ImageLike) -> Image.Image:
     )
 
 
+def _convert(img: Image.Image, mode: str) -> Image.Image:
+    try:
+        return img.convert(mode)
+    except ValueError as e:
+        raise ValueError(f"cannot convert a PIL image of mode {img.mode!r} to {mode}: {e}") from None
+
+
 def _pil_to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode == "RGB":
-        return img
     if img.mode in _SIXTEEN_BIT_MODES:
         v = np.asarray(img).astype(np.uint32)
         gray = ((v + _U16_TO_U8_DIVISOR // 2) // _U16_TO_U8_DIVISOR).astype(np.uint8)
@@ -372,14 +440,11 @@ def _pil_to_rgb(img: Image.Image) -> Image.Image:
     # ref: transformers.image_transforms.convert_to_rgb: alpha or a transparency entry -> on white.
     # (LAB's "A" band is a colour axis, not alpha.)
     has_alpha = (img.mode != "LAB" and "A" in img.getbands()) or img.info.get("transparency") is not None
-    try:
-        if has_alpha:
-            rgba = img.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            return Image.alpha_composite(background, rgba).convert("RGB")
-        return img.convert("RGB")
-    except ValueError as e:
-        raise ValueError(f"cannot convert a PIL image of mode {img.mode!r} to RGB: {e}") from None
+    if has_alpha:
+        rgba = _convert(img, "RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img if img.mode == "RGB" else _convert(img, "RGB")
 
 
 def _array_to_rgb(a: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """From images to labels: top-k predictions, and attention maps that show what the model looks at.
 
-``ViT.predict`` and ``ViT.attention_map`` are thin wrappers over the functions here; results are
-plain lists with a notebook-friendly HTML repr.
+``ViT.predict``, ``ViT.attention_map`` and ``ViT.explain`` are thin wrappers over the functions here;
+results are plain lists with a readable text repr and a notebook-friendly HTML repr.
 """
 
 from __future__ import annotations
@@ -16,12 +16,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
     from vitc.image_processor import ImageProcessor
     from vitc.model import ViT
 
 
 class Prediction(list):
-    """Top-k ``(label, probability)`` pairs for one image, most probable first."""
+    """Top-k ``(label, probability)`` pairs for one image, most probable first.
+
+    A plain list of tuples (indexing, ``==``, ``json.dumps`` work as on a list); only the repr is
+    a table: ``digit 3  92.54%`` per line, and an HTML table in a notebook.
+    """
 
     def __init__(self, pairs: Sequence[tuple[str, float]], source: str | None = None):
         super().__init__(pairs)
@@ -31,6 +37,16 @@ class Prediction(list):
     def label(self) -> str:
         """The most probable label."""
         return self[0][0]
+
+    def _lines(self) -> list[str]:
+        width = max((len(str(label)) for label, _ in self), default=0)
+        return [f"{str(label):<{width}}  {p:7.2%}" for label, p in self]
+
+    def __repr__(self) -> str:
+        head = f"Prediction({self.source!r})" if self.source else "Prediction"
+        if not self:
+            return f"{head}: []"
+        return "\n".join([f"{head}:", *("  " + line for line in self._lines())])
 
     def _repr_html_(self) -> str:
         rows = "".join(
@@ -43,10 +59,29 @@ class Prediction(list):
 
 
 class Predictions(list):
-    """One :class:`Prediction` per image, in input order."""
+    """One :class:`Prediction` per image, in input order (a plain list with a readable repr)."""
+
+    def __repr__(self) -> str:
+        if not self:
+            return "Predictions: []"
+        blocks = [f"Predictions ({len(self)} image{'s' if len(self) != 1 else ''}):"]
+        blocks += ["\n".join("  " + line for line in repr(p).splitlines()) for p in self]
+        return "\n".join(blocks)
 
     def _repr_html_(self) -> str:
         return "<div style='display:flex;flex-wrap:wrap;gap:1em'>" + "".join(p._repr_html_() for p in self) + "</div>"
+
+
+def progress_bar(total: int, desc: str, show: bool):
+    """A tqdm.auto bar (the widget in Jupyter with ipywidgets, text on stderr elsewhere), or None.
+
+    tqdm is imported only when a bar is shown: in a notebook without ipywidgets the import warns.
+    """
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -92,24 +127,15 @@ def predict(
     single = is_single_image(images)
     items = [images] if single else list(images)
     k = min(top_k, model.num_labels)
-    labels = model.id2label
     results = Predictions()
     show = progress if progress is not None else len(items) > 4 * batch_size
-    bar = None
-    if show:
-        # tqdm.auto: a widget in Jupyter (with ipywidgets), text on stderr elsewhere. Imported only
-        # when a bar is shown: in a notebook without ipywidgets the import itself warns.
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(items), desc="predict", unit="img")
+    bar = progress_bar(len(items), "predict", show)
     try:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             probs = softmax(model(processor(chunk)).logits)
             for image, p in zip(chunk, probs, strict=True):
-                order = np.argsort(-p, kind="stable")[:k]
-                pairs = [(labels.get(int(i), f"LABEL_{int(i)}"), float(p[i])) for i in order]
-                results.append(Prediction(pairs, source=_source_name(image)))
+                results.append(_top_k(model, p, k, _source_name(image)))
             if bar is not None:
                 bar.update(len(chunk))
     finally:
@@ -146,20 +172,63 @@ def attention_rollout(attentions: Sequence[np.ndarray]) -> np.ndarray:
     return rollout[:, 0, 1:]
 
 
+def _top_k(model: ViT, probs: np.ndarray, k: int, source: str | None) -> Prediction:
+    order = np.argsort(-probs, kind="stable")[:k]
+    labels = model.id2label
+    return Prediction([(labels.get(int(i), f"LABEL_{int(i)}"), float(probs[i])) for i in order], source=source)
+
+
+def _rollout_heatmap(model: ViT, rgb: Any, processor: ImageProcessor, attentions: Sequence[np.ndarray]) -> np.ndarray:
+    """The first image's rollout as an (H, W) map in [0, 1] at the size of the PIL image ``rgb``."""
+    from PIL import Image
+
+    pixel_h, pixel_w = processor.output_size(rgb.height, rgb.width)
+    gh, gw = pixel_h // model.patch_size, pixel_w // model.patch_size
+    grid = attention_rollout(attentions)[0].reshape(gh, gw)
+    grid = (grid - grid.min()) / max(float(grid.max() - grid.min()), 1e-12)
+    heat = Image.fromarray(grid.astype(np.float32), mode="F").resize((rgb.width, rgb.height), Image.BILINEAR)
+    return np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0)
+
+
 def attention_map(model: ViT, image: Any, processor: ImageProcessor) -> np.ndarray:
     """(H, W) heat-map in [0, 1] of the CLS token's attention rollout, at the image's own size."""
     from vitc.image_processor import to_rgb_pil
 
     rgb = to_rgb_pil(image)
     out = model(processor([rgb]), output_attentions=True)
-    pixel_h, pixel_w = processor.output_size(rgb.height, rgb.width)
-    gh, gw = pixel_h // model.patch_size, pixel_w // model.patch_size
-    grid = attention_rollout(out.attentions)[0].reshape(gh, gw)
-    grid = (grid - grid.min()) / max(float(grid.max() - grid.min()), 1e-12)
-    from PIL import Image
+    return _rollout_heatmap(model, rgb, processor, out.attentions)
 
-    heat = Image.fromarray(grid.astype(np.float32), mode="F").resize((rgb.width, rgb.height), Image.BILINEAR)
-    return np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0)
+
+def explain(model: ViT, image: Any, processor: ImageProcessor | None = None) -> PILImage:
+    """The image with its attention map overlaid and the top label as title, as a PIL image.
+
+    What ``vitc predict --explain`` writes as PNG; in Jupyter a PIL image displays inline. One
+    forward pass gives both the label and the attention rollout.
+
+    Parameters
+    ----------
+    model : ViT with a classifier head.
+    image : a path, PIL image or HWC uint8 array (one image).
+    processor : ImageProcessor, optional
+        Default: ``model.image_processor``.
+
+    Returns
+    -------
+    PIL.Image.Image
+        RGB, the image enlarged to ~256 px if smaller, with a 24 px title band above it.
+    """
+    from vitc.image_processor import to_rgb_pil
+
+    if model.num_labels == 0:
+        raise ValueError("explain: this checkpoint has no classifier head (a bare ViTModel); use attention_map")
+    if not is_single_image(image):
+        raise ValueError(f"explain: expected one image (a path, PIL image or HWC array), got {type(image).__name__}")
+    processor = model.image_processor if processor is None else processor
+    rgb = to_rgb_pil(image)
+    out = model(processor([rgb]), output_attentions=True)
+    pred = _top_k(model, softmax(out.logits)[0], 1, _source_name(image))
+    heat = _rollout_heatmap(model, rgb, processor, out.attentions)
+    return render_explanation(rgb, heat, f"{pred[0][0]} ({pred[0][1]:.1%})")
 
 
 def _colormap(x: np.ndarray) -> np.ndarray:
@@ -170,8 +239,8 @@ def _colormap(x: np.ndarray) -> np.ndarray:
     return (rgb * 255).round().astype(np.uint8)
 
 
-def save_explanation(image: Any, heatmap: np.ndarray, title: str, path: str | os.PathLike) -> Path:
-    """Write a PNG of ``image`` with ``heatmap`` overlaid and ``title`` above it."""
+def render_explanation(image: Any, heatmap: np.ndarray, title: str) -> PILImage:
+    """``image`` with ``heatmap`` overlaid and ``title`` above it, as an RGB PIL image."""
     from PIL import Image, ImageDraw
 
     from vitc.image_processor import to_rgb_pil
@@ -185,8 +254,17 @@ def save_explanation(image: Any, heatmap: np.ndarray, title: str, path: str | os
     canvas = Image.new("RGB", (size[0], size[1] + 24), "white")
     canvas.paste(blended, (0, 24))
     ImageDraw.Draw(canvas).text((4, 4), title, fill="black")
+    return canvas
+
+
+def save_png(image: PILImage, path: str | os.PathLike) -> Path:
+    """Write a PIL image as PNG atomically (a temporary file beside ``path``, then a rename)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    canvas.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
