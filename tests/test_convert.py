@@ -5,14 +5,21 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
+import signal
 import struct
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from hf_fixtures import PREPROCESSOR, make_model, save_bin, state_dict_numpy
+from transformers import ViTConfig as HFConfig
 
+import vitc
 from vitc.config import ViTConfig
 from vitc.convert import (
     ALIGNMENT,
@@ -81,6 +88,24 @@ def test_config_pairs_and_errors():
         ViTConfig(hidden_act="swish")
     with pytest.raises(ValueError, match="expected 'vit', found 'deit'"):
         ViTConfig.from_dict({"model_type": "deit"})
+
+
+@pytest.mark.parametrize(
+    "d, labels",
+    [
+        ({}, 2),  # transformers' default, config.json omits it
+        ({"id2label": {}}, 0),  # num_labels=0: saved as an empty table
+        ({"num_labels": 0}, 0),
+        ({"num_labels": 3}, 3),
+        ({"id2label": {"0": "a"}}, 1),
+        ({"id2label": None}, 2),
+    ],
+)
+def test_config_label_count_follows_transformers(d, labels):
+    cfg = ViTConfig.from_dict(d)
+    assert cfg.num_labels == labels == HFConfig.from_dict(d).num_labels
+    assert ViTConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # the .vitc header keeps it
+    assert ViTConfig().num_labels == 2 and ViTConfig(id2label={}).num_labels == 0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -179,6 +204,48 @@ def test_missing_misshaped_and_unused(cls_model):
     bad = {**sd, "vit.layernorm.bias": sd["vit.layernorm.bias"].astype(np.int32)}
     with pytest.raises(ValueError, match="expected a floating-point dtype, found int32"):
         convert_state_dict(cfg, bad)
+    # A classifier with an empty label table (num_labels=0) cannot be sized.
+    with pytest.raises(ValueError, match="has a classifier but config.json has no id2label"):
+        convert_state_dict(ViTConfig.from_dict({**cfg.to_dict(), "id2label": {}}), sd)
+
+
+def edit_config(folder: Path, edit) -> Path:
+    d = json.loads((folder / "config.json").read_text())
+    edit(d)
+    (folder / "config.json").write_text(json.dumps(d))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda d: d.pop("hidden_size"),
+            "tensor vit.embeddings.patch_embeddings.projection.weight: expected shape (768, 3, 2, 2), found "
+            "(32, 3, 2, 2) (expected from config.json: hidden_size=768 (default), num_channels=3, patch_size=2)",
+        ),
+        (
+            lambda d: (d.pop("id2label"), d.pop("label2id")),
+            "tensor classifier.weight: expected shape (2, 32), found (10, 32) "
+            "(expected from config.json: num_labels=len(id2label)=2 (default), hidden_size=32)",
+        ),
+        (
+            lambda d: d.update(id2label={"0": "a", "1": "b", "2": "c"}),
+            "tensor classifier.weight: expected shape (3, 32), found (10, 32) "
+            "(expected from config.json: num_labels=len(id2label)=3, hidden_size=32)",
+        ),
+        (
+            lambda d: d.update(image_size=32),
+            "tensor vit.embeddings.position_embeddings: expected shape (1, 257, 32), found (1, 226, 32) "
+            "(expected from config.json: image_size=32, patch_size=2, hidden_size=32)",
+        ),
+    ],
+)
+def test_shape_mismatch_names_the_config_fields(tmp_path, cls_model, edit, message):
+    folder = edit_config(hf_folder(tmp_path / "hf", cls_model), edit)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        convert(folder, tmp_path / "m.vitc", progress=False)
+    assert not (tmp_path / "m.vitc").exists()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -280,6 +347,65 @@ def test_atomic_write(tmp_path, cls_model, monkeypatch):
     assert [p.name for p in out.iterdir()] == ["m.vitc"] and is_converted_file(out / "m.vitc")
 
 
+@pytest.mark.parametrize(
+    "pre, match",
+    [
+        ({"image_mean": "x"}, "image_mean"),
+        ({"image_mean": [0.5, 0.5]}, "image_mean"),
+        ({"image_std": [0, 0, 0]}, "image_std"),
+        ({"resample": 99}, "resample"),
+        ({"resample": [1]}, "resample"),
+        ({"size": {"height": "a", "width": 3}}, "size"),
+        ({"rescale_factor": "q"}, "rescale_factor"),
+        ({"do_center_crop": True}, "do_center_crop"),
+    ],
+)
+def test_invalid_preprocessor_config_refused(tmp_path, cls_model, good_file, pre, match):
+    """Refused when read, naming the file and the field, not when an image is first processed."""
+    folder = hf_folder(tmp_path / "hf", cls_model, preprocessor=False)
+    pre_file = folder / "preprocessor_config.json"
+    pre_file.write_text(json.dumps({**PREPROCESSOR, **pre}))
+    where = re.escape(f"{pre_file}: invalid preprocessor config: ") + f".*{match}"
+    for load in (
+        lambda: convert(folder, tmp_path / "m.vitc", progress=False),
+        lambda: vitc.ViT.from_pretrained(folder),
+        lambda: load_any(folder / "model.safetensors"),
+    ):
+        with pytest.raises(ValueError, match=where):
+            load()
+    assert not (tmp_path / "m.vitc").exists()
+    # The same settings in a .vitc header (a hand-edited file) are refused when it is loaded.
+    bad = rewrite_header(good_file, tmp_path / "bad.vitc", lambda h: h.update(preprocessor=pre))
+    with pytest.raises(ValueError, match=re.escape(f"{bad}: header: invalid preprocessor config: ") + f".*{match}"):
+        vitc.ViT.from_pretrained(bad)
+
+
+def test_not_a_checkpoint_file(tmp_path, cls_model, good_file):
+    folder = hf_folder(tmp_path / "hf", cls_model)
+    png = folder / "cat.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    message = re.escape(f"{png}: not a vitc file or a Hugging Face checkpoint (expected a .vitc file")
+    for load in (
+        lambda: convert(png, tmp_path / "m.vitc"),
+        lambda: vitc.ViT.from_pretrained(png),
+        lambda: load_any(png),
+    ):
+        with pytest.raises(ValueError, match=message):
+            load()
+    # convert() of a .vitc file: it already is one.
+    with pytest.raises(ValueError, match=re.escape(f"{good_file}: already a vitc file")):
+        convert(good_file, tmp_path / "m.vitc")
+    renamed = tmp_path / "model.bin"  # the magic decides, not the name
+    renamed.write_bytes(good_file.read_bytes())
+    with pytest.raises(ValueError, match="already a vitc file"):
+        convert(renamed, tmp_path / "m.vitc")
+    assert not (tmp_path / "m.vitc").exists()
+    # A damaged .vitc file is reported as a .vitc file, not as a folder missing config.json.
+    (tmp_path / "broken.vitc").write_bytes(b"XXXX" + bytes(60))
+    with pytest.raises(ValueError, match="broken.vitc: expected magic"):
+        vitc.ViT.from_pretrained(tmp_path / "broken.vitc")
+
+
 def test_missing_sources(tmp_path, cls_model):
     with pytest.raises(FileNotFoundError, match="no such model folder"):
         convert(tmp_path / "nope", tmp_path / "m.vitc")
@@ -287,6 +413,85 @@ def test_missing_sources(tmp_path, cls_model):
     os.remove(tmp_path / "hf" / "config.json")
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_any(tmp_path / "hf")
+
+
+# Runs a conversion whose writer stalls after the first tensor (printing "writing"), so the test can
+# SIGKILL it mid-write.
+SLOW_CONVERT = textwrap.dedent(
+    """
+    import importlib, sys, time
+
+    c = importlib.import_module("vitc.convert")  # vitc.convert is also the function's name
+
+    real = c._write_tensor
+
+    def slow(f, arr):
+        real(f, arr)
+        f.flush()
+        print("writing", flush=True)
+        time.sleep(600)
+
+    c._write_tensor = slow
+    c.convert(sys.argv[1], sys.argv[2], progress=False)
+    """
+)
+
+
+def temp_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize("previous", [False, True])
+def test_killed_conversion_leaves_no_destination_and_its_temp_is_removed(tmp_path, cls_model, previous):
+    src = hf_folder(tmp_path / "hf", cls_model)
+    out = tmp_path / "out"
+    out.mkdir()
+    dst = out / "m.vitc"
+    if previous:
+        old = convert(src, dst, progress=False).read_bytes()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CONVERT, str(src), str(dst)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline() == "writing\n"
+        (tmp,) = temp_files(out)
+        assert tmp.name.startswith(f".m.vitc.{proc.pid}.") and tmp.stat().st_size > 0
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)  # reaped: its pid no longer exists
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert temp_files(out) == [tmp]  # what a killed conversion leaves behind
+    if previous:
+        assert dst.read_bytes() == old  # the previous file is intact
+    else:
+        assert not dst.exists()
+    # A temp file of a conversion still running (this process) and another destination's are kept.
+    live = out / f".m.vitc.{os.getpid()}.abc123.tmp"
+    live.write_bytes(b"x")
+    other = out / f".n.vitc.{proc.pid}.abc123.tmp"
+    other.write_bytes(b"x")
+    result = subprocess.run(
+        [sys.executable, "-m", "vitc", "convert", str(src), str(dst)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert is_converted_file(dst) and load_converted(dst)[0] == config_of(cls_model)
+    assert temp_files(out) == sorted([live, other])
+
+
+def test_temp_name_carries_the_pid(tmp_path, cls_model, monkeypatch):
+    src = hf_folder(tmp_path / "hf", cls_model)
+    seen = []
+    real = vconv._write_tensor
+
+    def spy(f, arr):
+        seen.extend(p.name for p in temp_files(tmp_path))
+        real(f, arr)
+
+    monkeypatch.setattr(vconv, "_write_tensor", spy)
+    convert(src, tmp_path / "m.vitc", progress=False)
+    assert seen and re.fullmatch(rf"\.m\.vitc\.{os.getpid()}\.[a-z0-9_]+\.tmp", seen[0])
+    assert temp_files(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -87,7 +87,9 @@ class ViTConfig:
     pooler_act : str
         Pooler activation (only "tanh" is supported).
     id2label, label2id : dict
-        Class names; ``id2label`` keys are ints (JSON stores them as strings).
+        Class names; ``id2label`` keys are ints (JSON stores them as strings). The default is
+        transformers' two labels LABEL_0/LABEL_1; an empty ``id2label`` means no labels
+        (``num_labels=0``: a ViTForImageClassification whose classifier is the identity).
     architectures : list of str or None
         e.g. ["ViTForImageClassification"], kept for information.
     model_type : str
@@ -106,7 +108,7 @@ class ViTConfig:
     qkv_bias: bool = True
     pooler_output_size: int | None = None
     pooler_act: str = "tanh"
-    id2label: dict[int, str] = field(default_factory=dict)
+    id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
     label2id: dict[str, int] = field(default_factory=dict)
     architectures: list[str] | None = None
     model_type: str = "vit"
@@ -156,8 +158,7 @@ class ViTConfig:
         self.layer_norm_eps = float(eps)
         if not isinstance(self.qkv_bias, bool):
             raise ValueError(f"config qkv_bias: expected true or false, found {self.qkv_bias!r}")
-        if not self.id2label:
-            # transformers' PretrainedConfig: without a label table there are two labels, LABEL_0/1
+        if self.id2label is None:
             self.id2label = {0: "LABEL_0", 1: "LABEL_1"}
         # JSON object keys are strings; transformers turns id2label keys back into ints, so do we.
         try:
@@ -234,14 +235,31 @@ class ViTConfig:
         kwargs = {k: v for k, v in d.items() if k in names}
         if kwargs.get("model_type") is None:
             kwargs.pop("model_type", None)
-        if not kwargs.get("id2label"):
+        if kwargs.get("id2label") is None:
             # transformers' PretrainedConfig: without a label table there are num_labels (default 2)
-            # labels named LABEL_i, and config.json omits them when they are the default.
+            # labels named LABEL_i, and config.json omits them when they are the default. A table that
+            # is present wins over num_labels, even when empty (num_labels=0 saves "id2label": {}).
             n = d.get("num_labels", 2)
             if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 1_000_000:
                 raise ValueError(f"config num_labels: expected an int in 0..1000000, found {n!r}")
             kwargs["id2label"] = {i: f"LABEL_{i}" for i in range(n)}
-        return cls(**kwargs)
+        config = cls(**kwargs)
+        config._json_keys = frozenset(d)
+        return config
+
+    def field_source(self, name: str) -> str:
+        """``name=value`` for messages, marked "(default)" if the dict it was read from lacked it.
+
+        ``num_labels`` is written ``num_labels=len(id2label)=K``. Configs built directly (not by
+        :meth:`from_dict`) are never marked.
+        """
+        keys = getattr(self, "_json_keys", None)
+        if name == "num_labels":
+            text, given = f"num_labels=len(id2label)={self.num_labels}", ("id2label", "num_labels")
+        else:
+            value = getattr(self, name)
+            text, given = f"{name}={list(value) if isinstance(value, tuple) else value}", (name,)
+        return text + (" (default)" if keys is not None and not keys.intersection(given) else "")
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike[str]) -> ViTConfig:

@@ -89,6 +89,8 @@ _PREFIX = struct.Struct("<6sHQ")  # magic, format version, header length
 ALIGNMENT = 64  # a cache line / AVX-512 vector: kernels may use aligned loads on every tensor
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # a 1000-class config is ~70 kB; bounds hostile headers
 CONFIG_FILE = "config.json"
+VITC_SUFFIX = ".vitc"
+_TMP_SUFFIX = ".tmp"  # convert() writes ".NAME.<pid>.<random>.tmp" beside the destination, then renames it
 PREPROCESSOR_FILE = "preprocessor_config.json"
 
 # Per-tensor dtype name -> stored little-endian NumPy dtype. NumPy has no bfloat16: bf16 tensors are
@@ -238,6 +240,27 @@ def _dims(config: ViTConfig) -> dict[str, int]:
         "K": config.num_labels,
         "Cp": config.pooler_size,
     }
+
+
+# The config.json fields each dimension symbol comes from, quoted when a tensor's shape does not match.
+_DIM_SOURCES: dict[str, tuple[str, ...]] = {
+    "C": ("hidden_size",),
+    "3C": ("hidden_size",),
+    "F": ("intermediate_size",),
+    "Cin": ("num_channels",),
+    "Ph": ("patch_size",),
+    "Pw": ("patch_size",),
+    "CinPP": ("num_channels", "patch_size"),
+    "T0": ("image_size", "patch_size"),
+    "K": ("num_labels",),
+    "Cp": ("pooler_output_size", "hidden_size"),
+}
+
+
+def _shape_sources(config: ViTConfig, symbols: tuple[str | int, ...]) -> str:
+    """"hidden_size=768 (default), num_labels=len(id2label)=2": the config fields a shape comes from."""
+    names = dict.fromkeys(f for s in symbols if isinstance(s, str) for f in _DIM_SOURCES[s])
+    return ", ".join(config.field_source(n) for n in names)
 
 
 def _shape(symbols: tuple[str | int, ...], dims: Mapping[str, int]) -> tuple[int, ...]:
@@ -442,7 +465,8 @@ def convert_state_dict(config: ViTConfig, state_dict: Mapping[str, np.ndarray]) 
             arr = np.asarray(state_dict[key])
             if arr.shape != expected_src:
                 raise ValueError(
-                    f"tensor {origin.get(key, key)}: expected shape {expected_src}, found {arr.shape}"
+                    f"tensor {origin.get(key, key)}: expected shape {expected_src}, found {arr.shape} "
+                    f"(expected from config.json: {_shape_sources(config, rule.src_shape)})"
                 )
             if arr.dtype.kind != "f":
                 raise ValueError(
@@ -459,6 +483,14 @@ def convert_state_dict(config: ViTConfig, state_dict: Mapping[str, np.ndarray]) 
     unused = sorted(origin.get(k, k) for k in set(state_dict) - used)
     if unused:
         raise ValueError(f"checkpoint has {len(unused)} tensor(s) vitc does not use: {unused}")
+    if prefix and config.num_labels == 0 and "head" not in groups:
+        # ViTForImageClassification with num_labels=0 (config.json "id2label": {}) has an Identity
+        # classifier, saved as no tensors: its logits are the CLS row of last_hidden_state. A head
+        # with zero classes stands for it (ViT returns that row as logits); a bare ViTModel has none.
+        out["head.weight"] = np.zeros((0, config.hidden_size), np.float32)
+        out["head.bias"] = np.zeros((0,), np.float32)
+        order = expected_shapes(config, head=True, pooler="pooler" in groups)
+        out = {name: out[name] for name in order}
     return out
 
 
@@ -488,13 +520,33 @@ def _config_from_dict(path: str | os.PathLike[str], d: Any) -> ViTConfig:
         raise ValueError(f"{os.fspath(path)}: config: {type(exc).__name__}: {exc}"[:2000]) from None
 
 
+# Names of the weights files an HF model folder holds (sharded indexes end in ".index.json").
+_WEIGHTS_SUFFIXES = (".safetensors", ".bin", ".index.json")
+_ACCEPTED = (
+    "expected a .vitc file, a Hugging Face model folder, or a .safetensors / .bin / *.index.json "
+    f"weights file beside its {CONFIG_FILE}"
+)
+
+
 def _hf_folder(src: Path) -> tuple[Path, Path]:
     """(model folder, weights path) of an HF folder or of a checkpoint file inside one."""
     if src.is_dir():
         return src, src
     if src.is_file():
+        if not src.name.endswith(_WEIGHTS_SUFFIXES):
+            raise ValueError(f"{src}: not a vitc file or a Hugging Face checkpoint ({_ACCEPTED})")
         return src.parent, src
     raise FileNotFoundError(f"{src}: no such model folder or checkpoint file")
+
+
+def _check_preprocessor(where: str, preprocessor: dict[str, Any]) -> None:
+    """Refuse a preprocessor config vitc cannot apply now, naming where it came from."""
+    from vitc.image_processor import ImageProcessor  # lazy: Pillow is only needed for images
+
+    try:
+        ImageProcessor.from_dict(preprocessor)
+    except _CONFIG_ERRORS as exc:
+        raise ValueError(f"{where}: invalid preprocessor config: {exc}"[:2000]) from None
 
 
 def _load_hf(src: Path) -> tuple[ViTConfig, dict[str, Any] | None, dict[str, np.ndarray]]:
@@ -505,6 +557,8 @@ def _load_hf(src: Path) -> tuple[ViTConfig, dict[str, Any] | None, dict[str, np.
     config = _config_from_dict(config_path, _read_json_dict(config_path))
     pre_path = folder / PREPROCESSOR_FILE
     preprocessor = _read_json_dict(pre_path) if pre_path.is_file() else None
+    if preprocessor is not None:
+        _check_preprocessor(str(pre_path), preprocessor)
     tensors = convert_state_dict(config, load_state_dict(weights))
     return config, preprocessor, tensors
 
@@ -521,6 +575,8 @@ def _check_dtype(dtype: Any) -> str:
 
 def _write_tensor(f: BinaryIO, arr: np.ndarray) -> None:
     """Write one tensor's bytes (little-endian, C order); a seam the tests use to inject failures."""
+    if arr.size == 0:  # e.g. the zero-class head standing for an Identity classifier
+        return
     f.write(memoryview(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))).cast("B"))
 
 
@@ -559,8 +615,11 @@ def convert(
 ) -> Path:
     """Convert an HF ViT checkpoint folder (or a weights file inside one) to one ``.vitc`` file.
 
-    The file is written to a temporary file in the destination folder, fsynced, then renamed over
-    ``dst``, so ``dst`` is either absent/old or complete.
+    The file is written to a temporary file in the destination folder (``.NAME.<pid>.<random>.tmp``),
+    fsynced, then renamed over ``dst``, so ``dst`` is either absent/old or complete. A conversion that
+    was killed leaves its temporary file behind; the next conversion to the same ``dst`` deletes those
+    whose process no longer runs (POSIX only; on a folder shared between machines or pid namespaces a
+    conversion running elsewhere can look dead, so do not convert to one ``dst`` from two of them).
 
     Parameters
     ----------
@@ -584,7 +643,8 @@ def convert(
     Raises
     ------
     ValueError
-        For a dtype other than the three above, or an invalid source.
+        For a dtype other than the three above, an invalid source, or a source that already is a
+        ``.vitc`` file.
     FileNotFoundError
         If the source is missing.
     """
@@ -595,7 +655,13 @@ def convert(
     header: dict[str, Any] = {"format_version": FORMAT_VERSION, "dtype": precision}
     if precision != "float32":
         header["packing"] = {precision: _require_build_layout(precision)}
-    config, preprocessor, tensors = _load_hf(Path(src))
+    src_path = Path(src)
+    if src_path.is_file() and (src_path.suffix == VITC_SUFFIX or is_converted_file(src_path)):
+        raise ValueError(
+            f"{src_path}: already a vitc file: convert reads Hugging Face checkpoints. Load this file with "
+            "vitc.ViT.from_pretrained, or convert the Hugging Face checkpoint it came from for another dtype"
+        )
+    config, preprocessor, tensors = _load_hf(src_path)
     layout = expected_tensors(config, head="head.weight" in tensors, pooler="pooler.weight" in tensors, dtype=precision)
 
     entries: dict[str, dict[str, Any]] = {}
@@ -621,7 +687,8 @@ def convert(
     raw += b" " * (data_start - _PREFIX.size - len(raw))
 
     dst_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst_path.name}.", suffix=".tmp", dir=dst_path.parent)
+    _remove_stale_temps(dst_path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst_path.name}.{os.getpid()}.", suffix=_TMP_SUFFIX, dir=dst_path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(raw)))
@@ -658,6 +725,51 @@ def convert(
         raise
     _fsync_dir(dst_path.parent)
     return dst_path
+
+
+def _pid_alive(pid: int) -> bool:
+    """False only if no process ``pid`` exists (a zombie still exists until its parent reaps it)."""
+    if os.name != "posix" or pid <= 0:
+        return True  # cannot tell safely: Windows' os.kill terminates the process it names
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError: another user's process
+        return True
+    return True
+
+
+def _remove_stale_temps(dst: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files of conversions to ``dst`` whose process no longer runs.
+
+    Parameters
+    ----------
+    dst : str or PathLike
+        The destination file of :func:`convert`.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+    """
+    dst = Path(dst)
+    pattern = re.compile(rf"\.{re.escape(dst.name)}\.(\d+)\.[a-z0-9_]+{re.escape(_TMP_SUFFIX)}")
+    try:
+        names = os.listdir(dst.parent)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        m = pattern.fullmatch(name)
+        if m is None or _pid_alive(int(m.group(1))):
+            continue
+        try:
+            os.unlink(dst.parent / name)
+        except OSError:  # another conversion removed it first, or it is not ours to remove
+            continue
+        removed.append(dst.parent / name)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -777,6 +889,8 @@ def _load_converted(
         config = ViTConfig.from_dict(header["config"])
     except _CONFIG_ERRORS as exc:
         raise ValueError(f"{path}: header config: {exc}"[:2000]) from None
+    if header.get("preprocessor") is not None:
+        _check_preprocessor(f"{path}: header", header["preprocessor"])
     table = header["tensors"]
     if config.num_hidden_layers * 11 > len(table):  # see convert_state_dict
         raise ValueError(
@@ -861,8 +975,8 @@ def load_stored(
 ) -> tuple[ViTConfig, dict[str, Any] | None, dict[str, np.ndarray], str]:
     """:func:`load_any` and the precision of the weights it returns ("float32" for HF checkpoints)."""
     p = Path(path)
-    if p.is_file() and is_converted_file(p):
-        return _load_converted(p)
+    if p.is_file() and (p.suffix == VITC_SUFFIX or is_converted_file(p)):
+        return _load_converted(p)  # a damaged .vitc file is reported as one (bad magic, truncated)
     return (*_load_hf(p), "float32")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mmap
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,10 @@ OPTIONAL_TENSORS = {"head.weight", "head.bias", "pooler.weight", "pooler.bias", 
 
 # Weight precisions of the blocks' four GEMM matrices -> the C core's vitc_wdtype (vit_forward.h).
 WEIGHT_DTYPES = {"float32": 0, "bfloat16": 1, "int8": 2}
+# Interpolated position tables kept (per input size) and workspaces kept per thread (per batch
+# shape): small LRUs, so alternating sizes do not recompute, and many sizes do not grow memory.
+POS_CACHE_SIZE = 8
+WORKSPACE_CACHE_SIZE = 2
 
 
 def _mapped_file(a: np.ndarray) -> mmap.mmap | None:
@@ -100,7 +105,9 @@ class ViTOutput:
 
     Attributes
     ----------
-    logits : (B, num_labels) array, or None for a model without a classifier.
+    logits : (B, num_labels) array, or None for a model without a classifier. A
+        ViTForImageClassification with ``num_labels=0`` has an identity classifier: (B, hidden_size),
+        the CLS row of ``last_hidden_state``, as in transformers.
     last_hidden_state : (B, T, hidden_size) array, after the final layernorm.
     pooler_output : (B, hidden_size) array when the checkpoint has a pooler, else None.
     hidden_states : tuple of L+1 (B, T, hidden_size) arrays (embeddings, then each layer's
@@ -212,12 +219,15 @@ class ViT:
             )
         self._patch = ph
         self._image_hw = config.image_hw
+        # A head with zero classes is transformers' Identity classifier (num_labels=0): logits are the
+        # CLS row of last_hidden_state, taken in Python; the C core runs without a head.
+        self._identity_head = "head.weight" in tensors and tensors["head.weight"].shape[0] == 0
         self._dims = (
             config.num_hidden_layers,
             config.hidden_size,
             config.num_attention_heads,
             config.intermediate_size,
-            tensors["head.weight"].shape[0] if "head.weight" in tensors else 0,
+            tensors["head.weight"].shape[0] if "head.weight" in tensors else 0,  # 0 for the Identity head
             self._patch,
             config.num_channels,
         )
@@ -233,7 +243,8 @@ class ViT:
                     f"weights: {packed[0]} is packed ({tensors[packed[0]].dtype}): pass the dtype it was "
                     "packed for (bfloat16 or int8), not float32"
                 )
-        self._pos_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._pos_cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._pos_lock = threading.Lock()
         self._local = threading.local()  # per-thread workspaces: one shared model, many threads
         self._processor: ImageProcessor | None = None
 
@@ -316,7 +327,7 @@ class ViT:
         ]
         if missing or "pos_embed" not in t:
             raise ValueError(f"weights: missing tensors {missing or ['pos_embed']}")
-        head = [t.get(n) for n in MODEL_TENSORS]
+        head = [None if self._identity_head and n.startswith("head.") else t.get(n) for n in MODEL_TENSORS]
         blocks = []
         for i in range(self.config.num_hidden_layers):
             for n in BLOCK_TENSORS:
@@ -376,11 +387,9 @@ class ViT:
         x = np.asarray(pixel_values)
         cin, (h_img, w_img), p = self.config.num_channels, self._image_hw, self._patch
         expected = f"(B, {cin}, {h_img}, {w_img}) float32"
-        if x.dtype == np.float32:
-            pass
-        elif x.dtype in (np.float64, np.float16):
-            x = x.astype(np.float32)  # rule: floats are computed in float32, as transformers casts
-        else:
+        # Rule: any real floating dtype (float16/32/64, either byte order) is computed in float32, as
+        # transformers casts; integers, bools, complex and strings are refused (pixels are not 0..255).
+        if x.dtype.kind != "f":
             raise ValueError(f"pixel_values: expected {expected}, got dtype {x.dtype} (cast to float32)")
         if x.ndim != 4:
             raise ValueError(f"pixel_values: expected rank 4 {expected}, got shape {x.shape}")
@@ -396,7 +405,8 @@ class ViT:
                 f"pixel_values: expected {h_img}x{w_img} images {expected}, got {h}x{w}; "
                 "pass interpolate_pos_encoding=True to run at another size"
             )
-        return np.ascontiguousarray(x)
+        # Native float32, aligned and C-contiguous: what the C core reads (copies only if needed).
+        return np.require(x, np.dtype("=f4"), ["C", "A"])
 
     def _pos_table(self, h: int, w: int) -> np.ndarray:
         pos = self._tensors["pos_embed"]
@@ -405,19 +415,36 @@ class ViT:
         # ref: ViTEmbeddings.interpolate_pos_encoding returns the table unchanged in this case
         if gh * gw == pos.shape[0] - 1 and h == w:
             return pos
-        if (h, w) not in self._pos_cache:
-            self._pos_cache[(h, w)] = interpolate_pos_embed(pos, gh, gw)
-        return self._pos_cache[(h, w)]
+        with self._pos_lock:
+            table = self._pos_cache.get((h, w))
+            if table is not None:
+                self._pos_cache.move_to_end((h, w))
+                return table
+        table = interpolate_pos_embed(pos, gh, gw)  # outside the lock: threads of other sizes go on
+        with self._pos_lock:
+            self._pos_cache[(h, w)] = table
+            while len(self._pos_cache) > POS_CACHE_SIZE:
+                self._pos_cache.popitem(last=False)
+        return table
 
     def _workspace(self, b: int, h: int, w: int, threads: int) -> np.ndarray:
-        # Working memory for this batch shape, kept for the next call of the same shape. The size
-        # is asked every call (cheap): it also depends on the kernels the CPU runs (AMX attention).
+        # Working memory for this batch shape, kept (per thread, the last WORKSPACE_CACHE_SIZE shapes)
+        # for the next call of the same shape. The size is asked every call (cheap): it also depends
+        # on the kernels the CPU runs (AMX attention) and the thread count.
         n = _core.vit_workspace_len(self._dims, b, h, w, threads, WEIGHT_DTYPES[self.dtype])
-        cache = getattr(self._local, "workspace", None)
-        if cache is None or cache.size != n:
-            self._local.workspace = None  # free the old one before allocating the new one
-            self._local.workspace = np.empty(n, dtype=np.float32)
-        return self._local.workspace
+        cache = getattr(self._local, "workspaces", None)
+        if cache is None:
+            cache = self._local.workspaces = OrderedDict()
+        key = (b, h, w, threads)
+        ws = cache.get(key)
+        if ws is not None and ws.size == n:
+            cache.move_to_end(key)
+            return ws
+        cache.pop(key, None)
+        while len(cache) >= WORKSPACE_CACHE_SIZE:
+            cache.popitem(last=False)  # free the oldest before allocating the new one
+        ws = cache[key] = np.empty(n, dtype=np.float32)
+        return ws
 
     def __call__(
         self,
@@ -446,6 +473,8 @@ class ViT:
                 WEIGHT_DTYPES[self.dtype], x, last, logits, pooled, hidden, attn,
                 self._workspace(b, h, w, threads), threads,
             )
+        if self._identity_head:
+            logits = last[:, 0].copy()  # ref: ViTForImageClassification, classifier = nn.Identity()
         return ViTOutput(
             logits=logits,
             last_hidden_state=last,
@@ -478,3 +507,10 @@ class ViT:
     def attention_map(self, image: Any) -> np.ndarray:
         """(H, W) heat-map in [0, 1] at the image's size: attention rollout from the CLS token."""
         return _predict.attention_map(self, image, self.image_processor)
+
+    def explain(self, image: Any) -> Any:
+        """PIL image: ``image`` with its attention map overlaid and the top label as title.
+
+        What ``vitc predict --explain`` writes; in a notebook it shows inline.
+        """
+        return _predict.explain(self, image, self.image_processor)
