@@ -31,9 +31,11 @@ int vitc_simd_avx512(void) {
 // ---------------------------------------------------------------------------------------------
 // Scalar definitions (double precision), the reference for the vector code.
 
-// Limits at +-inf: the formulas give inf * 0 = NaN at -inf, GELU's limit there is -0.
+// At +-inf, as PyTorch: gelu(+inf) = +inf, gelu(-inf) = NaN (torch evaluates -inf * 0; the limit
+// would be -0, but NaN and inf propagate as PyTorch propagates them). The NaN is returned as a
+// constant: no "invalid" flag for an input that is not a NaN.
 static inline double gelu_scalar(double x) {
-    if (isinf(x)) return x > 0 ? x : -0.0;
+    if (isinf(x)) return x > 0 ? x : NAN;
     // 0.5 x erfc(-x / sqrt 2) == 0.5 x (1 + erf(x / sqrt 2)) without the cancellation for x < 0.
     return 0.5 * x * erfc(-x * INV_SQRT2);
 }
@@ -49,14 +51,17 @@ static inline double x_sigmoid(double x, double a) {
 // |x| beyond this: tanh GELU is x or -0 in double (and x^3 would overflow for huge x).
 static const double GELU_TANH_SATURATE = 30.0;
 
+// -inf gives NaN as in PyTorch (see gelu_scalar); finite x < -30 give -0 as PyTorch does.
 static inline double gelu_tanh_scalar(double x) {
+    if (isinf(x)) return x > 0 ? x : NAN;
     if (isgreater(fabs(x), GELU_TANH_SATURATE)) return x > 0 ? x : -0.0;
     const double u = SQRT_2_OVER_PI * (x + GELU_TANH_COEF * x * x * x);
     return x_sigmoid(x, 2.0 * u);
 }
 
+// x sigmoid(1.702 x) (HF "quick_gelu"): -inf gives NaN as in PyTorch, -inf * sigmoid(-inf).
 static inline double quick_gelu_scalar(double x) {
-    if (isinf(x)) return x > 0 ? x : -0.0;
+    if (isinf(x)) return x > 0 ? x : NAN;
     return x_sigmoid(x, QUICK_GELU_COEF * x);
 }
 
@@ -136,20 +141,25 @@ AVX512 static inline __m512 gelu512(__m512 x) {
     const __m512 h = _mm512_mul_ps(_mm512_mul_ps(half, t), _mm512_mul_ps(e_hi, e_lo));
     const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
     const __m512 phi = _mm512_mask_mov_ps(_mm512_sub_ps(_mm512_set1_ps(1.0f), h), neg, h);
-    // -inf * 0 would raise "invalid": use -0 (the limit) for -inf.
+    // -inf gives NaN as PyTorch (see gelu_scalar), set by mask: -inf * 0 would raise "invalid".
+    // (torch's own float32 vectorised exact GELU also gives NaN at +inf, a quirk of its erf
+    // path: vitc keeps inf there, as torch's float64 and tanh GELUs do.)
     const __mmask16 minus_inf = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
-    return _mm512_mul_ps(_mm512_mask_mov_ps(x, minus_inf, _mm512_set1_ps(-0.0f)), phi);
+    const __m512 y = _mm512_mul_ps(_mm512_mask_mov_ps(x, minus_inf, _mm512_set1_ps(-0.0f)), phi);
+    return _mm512_mask_mov_ps(y, minus_inf, _mm512_set1_ps(NAN));
 }
 
 // x sigmoid(arg) = x / (1 + e) for arg >= 0, x e / (1 + e) otherwise, e = exp(-|arg|): exp never
-// overflows. -inf maps to -0 (the GELU limit) without an invalid inf * 0.
+// overflows. -inf maps to NaN as in PyTorch (-inf * sigmoid(-inf) = -inf * 0), set by mask so
+// the arithmetic raises no "invalid" flag.
 AVX512 static inline __m512 x_sigmoid512(__m512 x, __m512 arg) {
     const __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(arg)));
     const __mmask16 minus_inf = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
     const __mmask16 neg = _mm512_cmp_ps_mask(arg, _mm512_setzero_ps(), _CMP_LT_OQ);
     const __m512 xm = _mm512_mask_mov_ps(x, minus_inf, _mm512_set1_ps(-0.0f));
     const __m512 num = _mm512_mask_mul_ps(xm, neg, xm, e);
-    return _mm512_div_ps(num, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    const __m512 y = _mm512_div_ps(num, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    return _mm512_mask_mov_ps(y, minus_inf, _mm512_set1_ps(NAN));
 }
 
 // |x| beyond this the float32 tanh GELU is x or -0; clamping the sigmoid argument keeps x^3 finite.

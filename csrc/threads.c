@@ -12,7 +12,23 @@
 
 enum { MAX_THREADS = 256 };
 
-static int g_num_threads = 0;  // 0: not set yet, the BLAS default (all cores)
+// The thread-count setting and the BLAS count it drives. A region sets OpenBLAS to one thread
+// and must restore the setting current at its end (not the one read at its start: another Python
+// thread may call set_num_threads meanwhile). set_num_threads during a region only records the
+// value; the region owner applies it to the BLAS when the region ends. Both under `setting.lock`
+// so a restore never overwrites a newer setting.
+static struct {
+    pthread_mutex_t lock;
+    int num_threads;    // 0: not set yet, the BLAS default (all cores)
+    int region_active;  // a region has the BLAS at one thread
+} setting = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+
+// Callers hold setting.lock. The first read takes the BLAS default (all cores); vitc_parallel_for
+// reads the setting before its first region lowers the BLAS count.
+static int num_threads_locked(void) {
+    if (setting.num_threads == 0) setting.num_threads = BLAS_FUNC(openblas_get_num_threads)();
+    return setting.num_threads;
+}
 
 // ---------------------------------------------------------------------------------------------
 // The pool: workers sleep on `wake` until `generation` changes, run their chunk, count down.
@@ -59,6 +75,8 @@ static void *worker_main(void *arg) {
 
 // A forked child has none of the parent's workers: start again lazily.
 static void reset_after_fork(void) {
+    pthread_mutex_init(&setting.lock, NULL);
+    setting.region_active = 0;
     pthread_mutex_init(&pool.lock, NULL);
     pthread_mutex_init(&pool.region, NULL);
     pthread_cond_init(&pool.wake, NULL);
@@ -92,8 +110,7 @@ static void run_serial(vitc_int n, vitc_task_fn fn, void *ctx) {
 }
 
 void vitc_parallel_for(vitc_int n, int max_threads, vitc_task_fn fn, void *ctx) {
-    const int num_threads = vitc_get_num_threads();  // also the BLAS count restored after the region
-    int want = num_threads;
+    int want = vitc_get_num_threads();
     if (want > max_threads) want = max_threads;
     if (want > MAX_THREADS) want = MAX_THREADS;
     if (want > n) want = (int)n;
@@ -104,8 +121,12 @@ void vitc_parallel_for(vitc_int n, int max_threads, vitc_task_fn fn, void *ctx) 
         return;
     }
     // The BLAS thread count is process-wide in OpenBLAS (no per-thread setting in the wheel's
-    // build): single-threaded for the region, restored after it.
+    // build): single-threaded for the region, back to the setting after it.
+    pthread_mutex_lock(&setting.lock);
+    num_threads_locked();  // the default is read before the BLAS count is lowered
+    setting.region_active = 1;
     BLAS_FUNC(openblas_set_num_threads)(1);
+    pthread_mutex_unlock(&setting.lock);
     pthread_mutex_lock(&pool.lock);
     const int nthreads = ensure_workers(want) < want ? pool.started + 1 : want;
     pool.n = n;
@@ -124,19 +145,27 @@ void vitc_parallel_for(vitc_int n, int max_threads, vitc_task_fn fn, void *ctx) 
     pthread_mutex_lock(&pool.lock);
     while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.lock);
     pthread_mutex_unlock(&pool.lock);
-    BLAS_FUNC(openblas_set_num_threads)(num_threads);
+    // The setting as it is now: a set_num_threads during the region only recorded its value.
+    pthread_mutex_lock(&setting.lock);
+    setting.region_active = 0;
+    BLAS_FUNC(openblas_set_num_threads)(setting.num_threads);
+    pthread_mutex_unlock(&setting.lock);
     pthread_mutex_unlock(&pool.region);
 }
 
 // ---------------------------------------------------------------------------------------------
 void vitc_set_num_threads(int n) {
     if (n < 1) n = 1;
-    g_num_threads = n;
-    BLAS_FUNC(openblas_set_num_threads)(n);
+    pthread_mutex_lock(&setting.lock);
+    setting.num_threads = n;
+    // During a region the BLAS stays at one thread; the region's end applies n.
+    if (!setting.region_active) BLAS_FUNC(openblas_set_num_threads)(n);
+    pthread_mutex_unlock(&setting.lock);
 }
 
 int vitc_get_num_threads(void) {
-    // The first read takes the BLAS default (all cores) before any region lowers the BLAS count.
-    if (g_num_threads == 0) g_num_threads = BLAS_FUNC(openblas_get_num_threads)();
-    return g_num_threads;
+    pthread_mutex_lock(&setting.lock);
+    const int n = num_threads_locked();
+    pthread_mutex_unlock(&setting.lock);
+    return n;
 }

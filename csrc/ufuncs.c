@@ -22,10 +22,16 @@ typedef struct {
 
 static int is_f32(const void *data) { return ((const loop_spec *)data)->elsize == 4; }
 
-// Allocation failure inside a loop (the GIL may be released): take it to set the error.
-static void loop_no_memory(void) {
+// Allocation failure inside a loop (the GIL may be released): take it to set the error, naming
+// the ufunc and the size so a huge broadcast operand is easy to spot. SIZE_MAX: size overflowed.
+static void loop_no_memory(const char *name, size_t bytes) {
     PyGILState_STATE st = PyGILState_Ensure();
-    PyErr_NoMemory();
+    if (bytes == SIZE_MAX)
+        PyErr_Format(PyExc_MemoryError,
+                     "%s: cannot allocate scratch: its size overflows size_t (%zu bytes)", name,
+                     bytes);
+    else
+        PyErr_Format(PyExc_MemoryError, "%s: cannot allocate %zu bytes of scratch", name, bytes);
     PyGILState_Release(st);
 }
 
@@ -115,43 +121,63 @@ static const void *input_view(block2d b, npy_intp es, void *buf, npy_intp *ld) {
     return buf;
 }
 
-// Scratch: one malloc per loop call, carved into element-aligned pieces.
+// Scratch: one malloc per loop call, carved into 64-byte aligned pieces. Only operands that need
+// a copy get a piece (piece() gives 0 elements for the others): a call whose operands BLAS reads
+// in place allocates nothing for them, however large they are.
 typedef struct {
     char *base;
     size_t used;
 } arena;
 
+// Elements of a piece: none when not needed, else at least one (kernels may touch the scratch of
+// an empty operand's piece).
+static npy_intp piece(int needed, npy_intp n_elems) {
+    return needed ? (n_elems > 0 ? n_elems : 1) : 0;
+}
+
+static size_t piece_bytes(npy_intp n_elems, npy_intp es) {
+    return n_elems > 0 ? (((size_t)n_elems * (size_t)es + 63) & ~(size_t)63) : 0;
+}
+
+// A piece of n_elems (from piece()); NULL for a piece that is not needed.
 static void *arena_take(arena *a, npy_intp n_elems, npy_intp es) {
+    if (n_elems <= 0) return NULL;
     void *p = a->base + a->used;
-    a->used += (size_t)(n_elems > 0 ? n_elems : 1) * (size_t)es;
-    a->used = (a->used + 63) & ~(size_t)63;
+    a->used += piece_bytes(n_elems, es);
     return p;
 }
 
+// Bytes of one arena; SIZE_MAX if that overflows.
 static size_t arena_size(const npy_intp *elems, int n, npy_intp es) {
     size_t total = 0;
     for (int i = 0; i < n; i++) {
-        const size_t e = (size_t)(elems[i] > 0 ? elems[i] : 1);
-        if (e > (SIZE_MAX / 2 - total) / (size_t)es - 64) return SIZE_MAX;  // overflow: fail malloc
-        total += ((e * (size_t)es + 63) & ~(size_t)63);
+        if (elems[i] <= 0) continue;
+        if ((size_t)elems[i] > (SIZE_MAX / 2 - total) / (size_t)es - 64) return SIZE_MAX;
+        total += piece_bytes(elems[i], es);
     }
     return total;
 }
 
 // One malloc of `copies` arenas with the same pieces, arena_size() bytes apart (one per thread).
-static int arena_init_copies(arena *a, const npy_intp *elems, int n, npy_intp es, int copies) {
+// -1 with MemoryError set (naming `name`) if it fails.
+static int arena_init_copies(arena *a, const char *name, const npy_intp *elems, int n, npy_intp es,
+                             int copies) {
     const size_t size = arena_size(elems, n, es);
+    const size_t total =
+        size == SIZE_MAX || size > SIZE_MAX / (size_t)copies ? SIZE_MAX : size * (size_t)copies;
     a->used = 0;
-    a->base = size == SIZE_MAX || size > SIZE_MAX / (size_t)copies ? NULL : malloc(size * (size_t)copies);
+    a->base = NULL;
+    if (total == 0) return 0;  // nothing to copy: every operand is used in place
+    if (total != SIZE_MAX) a->base = malloc(total);
     if (a->base == NULL) {
-        loop_no_memory();
+        loop_no_memory(name, total);
         return -1;
     }
     return 0;
 }
 
-static int arena_init(arena *a, const npy_intp *elems, int n, npy_intp es) {
-    return arena_init_copies(a, elems, n, es, 1);
+static int arena_init(arena *a, const char *name, const npy_intp *elems, int n, npy_intp es) {
+    return arena_init_copies(a, name, elems, n, es, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -201,34 +227,68 @@ static double read_scalar(const char *p, npy_intp es) {
     return es == 4 ? (double)*(const float *)p : *(const double *)p;
 }
 
+// Whether an operand must be copied before a kernel reads it. Strides are the same for every
+// item of a loop call, so this is decided once per call.
+static int needs_copy(block2d b, npy_intp es) {
+    npy_intp ld;
+    return !blasable(b, es, &ld);
+}
+
+// A row is written in place unless the output is strided or overlaps an input the kernel reads in
+// place; out == x exactly is fine (the row kernels allow it). copied[j]: input j is read from a
+// copy.
+static int row_out_direct(block2d ob, const block2d *ins, const int *copied, int n_in,
+                          npy_intp es) {
+    npy_intp ld;
+    if (!blasable(ob, es, &ld)) return 0;
+    for (int j = 0; j < n_in; j++) {
+        if (copied[j] || (j == 0 && ins[0].ptr == ob.ptr)) continue;
+        if (blocks_overlap(ob, ins[j], es)) return 0;
+    }
+    return 1;
+}
+
+static void layer_norm_row(char **args, npy_intp const *dimensions, npy_intp const *steps,
+                           npy_intp i, block2d *ins, block2d *ob) {
+    const npy_intp n = dimensions[1];
+    const npy_intp x_outer = steps[0], w_outer = steps[1], b_outer = steps[2], out_outer = steps[4];
+    const npy_intp x_stride = steps[5], w_stride = steps[6], b_stride = steps[7],
+                   out_stride = steps[8];
+    ins[0] = block(args[0] + i * x_outer, 1, n, 0, x_stride);
+    ins[1] = block(args[1] + i * w_outer, 1, n, 0, w_stride);
+    ins[2] = block(args[2] + i * b_outer, 1, n, 0, b_stride);
+    *ob = block(args[4] + i * out_outer, 1, n, 0, out_stride);
+}
+
 static void layer_norm_loop(char **args, npy_intp const *dimensions, npy_intp const *steps,
                             void *data) {
     const npy_intp n_outer = dimensions[0], n = dimensions[1];
-    const npy_intp x_outer = steps[0], w_outer = steps[1], b_outer = steps[2], eps_outer = steps[3],
-                   out_outer = steps[4];
-    const npy_intp x_stride = steps[5], w_stride = steps[6], b_stride = steps[7],
-                   out_stride = steps[8];
-    const npy_intp es = ((const loop_spec *)data)->elsize;
-    const npy_intp pieces[] = {n, n, n, n};  // x, w, b, out copies
+    const npy_intp eps_outer = steps[3];
+    const loop_spec *spec = data;
+    const npy_intp es = spec->elsize;
+    block2d ins[3], ob;
+    layer_norm_row(args, dimensions, steps, 0, ins, &ob);
+    const int copied[] = {needs_copy(ins[0], es), needs_copy(ins[1], es), needs_copy(ins[2], es)};
+    int out_copy = 0;
+    for (npy_intp i = 0; i < n_outer && !out_copy; i++) {
+        layer_norm_row(args, dimensions, steps, i, ins, &ob);
+        out_copy = !row_out_direct(ob, ins, copied, 3, es);
+    }
+    const npy_intp pieces[] = {piece(copied[0], n), piece(copied[1], n), piece(copied[2], n),
+                               piece(out_copy, n)};  // x, w, b, out copies
     arena a;
-    if (arena_init(&a, pieces, (int)(sizeof(pieces) / sizeof(pieces[0])), es) < 0) return;
-    void *xbuf = arena_take(&a, n, es), *wbuf = arena_take(&a, n, es), *bbuf = arena_take(&a, n, es),
-         *obuf = arena_take(&a, n, es);
+    const int n_pieces = (int)(sizeof(pieces) / sizeof(pieces[0]));
+    if (arena_init(&a, spec->name, pieces, n_pieces, es) < 0) return;
+    void *xbuf = arena_take(&a, pieces[0], es), *wbuf = arena_take(&a, pieces[1], es),
+         *bbuf = arena_take(&a, pieces[2], es), *obuf = arena_take(&a, pieces[3], es);
     for (npy_intp i = 0; i < n_outer; i++) {
-        block2d xb = block(args[0] + i * x_outer, 1, n, 0, x_stride);
-        block2d wb = block(args[1] + i * w_outer, 1, n, 0, w_stride);
-        block2d bb = block(args[2] + i * b_outer, 1, n, 0, b_stride);
-        block2d ob = block(args[4] + i * out_outer, 1, n, 0, out_stride);
+        layer_norm_row(args, dimensions, steps, i, ins, &ob);
         const double eps = read_scalar(args[3] + i * eps_outer, es);
         npy_intp ld;
-        const void *x = input_view(xb, es, xbuf, &ld);
-        const void *w = input_view(wb, es, wbuf, &ld);
-        const void *b = input_view(bb, es, bbuf, &ld);
-        // Direct output if contiguous and not overlapping an input other than exactly x.
-        const int direct = blasable(ob, es, &ld) &&
-                           !(x != (void *)ob.ptr && x == xb.ptr && blocks_overlap(ob, xb, es)) &&
-                           !(w == wb.ptr && blocks_overlap(ob, wb, es)) &&
-                           !(b == bb.ptr && blocks_overlap(ob, bb, es));
+        const void *x = input_view(ins[0], es, xbuf, &ld);
+        const void *w = input_view(ins[1], es, wbuf, &ld);
+        const void *b = input_view(ins[2], es, bbuf, &ld);
+        const int direct = row_out_direct(ob, ins, copied, 3, es);
         void *out = direct ? (void *)ob.ptr : obuf;
         if (es == 4)
             layernorm_forward_f32(out, x, w, b, (float)eps, 1, n, n, n);
@@ -239,23 +299,38 @@ static void layer_norm_loop(char **args, npy_intp const *dimensions, npy_intp co
     free(a.base);
 }
 
+static void softmax_row(char **args, npy_intp const *dimensions, npy_intp const *steps, npy_intp i,
+                        block2d *xb, block2d *ob) {
+    const npy_intp n = dimensions[1];
+    const npy_intp x_outer = steps[0], out_outer = steps[1];
+    const npy_intp x_stride = steps[2], out_stride = steps[3];
+    *xb = block(args[0] + i * x_outer, 1, n, 0, x_stride);
+    *ob = block(args[1] + i * out_outer, 1, n, 0, out_stride);
+}
+
 static void softmax_loop(char **args, npy_intp const *dimensions, npy_intp const *steps,
                          void *data) {
     const npy_intp n_outer = dimensions[0], n = dimensions[1];
-    const npy_intp x_outer = steps[0], out_outer = steps[1];
-    const npy_intp x_stride = steps[2], out_stride = steps[3];
-    const npy_intp es = ((const loop_spec *)data)->elsize;
-    const npy_intp pieces[] = {n, n};  // x, out copies
+    const loop_spec *spec = data;
+    const npy_intp es = spec->elsize;
+    block2d xb, ob;
+    softmax_row(args, dimensions, steps, 0, &xb, &ob);
+    const int copied[] = {needs_copy(xb, es)};
+    int out_copy = 0;
+    for (npy_intp i = 0; i < n_outer && !out_copy; i++) {
+        softmax_row(args, dimensions, steps, i, &xb, &ob);
+        out_copy = !row_out_direct(ob, &xb, copied, 1, es);
+    }
+    const npy_intp pieces[] = {piece(copied[0], n), piece(out_copy, n)};  // x, out copies
     arena a;
-    if (arena_init(&a, pieces, (int)(sizeof(pieces) / sizeof(pieces[0])), es) < 0) return;
-    void *xbuf = arena_take(&a, n, es), *obuf = arena_take(&a, n, es);
+    const int n_pieces = (int)(sizeof(pieces) / sizeof(pieces[0]));
+    if (arena_init(&a, spec->name, pieces, n_pieces, es) < 0) return;
+    void *xbuf = arena_take(&a, pieces[0], es), *obuf = arena_take(&a, pieces[1], es);
     for (npy_intp i = 0; i < n_outer; i++) {
-        block2d xb = block(args[0] + i * x_outer, 1, n, 0, x_stride);
-        block2d ob = block(args[1] + i * out_outer, 1, n, 0, out_stride);
+        softmax_row(args, dimensions, steps, i, &xb, &ob);
         npy_intp ld;
         const void *x = input_view(xb, es, xbuf, &ld);
-        const int direct = blasable(ob, es, &ld) &&
-                           !(x != (void *)ob.ptr && x == xb.ptr && blocks_overlap(ob, xb, es));
+        const int direct = row_out_direct(ob, &xb, copied, 1, es);
         void *out = direct ? (void *)ob.ptr : obuf;
         if (es == 4) softmax_forward_f32(out, x, 1, n, n, n);
         else softmax_forward_f64(out, x, 1, n, n, n);
@@ -267,7 +342,8 @@ static void softmax_loop(char **args, npy_intp const *dimensions, npy_intp const
 // ---------------------------------------------------------------------------------------------
 // GEMM-based: linear, attention, mlp. Each input is used in place when BLAS can read it, else
 // copied; an input broadcast over the loop (outer stride 0) is copied once. The output is written
-// directly when BLAS can write it and it overlaps no input, else through scratch.
+// directly when BLAS can write it and it overlaps no input, else through scratch. Scratch holds
+// only the copies some item of the call needs.
 
 // A cached copy of an input: re-copied only when its outer stride is nonzero.
 static const void *cached_input(block2d b, npy_intp outer, npy_intp i, npy_intp es, void *buf,
@@ -285,30 +361,66 @@ static int output_direct(block2d ob, const block2d *ins, int n_in, npy_intp es, 
     return 1;
 }
 
-static void linear_loop(char **args, npy_intp const *dimensions, npy_intp const *steps,
-                        void *data) {
-    const npy_intp n_outer = dimensions[0], M = dimensions[1], K = dimensions[2], N = dimensions[3];
+// The blocks of loop item i: inputs (signature order, scalars left out) and the output.
+typedef void (*item_blocks_fn)(char **args, npy_intp const *dimensions, npy_intp const *steps,
+                               npy_intp i, block2d *ins, block2d *ob);
+
+enum { MAX_GEMM_INPUTS = 5 };
+
+// Whether some item's output has to go through scratch (strided, or overlapping an input there).
+static int any_output_copy(item_blocks_fn item, int n_in, char **args, npy_intp const *dimensions,
+                           npy_intp const *steps, npy_intp es) {
+    block2d ins[MAX_GEMM_INPUTS], ob;
+    npy_intp ld;
+    for (npy_intp i = 0; i < dimensions[0]; i++) {
+        item(args, dimensions, steps, i, ins, &ob);
+        if (!output_direct(ob, ins, n_in, es, &ld)) return 1;
+    }
+    return 0;
+}
+
+// The mlp kernel takes packed weights (ld = row length): a strided or padded one is copied.
+static int needs_packed_copy(block2d b, npy_intp es) {
+    npy_intp ld;
+    return !blasable(b, es, &ld) || (b.rows > 1 && ld != b.cols);
+}
+
+static void linear_item(char **args, npy_intp const *dimensions, npy_intp const *steps, npy_intp i,
+                        block2d *ins, block2d *ob) {
+    const npy_intp M = dimensions[1], K = dimensions[2], N = dimensions[3];
     const npy_intp x_outer = steps[0], w_outer = steps[1], b_outer = steps[2], out_outer = steps[3];
     const npy_intp x_m = steps[4], x_k = steps[5], w_n = steps[6], w_k = steps[7], b_n = steps[8],
                    out_m = steps[9], out_n = steps[10];
-    const npy_intp es = ((const loop_spec *)data)->elsize;
-    const npy_intp pieces[] = {M * K, N * K, N, M * N};  // x, w, b, out copies
+    ins[0] = block(args[0] + i * x_outer, M, K, x_m, x_k);
+    ins[1] = block(args[1] + i * w_outer, N, K, w_n, w_k);
+    ins[2] = block(args[2] + i * b_outer, 1, N, 0, b_n);
+    *ob = block(args[3] + i * out_outer, M, N, out_m, out_n);
+}
+
+static void linear_loop(char **args, npy_intp const *dimensions, npy_intp const *steps,
+                        void *data) {
+    const npy_intp n_outer = dimensions[0], M = dimensions[1], K = dimensions[2], N = dimensions[3];
+    const npy_intp x_outer = steps[0], w_outer = steps[1], b_outer = steps[2];
+    const loop_spec *spec = data;
+    const npy_intp es = spec->elsize;
+    block2d ins[3], ob;
+    linear_item(args, dimensions, steps, 0, ins, &ob);
+    const int out_copy = any_output_copy(linear_item, 3, args, dimensions, steps, es);
+    const npy_intp pieces[] = {piece(needs_copy(ins[0], es), M * K),
+                               piece(needs_copy(ins[1], es), N * K),
+                               piece(needs_copy(ins[2], es), N), piece(out_copy, M * N)};
     arena a;
-    if (arena_init(&a, pieces, (int)(sizeof(pieces) / sizeof(pieces[0])), es) < 0) return;
-    void *xbuf = arena_take(&a, M * K, es), *wbuf = arena_take(&a, N * K, es),
-         *bbuf = arena_take(&a, N, es), *obuf = arena_take(&a, M * N, es);
+    const int n_pieces = (int)(sizeof(pieces) / sizeof(pieces[0]));
+    if (arena_init(&a, spec->name, pieces, n_pieces, es) < 0) return;
+    void *xbuf = arena_take(&a, pieces[0], es), *wbuf = arena_take(&a, pieces[1], es),
+         *bbuf = arena_take(&a, pieces[2], es), *obuf = arena_take(&a, pieces[3], es);
     for (npy_intp i = 0; i < n_outer; i++) {
-        const block2d ins[] = {
-            block(args[0] + i * x_outer, M, K, x_m, x_k),
-            block(args[1] + i * w_outer, N, K, w_n, w_k),
-            block(args[2] + i * b_outer, 1, N, 0, b_n),
-        };
-        const block2d ob = block(args[3] + i * out_outer, M, N, out_m, out_n);
+        linear_item(args, dimensions, steps, i, ins, &ob);
         npy_intp ld_x, ld_w, ld_b, ld_out;
         const void *x = cached_input(ins[0], x_outer, i, es, xbuf, &ld_x);
         const void *w = cached_input(ins[1], w_outer, i, es, wbuf, &ld_w);
         const void *b = cached_input(ins[2], b_outer, i, es, bbuf, &ld_b);
-        const int direct = output_direct(ob, ins, (int)(sizeof(ins) / sizeof(ins[0])), es, &ld_out);
+        const int direct = output_direct(ob, ins, 3, es, &ld_out);
         void *out = direct ? (void *)ob.ptr : obuf;
         if (!direct) ld_out = N > 0 ? N : 1;
         if (es == 4)
@@ -324,35 +436,44 @@ static void linear_loop(char **args, npy_intp const *dimensions, npy_intp const 
 // single-threaded kernel call), every thread with its own copies and scratch.
 typedef struct {
     char **args;
-    npy_intp S, D, T, E, es, work;
-    npy_intp q_outer, k_outer, v_outer, scale_outer, out_outer;
-    npy_intp q_s, q_d, k_t, k_d, v_t, v_e, out_s, out_e;
-    char *arenas;        // one per thread, arena_bytes apart
+    npy_intp const *dimensions, *steps;
+    npy_intp S, E, es;
+    npy_intp q_outer, k_outer, v_outer, scale_outer;
+    const npy_intp *pieces;  // q, k, v, out copies, tile (elements; 0: not needed)
+    char *arenas;            // one per thread, arena_bytes apart
     size_t arena_bytes;
 } attention_ufunc_job;
 
+static void attention_item(char **args, npy_intp const *dimensions, npy_intp const *steps,
+                           npy_intp i, block2d *ins, block2d *ob) {
+    const npy_intp S = dimensions[1], D = dimensions[2], T = dimensions[3], E = dimensions[4];
+    const npy_intp q_outer = steps[0], k_outer = steps[1], v_outer = steps[2], out_outer = steps[4];
+    const npy_intp q_s = steps[5], q_d = steps[6], k_t = steps[7], k_d = steps[8], v_t = steps[9],
+                   v_e = steps[10], out_s = steps[11], out_e = steps[12];
+    ins[0] = block(args[0] + i * q_outer, S, D, q_s, q_d);
+    ins[1] = block(args[1] + i * k_outer, T, D, k_t, k_d);
+    ins[2] = block(args[2] + i * v_outer, T, E, v_t, v_e);
+    *ob = block(args[4] + i * out_outer, S, E, out_s, out_e);
+}
+
 static void attention_items(void *ctx, vitc_int begin, vitc_int end, int tid) {
     const attention_ufunc_job *j = ctx;
-    const npy_intp S = j->S, D = j->D, T = j->T, E = j->E, es = j->es;
+    const npy_intp S = j->S, E = j->E, es = j->es;
+    const npy_intp D = j->dimensions[2], T = j->dimensions[3];
     arena a = {j->arenas + (size_t)tid * j->arena_bytes, 0};
-    void *qbuf = arena_take(&a, S * D, es), *kbuf = arena_take(&a, T * D, es),
-         *vbuf = arena_take(&a, T * E, es), *obuf = arena_take(&a, S * E, es),
-         *tile = arena_take(&a, j->work, es);
+    void *qbuf = arena_take(&a, j->pieces[0], es), *kbuf = arena_take(&a, j->pieces[1], es),
+         *vbuf = arena_take(&a, j->pieces[2], es), *obuf = arena_take(&a, j->pieces[3], es),
+         *tile = arena_take(&a, j->pieces[4], es);
     for (npy_intp i = begin; i < end; i++) {
-        char **args = j->args;
-        const block2d ins[] = {
-            block(args[0] + i * j->q_outer, S, D, j->q_s, j->q_d),
-            block(args[1] + i * j->k_outer, T, D, j->k_t, j->k_d),
-            block(args[2] + i * j->v_outer, T, E, j->v_t, j->v_e),
-        };
-        const block2d ob = block(args[4] + i * j->out_outer, S, E, j->out_s, j->out_e);
-        const double scale = read_scalar(args[3] + i * j->scale_outer, es);
+        block2d ins[3], ob;
+        attention_item(j->args, j->dimensions, j->steps, i, ins, &ob);
+        const double scale = read_scalar(j->args[3] + i * j->scale_outer, es);
         // A broadcast input (outer stride 0) is copied once per thread, at its first item.
         npy_intp ld_q, ld_k, ld_v, ld_out;
         const void *q = cached_input(ins[0], j->q_outer, i - begin, es, qbuf, &ld_q);
         const void *k = cached_input(ins[1], j->k_outer, i - begin, es, kbuf, &ld_k);
         const void *v = cached_input(ins[2], j->v_outer, i - begin, es, vbuf, &ld_v);
-        const int direct = output_direct(ob, ins, (int)(sizeof(ins) / sizeof(ins[0])), es, &ld_out);
+        const int direct = output_direct(ob, ins, 3, es, &ld_out);
         void *out = direct ? (void *)ob.ptr : obuf;
         if (!direct) ld_out = E > 0 ? E : 1;
         if (es == 4)
@@ -369,63 +490,76 @@ static void attention_loop(char **args, npy_intp const *dimensions, npy_intp con
                            void *data) {
     const npy_intp n_outer = dimensions[0], S = dimensions[1], D = dimensions[2],
                    T = dimensions[3], E = dimensions[4];
-    const npy_intp es = ((const loop_spec *)data)->elsize;
-    const npy_intp work = attention_scratch_len(S, T, D, E);
-    const npy_intp pieces[] = {S * D, T * D, T * E, S * E, work};  // q, k, v, out copies, tile
+    const loop_spec *spec = data;
+    const npy_intp es = spec->elsize;
+    block2d ins[3], ob;
+    attention_item(args, dimensions, steps, 0, ins, &ob);
+    const int out_copy = any_output_copy(attention_item, 3, args, dimensions, steps, es);
+    const npy_intp pieces[] = {piece(needs_copy(ins[0], es), S * D),
+                               piece(needs_copy(ins[1], es), T * D),
+                               piece(needs_copy(ins[2], es), T * E), piece(out_copy, S * E),
+                               piece(1, attention_scratch_len(S, T, D, E))};  // q, k, v, out, tile
     const int n_pieces = (int)(sizeof(pieces) / sizeof(pieces[0]));
     int threads = vitc_get_num_threads();
     if (threads > n_outer) threads = n_outer > 0 ? (int)n_outer : 1;
     arena a;
-    if (arena_init_copies(&a, pieces, n_pieces, es, threads) < 0) return;
-    attention_ufunc_job job = {args, S, D, T, E, es, work,
-                               steps[0], steps[1], steps[2], steps[3], steps[4],
-                               steps[5], steps[6], steps[7], steps[8], steps[9], steps[10],
-                               steps[11], steps[12], a.base, arena_size(pieces, n_pieces, es)};
+    if (arena_init_copies(&a, spec->name, pieces, n_pieces, es, threads) < 0) return;
+    attention_ufunc_job job = {args, dimensions, steps, S, E, es,
+                               steps[0], steps[1], steps[2], steps[3],
+                               pieces, a.base, arena_size(pieces, n_pieces, es)};
     vitc_parallel_for(n_outer, threads, attention_items, &job);
     free(a.base);
 }
 
-static void mlp_loop(char **args, npy_intp const *dimensions, npy_intp const *steps, void *data) {
-    const npy_intp n_outer = dimensions[0], M = dimensions[1], C = dimensions[2], F = dimensions[3];
+static void mlp_item(char **args, npy_intp const *dimensions, npy_intp const *steps, npy_intp i,
+                     block2d *ins, block2d *ob) {
+    const npy_intp M = dimensions[1], C = dimensions[2], F = dimensions[3];
     const npy_intp x_outer = steps[0], w1_outer = steps[1], b1_outer = steps[2],
                    w2_outer = steps[3], b2_outer = steps[4], out_outer = steps[5];
     const npy_intp x_m = steps[6], x_c = steps[7], w1_f = steps[8], w1_c = steps[9],
                    b1_f = steps[10], w2_c = steps[11], w2_f = steps[12], b2_c = steps[13],
                    out_m = steps[14], out_c = steps[15];
-    const npy_intp es = ((const loop_spec *)data)->elsize;
-    const npy_intp work = mlp_scratch_len(M, F);
-    const npy_intp pieces[] = {M * C, F * C, F, C * F, C, M * C, work};
+    ins[0] = block(args[0] + i * x_outer, M, C, x_m, x_c);
+    ins[1] = block(args[1] + i * w1_outer, F, C, w1_f, w1_c);
+    ins[2] = block(args[2] + i * b1_outer, 1, F, 0, b1_f);
+    ins[3] = block(args[3] + i * w2_outer, C, F, w2_c, w2_f);
+    ins[4] = block(args[4] + i * b2_outer, 1, C, 0, b2_c);
+    *ob = block(args[5] + i * out_outer, M, C, out_m, out_c);
+}
+
+static void mlp_loop(char **args, npy_intp const *dimensions, npy_intp const *steps, void *data) {
+    const npy_intp n_outer = dimensions[0], M = dimensions[1], C = dimensions[2], F = dimensions[3];
+    const npy_intp x_outer = steps[0], w1_outer = steps[1], b1_outer = steps[2],
+                   w2_outer = steps[3], b2_outer = steps[4];
+    const loop_spec *spec = data;
+    const npy_intp es = spec->elsize;
+    block2d ins[5], ob;
+    mlp_item(args, dimensions, steps, 0, ins, &ob);
+    const int copy_w1 = needs_packed_copy(ins[1], es), copy_w2 = needs_packed_copy(ins[3], es);
+    const int out_copy = any_output_copy(mlp_item, 5, args, dimensions, steps, es);
+    const npy_intp pieces[] = {piece(needs_copy(ins[0], es), M * C), piece(copy_w1, F * C),
+                               piece(needs_copy(ins[2], es), F), piece(copy_w2, C * F),
+                               piece(needs_copy(ins[4], es), C),
+                               piece(out_copy, M * C),
+                               piece(1, mlp_scratch_len(M, F))};  // x, w1, b1, w2, b2, out, hidden
     arena a;
-    if (arena_init(&a, pieces, (int)(sizeof(pieces) / sizeof(pieces[0])), es) < 0) return;
-    void *xbuf = arena_take(&a, M * C, es), *w1buf = arena_take(&a, F * C, es),
-         *b1buf = arena_take(&a, F, es), *w2buf = arena_take(&a, C * F, es),
-         *b2buf = arena_take(&a, C, es), *obuf = arena_take(&a, M * C, es),
-         *hidden = arena_take(&a, work, es);
+    const int n_pieces = (int)(sizeof(pieces) / sizeof(pieces[0]));
+    if (arena_init(&a, spec->name, pieces, n_pieces, es) < 0) return;
+    void *xbuf = arena_take(&a, pieces[0], es), *w1buf = arena_take(&a, pieces[1], es),
+         *b1buf = arena_take(&a, pieces[2], es), *w2buf = arena_take(&a, pieces[3], es),
+         *b2buf = arena_take(&a, pieces[4], es), *obuf = arena_take(&a, pieces[5], es),
+         *hidden = arena_take(&a, pieces[6], es);
     for (npy_intp i = 0; i < n_outer; i++) {
-        const block2d ins[] = {
-            block(args[0] + i * x_outer, M, C, x_m, x_c),
-            block(args[1] + i * w1_outer, F, C, w1_f, w1_c),
-            block(args[2] + i * b1_outer, 1, F, 0, b1_f),
-            block(args[3] + i * w2_outer, C, F, w2_c, w2_f),
-            block(args[4] + i * b2_outer, 1, C, 0, b2_c),
-        };
-        const block2d ob = block(args[5] + i * out_outer, M, C, out_m, out_c);
-        npy_intp ld_x, ld_w1, ld_b1, ld_w2, ld_b2, ld_out;
+        mlp_item(args, dimensions, steps, i, ins, &ob);
+        npy_intp ld_x, ld_b1, ld_b2, ld_out;
         const void *x = cached_input(ins[0], x_outer, i, es, xbuf, &ld_x);
-        const void *w1 = cached_input(ins[1], w1_outer, i, es, w1buf, &ld_w1);
         const void *b1 = cached_input(ins[2], b1_outer, i, es, b1buf, &ld_b1);
-        const void *w2 = cached_input(ins[3], w2_outer, i, es, w2buf, &ld_w2);
         const void *b2 = cached_input(ins[4], b2_outer, i, es, b2buf, &ld_b2);
-        // The mlp kernel takes packed weights (ld = row length): copy strided ones.
-        if (w1 == ins[1].ptr && F > 1 && ld_w1 != C) {
-            copy_in(w1buf, ins[1], es);
-            w1 = w1buf;
-        }
-        if (w2 == ins[3].ptr && C > 1 && ld_w2 != F) {
-            copy_in(w2buf, ins[3], es);
-            w2 = w2buf;
-        }
-        const int direct = output_direct(ob, ins, (int)(sizeof(ins) / sizeof(ins[0])), es, &ld_out);
+        // Packed weights are read in place, others from a copy (made once if broadcast).
+        const void *w1 = copy_w1 ? w1buf : ins[1].ptr, *w2 = copy_w2 ? w2buf : ins[3].ptr;
+        if (copy_w1 && (i == 0 || w1_outer != 0)) copy_in(w1buf, ins[1], es);
+        if (copy_w2 && (i == 0 || w2_outer != 0)) copy_in(w2buf, ins[3], es);
+        const int direct = output_direct(ob, ins, 5, es, &ld_out);
         void *out = direct ? (void *)ob.ptr : obuf;
         if (!direct) ld_out = C > 0 ? C : 1;
         if (es == 4)
@@ -544,11 +678,13 @@ static const char types_5_1[] = {NPY_FLOAT,  NPY_FLOAT,  NPY_FLOAT,  NPY_FLOAT,
 static const char DOC_GELU[] =
     "gelu(x, /, out=None, **kwargs)\n\n"
     "Exact GELU, 0.5 * x * (1 + erf(x / sqrt(2))), element-wise (HF \"gelu\").\n"
-    "float32 and float64; gelu(inf) = inf, gelu(-inf) = -0, NaN propagates.";
+    "float32 and float64; as torch.nn.functional.gelu: gelu(inf) = inf, gelu(-inf) = NaN,\n"
+    "NaN propagates.";
 static const char DOC_GELU_TANH[] =
     "gelu_tanh(x, /, out=None, **kwargs)\n\n"
     "tanh-approximated GELU, 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x**3))),\n"
-    "element-wise (HF \"gelu_new\", \"gelu_pytorch_tanh\"). float32 and float64.";
+    "element-wise (HF \"gelu_new\", \"gelu_pytorch_tanh\"). float32 and float64; as torch:\n"
+    "gelu_tanh(inf) = inf, gelu_tanh(-inf) = NaN, NaN propagates.";
 static const char DOC_LAYER_NORM[] =
     "layer_norm(x, weight, bias, eps, /, out=None, **kwargs)\n\n"
     "LayerNorm over the last axis: (x - mean) / sqrt(var + eps) * weight + bias, with the\n"
@@ -618,6 +754,24 @@ static PyMethodDef ufunc_module_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+// NumPy builds a ufunc's __doc__ as its generic signature line ("layer_norm(x1, x2, x3, x4, /,
+// ...") followed by the doc given at creation; vitc's docs start with the real call signature.
+// NumPy >= 2.2 gives ufuncs a __dict__ whose "__doc__" entry replaces that text; older NumPy keeps
+// its own.
+static int set_ufunc_doc(PyObject *uf, const char *doc) {
+    PyObject *dict = PyObject_GetAttrString(uf, "__dict__");
+    if (dict == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+        PyErr_Clear();  // NumPy < 2.2: no __dict__, the generated __doc__ stays
+        return 0;
+    }
+    PyObject *text = PyUnicode_FromString(doc);
+    const int rc = text == NULL ? -1 : PyDict_SetItemString(dict, "__doc__", text);
+    Py_XDECREF(text);
+    Py_DECREF(dict);
+    return rc;
+}
+
 int vitc_register_ufuncs(PyObject *module) {
     PyObject *uf = NULL;
     if (PyModule_AddFunctions(module, ufunc_module_methods) < 0) goto fail;
@@ -630,6 +784,7 @@ int vitc_register_ufuncs(PyObject *module) {
         PyUFuncObject *u = (PyUFuncObject *)uf;
         u->type_resolver = vitc_type_resolver;
         if (d->check_dims) u->process_core_dims_func = d->check_dims;
+        if (set_ufunc_doc(uf, d->doc) < 0) goto fail;
         if (PyModule_AddObjectRef(module, d->name, uf) < 0) goto fail;
         Py_CLEAR(uf);
     }

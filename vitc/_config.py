@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import operator
 import sys
 
 from vitc import _core
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads in vitc's kernels and in its BLAS (default: all cores)."""
-    if not isinstance(n, int) or isinstance(n, bool):
-        raise TypeError(f"set_num_threads: expected an int, got {type(n).__name__}")
+    """Use ``n`` threads in vitc's kernels and in its BLAS (default: all cores).
+
+    ``n`` is any integer (Python or NumPy), 1 <= n <= 4096; a bool is rejected as a likely mistake.
+    """
+    if isinstance(n, bool):
+        raise TypeError("set_num_threads: expected an int, got bool")
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"set_num_threads: expected an int, got {type(n).__name__}") from None
     _core.set_num_threads(n)
 
 

@@ -21,18 +21,21 @@ def _result_dtype(*arrays: np.ndarray) -> np.dtype:
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
-    """Exact GELU 0.5 x (1 + erf(x / sqrt 2)), as 0.5 x erfc(-x / sqrt 2); limits at +-inf."""
+    """Exact GELU 0.5 x (1 + erf(x / sqrt 2)), as 0.5 x erfc(-x / sqrt 2); inf at +inf, NaN at -inf.
+
+    -inf gives NaN (-inf * 0), as torch.nn.functional.gelu gives it, not the -0 limit.
+    """
     x = np.asarray(x)
     xd = x.astype(np.float64)
     with np.errstate(invalid="ignore"):
         y = 0.5 * xd * _erfc(-xd / math.sqrt(2.0))
     y = np.where(np.isposinf(xd), np.inf, y)
-    y = np.where(np.isneginf(xd), -0.0, y)
+    y = np.where(np.isneginf(xd), np.nan, y)  # as torch: -inf * 0
     return y.astype(x.dtype)
 
 
 def gelu_tanh(x: np.ndarray) -> np.ndarray:
-    """tanh GELU 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3); limits at +-inf.
+    """tanh GELU 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3); inf at +inf, NaN at -inf.
 
     Evaluated as the identical x sigmoid(2u) = x / (1 + exp(-2u)), which keeps full relative
     accuracy for x < 0 where 1 + tanh(u) cancels.
@@ -44,7 +47,7 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
         e = np.exp(-np.abs(a))
         y = np.where(a >= 0, xd / (1.0 + e), xd * e / (1.0 + e))
     y = np.where(np.isposinf(xd), np.inf, y)
-    y = np.where(np.isneginf(xd), -0.0, y)
+    y = np.where(np.isneginf(xd), np.nan, y)  # as torch: -inf * 0
     return y.astype(x.dtype)
 
 
