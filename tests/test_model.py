@@ -108,6 +108,7 @@ def test_zero_labels_identity_classifier(tmp_path):
     dst = vitc.convert(tmp_path / "cls", tmp_path / "m.vitc", progress=False)
     for model in (vitc.ViT.from_pretrained(tmp_path / "cls"), vitc.ViT.from_pretrained(dst)):
         assert model.num_labels == 0 and model.id2label == {} and model.config.num_labels == 0
+        assert model.has_classifier
         out = model(x)
         assert out.logits.shape == ref.shape == (2, 32)
         np.testing.assert_array_equal(out.logits, out.last_hidden_state[:, 0])
@@ -115,7 +116,9 @@ def test_zero_labels_identity_classifier(tmp_path):
         assert model(x[:0]).logits.shape == (0, 32)
     make_checkpoint(tmp_path / "bare", bare=True, num_labels=0)
     bare = vitc.ViT.from_pretrained(tmp_path / "bare")
-    assert bare.id2label == {} and bare(x).logits is None
+    assert bare.id2label == {} and bare(x).logits is None and not bare.has_classifier
+    with pytest.raises(ValueError, match="no classes"):
+        model.predict(np.zeros((30, 30, 3), np.uint8))
 
 
 def test_converted_file_matches(tmp_path):

@@ -123,7 +123,7 @@ def test_bare_vit_model_cannot_predict(tmp_path) -> None:
     make_checkpoint(tmp_path, bare=True)
     bare = vitc.ViT.from_pretrained(tmp_path)
     image = np.zeros((HF_TEST_CONFIG["image_size"],) * 2 + (3,), dtype=np.uint8)
-    with pytest.raises(ValueError, match="no classifier head"):
+    with pytest.raises(ValueError, match="no classes"):
         bare.predict(image)
 
 

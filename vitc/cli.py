@@ -193,7 +193,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     labels = model.id2label
     info = {
         "path": str(path),
-        "architecture": "ViTForImageClassification" if model.num_labels else "ViTModel",
+        "architecture": "ViTForImageClassification" if model.has_classifier else "ViTModel",
         "image_size": list(c.image_hw),
         "patch_size": model.patch_size,
         "hidden_size": c.hidden_size,

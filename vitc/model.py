@@ -348,6 +348,11 @@ class ViT:
         return self._dims[4]
 
     @property
+    def has_classifier(self) -> bool:
+        """True for a ViTForImageClassification checkpoint (its head may have 0 classes: identity)."""
+        return "head.weight" in self._tensors
+
+    @property
     def patch_size(self) -> int:
         return self._patch
 

@@ -121,7 +121,9 @@ def predict(
 ) -> Prediction | Predictions:
     """Classify images; see :meth:`vitc.ViT.predict`."""
     if model.num_labels == 0:
-        raise ValueError("predict: this checkpoint has no classifier head (a bare ViTModel); use model(...) instead")
+        raise ValueError(
+            "predict: this checkpoint has no classes (a bare ViTModel, or num_labels=0); use model(...) instead"
+        )
     top_k = _positive_int("top_k", top_k)
     batch_size = _positive_int("batch_size", batch_size)
     single = is_single_image(images)
