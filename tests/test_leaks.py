@@ -135,20 +135,31 @@ def test_ufunc_refcounts_flat():
     assert [sys.getrefcount(a) for a in (x, w, b, out)] == before
 
 
+MODEL_DTYPES = ("float32", "bfloat16", "int8")  # weight modes: each has its own packed kernels
+
+
 @pytest.fixture(scope="module")
-def small_model(tmp_path_factory):
+def checkpoint_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("leak")
     make_checkpoint(folder)
-    return vitc.ViT.from_pretrained(folder)
+    return folder
 
 
-def test_forward_does_not_leak(small_model):
+@pytest.fixture(scope="module")
+def small_model(checkpoint_folder):
+    return vitc.ViT.from_pretrained(checkpoint_folder)
+
+
+@pytest.mark.parametrize("dtype", MODEL_DTYPES)
+def test_forward_does_not_leak(checkpoint_folder, dtype):
+    model = vitc.ViT.from_pretrained(checkpoint_folder, dtype=dtype)
+    assert model.dtype == dtype
     x = rng().standard_normal((2, 3, 30, 30)).astype(np.float32)
-    assert_flat(lambda: small_model(x), FORWARD_CALLS, "forward")
+    assert_flat(lambda: model(x), FORWARD_CALLS, f"{dtype} forward")
     assert_flat(
-        lambda: small_model(x, output_hidden_states=True, output_attentions=True),
+        lambda: model(x, output_hidden_states=True, output_attentions=True),
         FORWARD_CALLS,
-        "forward with hidden states and attentions",
+        f"{dtype} forward with hidden states and attentions",
     )
 
 

@@ -22,10 +22,15 @@ MIN_COUNTER_STEPS = 10_000  # a pure-Python counter thread does millions per sec
 
 
 @pytest.fixture(scope="module")
-def small_model(tmp_path_factory):
+def small_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("small")
     make_checkpoint(folder)
-    return vitc.ViT.from_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def small_model(small_folder):
+    return vitc.ViT.from_pretrained(small_folder)
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +44,14 @@ def pixels(b: int, size: int = 30, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((b, 3, size, size)).astype(np.float32)
 
 
-def test_threads_share_one_model(small_model):
+@pytest.mark.parametrize("dtype", ("float32", "bfloat16", "int8"))
+def test_threads_share_one_model(small_folder, dtype):
+    """4 threads on one model (shared packed weights, per-thread workspaces) give the serial results
+    bit for bit, in every weight mode."""
+    model = vitc.ViT.from_pretrained(small_folder, dtype=dtype)
+    assert model.dtype == dtype
     inputs = [pixels(1 + i % 3, seed=i) for i in range(THREADS)]
-    serial = [small_model(x, output_hidden_states=True) for x in inputs]
+    serial = [model(x, output_hidden_states=True, output_attentions=True) for x in inputs]
     results: list = [None] * THREADS
     errors: list = []
     start = threading.Barrier(THREADS)
@@ -50,7 +60,7 @@ def test_threads_share_one_model(small_model):
         try:
             start.wait()
             for _ in range(CALLS_PER_THREAD):
-                results[i] = small_model(inputs[i], output_hidden_states=True)
+                results[i] = model(inputs[i], output_hidden_states=True, output_attentions=True)
                 np.testing.assert_array_equal(results[i].logits, serial[i].logits)
         except BaseException as exc:  # reported in the main thread
             errors.append(exc)
@@ -65,6 +75,8 @@ def test_threads_share_one_model(small_model):
         np.testing.assert_array_equal(got.logits, ref.logits)
         np.testing.assert_array_equal(got.last_hidden_state, ref.last_hidden_state)
         for a, b in zip(got.hidden_states, ref.hidden_states, strict=True):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(got.attentions, ref.attentions, strict=True):
             np.testing.assert_array_equal(a, b)
 
 

@@ -2,10 +2,13 @@
 # Build vitc with AddressSanitizer + UndefinedBehaviorSanitizer in a copy of the repo and run the kernel
 # and model tests against it. The main (editable) install is not touched.
 #
-#   tools/sanitize.sh [pytest args]      (default: tests/test_kernels.py tests/test_model.py, no kakaobrain)
+#   tools/sanitize.sh [pytest args]      (default: the kernel, model, reduced-precision, thread/extreme-input
+#                                         and hostile-file tests; no kakaobrain download)
 #
 # ASan must be the first DSO loaded, hence LD_PRELOAD; CPython's own allocations are reported as leaks
 # at exit, so leak detection is off (tools/valgrind.sh and tests/test_leaks.py cover leaks).
+# Output ends with one verdict line: "sanitize: pytest exit N, M sanitizer reports". Exit status is 1 if
+# any report was found, else pytest's (a failing test is not hidden; the summary still prints).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="${SANITIZE_DIR:-/tmp/vitc-sanitize}"
@@ -28,14 +31,23 @@ export PYTHONPATH="$work"
 # The sanitized extension must be the one imported, not the editable install's.
 python -c "import vitc._core as c, sys; assert c.__file__.startswith('$work'), c.__file__; print('using', c.__file__)"
 if [ $# -eq 0 ]; then
-  set -- tests/test_kernels.py tests/test_model.py -k "not kakaobrain"
+  set -- tests/test_kernels.py tests/test_model.py tests/test_lowp_kernels.py tests/test_lowp_attention.py \
+    tests/test_lowp_model.py tests/test_convert_lowp.py tests/test_threads_and_extremes.py \
+    tests/test_hostile_files.py -k "not kakaobrain"
 fi
 echo "== pytest $*"
-python -m pytest -q -p no:cacheprovider "$@" 2>&1 | tee pytest.log | tail -20
-status=${PIPESTATUS[0]}
-if grep -qE "ERROR: AddressSanitizer|runtime error:" pytest.log; then
+# pytest failing must not end the script (set -e) before the sanitizer summary below.
+set +e
+python -m pytest -q -p no:cacheprovider "$@" >pytest.log 2>&1
+status=$?
+set -e
+tail -20 pytest.log
+reports=$(grep -cE "ERROR: AddressSanitizer|runtime error:" pytest.log || true)
+if [ "$reports" -ne 0 ]; then
   echo "== sanitizer reports:"; grep -E -A15 "ERROR: AddressSanitizer|runtime error:" pytest.log | head -80
+fi
+echo "sanitize: pytest exit $status, $reports sanitizer reports (log: $work/pytest.log)"
+if [ "$reports" -ne 0 ]; then
   exit 1
 fi
-echo "== no ASan/UBSan reports (pytest exit status $status)"
 exit "$status"

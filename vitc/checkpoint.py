@@ -50,17 +50,35 @@ SAFETENSORS_DTYPES: dict[str, np.dtype] = {
 }
 
 # A JSON header this large is not a tensor table; refusing it bounds the memory a hostile file can
-# make us allocate before any validation has happened.
-MAX_HEADER_BYTES = 100 * 1024 * 1024
-# data.pkl of a 1000-class ViT-L state dict is ~50 kB; the cap only stops pathological archives.
-MAX_PICKLE_BYTES = 256 * 1024 * 1024
+# make us allocate before any validation has happened. A safetensors header is ~100 bytes per tensor.
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+# Tensors in one file or shard index. A ViT-L file has ~400; DeepSeek-V3's index, one of the largest
+# on the Hub, lists ~92k. Bounds the time spent validating a hostile table of empty tensors.
+MAX_TENSORS = 1 << 17
+# JSON arrays + objects in one document. Each costs ~64 bytes of Python for 3 bytes of text
+# ("[],"), so a 16 MB header of them would take ~400 MB; a tensor table needs 3 per tensor.
+MAX_JSON_CONTAINERS = 4 * MAX_TENSORS
+# data.pkl is ~150 bytes per tensor (ViT-L: 60 kB, 392 tensors), so 16 MB is ~100k tensors.
+MAX_PICKLE_BYTES = 16 * 1024 * 1024
+# Pickle opcodes the unpickler may run. Real pickles average ~4 bytes per opcode (~37 opcodes per
+# tensor; ViT-L: 14k) while one byte (']') can allocate ~80 bytes of Python objects, so the count is
+# tied to the file's size (data.pkl is stored uncompressed inside it) plus a constant for tiny files.
+PICKLE_BYTES_PER_OP = 4
+MAX_PICKLE_OPS_SLACK = 100_000
+# Unpickler state: torch's pickles keep at most ~2000 objects on the stack (SETITEMS batches of 1000
+# pairs), nest MARKs < 10 deep and memoise ~10 objects per tensor.
+MAX_PICKLE_STACK = 50_000
+MAX_PICKLE_MARKS = 1_000
+MAX_PICKLE_MEMO = 1 << 20
 # Deflate cannot compress better than ~1032:1, so a member declaring more is lying (zip bomb).
 MAX_DEFLATE_RATIO = 1100
 # NumPy's own limit on array rank; also bounds the work of checking a hostile shape list.
 MAX_NDIM = 64
-# Bytes a .bin may make us copy (non-contiguous tensors, F16/BF16 widening), as a multiple of its size
-# plus a constant: legitimate files need at most 2x (F16 -> F32); memo references to one storage under
-# many keys would otherwise turn a small file into terabytes of copies.
+# Bytes a .bin may make us allocate besides its memory map, as a multiple of its size plus a constant:
+# inflated deflate members (torch.save stores every member uncompressed, so real files need none),
+# non-contiguous tensor copies and F16/BF16 widening (at most 2x). Without it a deflated storage of
+# zeros turns a 200 kB file into 200 MB, and memo references to one storage under many keys turn a
+# small file into terabytes of copies.
 MAX_COPY_RATIO = 4
 MAX_COPY_SLACK = 1 << 20
 
@@ -138,23 +156,26 @@ def check_tensor_layout(
     ValueError
         Naming the file, the tensor, what was expected and what was found.
     """
-    where = f"{os.fspath(path)}: tensor {short_repr(name)}"
+
+    def where() -> str:  # only on failure: short_repr costs more than the checks
+        return f"{os.fspath(path)}: tensor {short_repr(name)}"
+
     if (
         not isinstance(shape, (list, tuple))
         or len(shape) > MAX_NDIM
         or not all(_is_int(d) and d >= 0 for d in shape)
     ):
         raise ValueError(
-            f"{where}: expected shape as a list of at most {MAX_NDIM} non-negative ints, "
+            f"{where()}: expected shape as a list of at most {MAX_NDIM} non-negative ints, "
             f"found {short_repr(shape)}"
         )
     if not (_is_int(begin) and _is_int(end)):
         raise ValueError(
-            f"{where}: expected integer byte offsets, found [{short_repr(begin)}, {short_repr(end)}]"
+            f"{where()}: expected integer byte offsets, found [{short_repr(begin)}, {short_repr(end)}]"
         )
     if not base <= begin <= end <= limit:
         raise ValueError(
-            f"{where}: expected offsets within the data region [{base}, {limit}] with begin <= end, "
+            f"{where()}: expected offsets within the data region [{base}, {limit}] with begin <= end, "
             f"found [{begin}, {end}]"
         )
     # Python ints: no overflow however large the claimed shape.
@@ -163,11 +184,11 @@ def check_tensor_layout(
         # Huge products are shown in scientific notation (int -> str of >4300 digits raises).
         need = nbytes if nbytes < 10**40 else f"{float(min(nbytes, 10**300)):.3g}"
         raise ValueError(
-            f"{where}: shape {short_repr(list(shape))} x {dtype.itemsize}-byte items needs {need} bytes, "
+            f"{where()}: shape {short_repr(list(shape))} x {dtype.itemsize}-byte items needs {need} bytes, "
             f"found {end - begin} bytes between its offsets"
         )
     if begin % alignment:
-        raise ValueError(f"{where}: expected offset aligned to {alignment} bytes, found {begin}")
+        raise ValueError(f"{where()}: expected offset aligned to {alignment} bytes, found {begin}")
     return TensorEntry(name, dtype, tuple(shape), begin, end)
 
 
@@ -211,11 +232,13 @@ def _to_float32(arr: np.ndarray, code: str) -> np.ndarray:
 
 
 def _json_object_no_dups(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate JSON key {short_repr(k)}")
-        out[k] = v
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise ValueError(f"duplicate JSON key {short_repr(k)}")
+            seen.add(k)
     return out
 
 
@@ -223,8 +246,18 @@ def load_json(path: str | os.PathLike[str], text: bytes | str, what: str = "head
     """``json.loads`` for untrusted text: every failure is a ValueError naming the file.
 
     Duplicate keys are refused (they would hide a tensor); nesting deeper than the interpreter's
-    recursion limit (``[[[[...`` a few kB long) is a ValueError, not a RecursionError.
+    recursion limit (``[[[[...`` a few kB long) is a ValueError, not a RecursionError; more than
+    :data:`MAX_JSON_CONTAINERS` brackets (``[[],[],...``, ~20x its size in Python objects) are refused
+    before parsing. The count includes brackets inside strings, an upper bound.
     """
+    containers = text.count(b"[" if isinstance(text, bytes) else "[") + text.count(
+        b"{" if isinstance(text, bytes) else "{"
+    )
+    if containers > MAX_JSON_CONTAINERS:
+        raise ValueError(
+            f"{os.fspath(path)}: {what} JSON has {containers} '[' and '{{': expected at most "
+            f"{MAX_JSON_CONTAINERS} (a few per tensor)"
+        )
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
@@ -281,6 +314,8 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         )
     header = parse_json_header(path, buf[8 : 8 + n])
     header.pop("__metadata__", None)
+    if len(header) > MAX_TENSORS:
+        raise ValueError(f"{path}: header lists {len(header)} tensors: expected at most {MAX_TENSORS}")
     base = 8 + n
     entries: list[tuple[TensorEntry, str]] = []
     for name, info in header.items():
@@ -475,20 +510,51 @@ _MALFORMED_PICKLE_ERRORS = (
 )
 
 
+def _guarded(op: Any) -> Any:
+    """Wrap one opcode handler of the pure-Python unpickler with the op budget and state caps."""
+
+    def run(self: _StateDictUnpickler) -> None:
+        self._ops_left -= 1
+        if self._ops_left < 0:
+            raise pickle.UnpicklingError(
+                f"{self._path}: data.pkl runs more than {self._max_ops} opcodes: expected at most one per "
+                f"{PICKLE_BYTES_PER_OP} bytes of the file plus {MAX_PICKLE_OPS_SLACK} (a pickle bomb?)"
+            )
+        op(self)
+        # Each opcode adds at most one entry to the stack, the MARK stack or the memo.
+        if (
+            len(self.stack) > MAX_PICKLE_STACK
+            or len(self.metastack) > MAX_PICKLE_MARKS
+            or len(self.memo) > MAX_PICKLE_MEMO
+        ):
+            raise pickle.UnpicklingError(
+                f"{self._path}: data.pkl holds {len(self.stack)} objects on its stack, {len(self.metastack)} "
+                f"nested MARKs and {len(self.memo)} memo entries: expected at most {MAX_PICKLE_STACK}, "
+                f"{MAX_PICKLE_MARKS} and {MAX_PICKLE_MEMO} (a pickle bomb?)"
+            )
+
+    return run
+
+
 class _StateDictUnpickler(pickle._Unpickler):  # noqa: SLF001 - see below
     """Unpickler that resolves only :data:`_ALLOWED_GLOBALS` and reads storages from the archive.
 
     It derives from the pure-Python unpickler on purpose: the C one keeps its memo in an array sized by
     the largest index a PUT names, so ``LONG_BINPUT 778593140`` in a 2.6 kB file (found by
-    tools/fuzz/) allocated 12 GB. The Python one keeps the memo in a dict. data.pkl of a ViT-L state
-    dict is ~50 kB, so the speed difference is negligible.
+    tools/fuzz/) allocated 12 GB. The Python one keeps the memo in a dict, and its ``load`` loop looks
+    every opcode up in ``self.dispatch``, so replacing that table with guarded handlers counts opcodes
+    and caps the stack, MARK stack and memo (a 4 kB file of ``]`` opcodes otherwise builds millions of
+    lists). data.pkl of a ViT-L state dict is ~60 kB, so the speed difference is negligible.
     """
 
-    def __init__(self, file: Any, *, path: str, storage_reader: Any) -> None:
+    dispatch = {code: _guarded(op) for code, op in pickle._Unpickler.dispatch.items()}  # noqa: SLF001
+
+    def __init__(self, file: Any, *, path: str, storage_reader: Any, max_ops: int) -> None:
         super().__init__(file)
         self._path = path
         self._read_storage = storage_reader
         self._storages: dict[str, _Storage] = {}
+        self._max_ops = self._ops_left = max_ops
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -546,10 +612,35 @@ def _check_member_names(path: str, names: list[str]) -> str:
     return prefixes.pop()
 
 
+class _ByteBudget:
+    """What a .bin may make us allocate besides its memory map (see :data:`MAX_COPY_RATIO`)."""
+
+    def __init__(self, path: str, file_size: int) -> None:
+        self.path, self.file_size = path, file_size
+        self.total = self.left = MAX_COPY_RATIO * file_size + MAX_COPY_SLACK
+
+    def spend(self, nbytes: int, what: str) -> None:
+        if nbytes > self.left:
+            raise ValueError(
+                f"{self.path}: {what} would need {nbytes} bytes: expected at most {self.left} more "
+                f"(in all {self.total} for a {self.file_size}-byte file)"
+            )
+        self.left -= nbytes
+
+
 def _member_bytes(
-    path: str, zf: zipfile.ZipFile, buf: mmap.mmap, info: zipfile.ZipInfo, cap: int | None = None
+    path: str,
+    zf: zipfile.ZipFile,
+    buf: mmap.mmap,
+    info: zipfile.ZipInfo,
+    budget: _ByteBudget,
+    cap: int | None = None,
 ) -> np.ndarray:
-    """The bytes of one member: a zero-copy view for stored members, a bounded read if deflated."""
+    """The bytes of one member: a zero-copy view for stored members, a bounded read if deflated.
+
+    Inflated bytes are spent from ``budget`` before anything is decompressed (zipfile stops at the
+    declared size and checks the CRC, so the declaration bounds the allocation).
+    """
     if info.flag_bits & 0x1:
         raise ValueError(f"{path}: member {info.filename} is encrypted")
     if cap is not None and info.file_size > cap:
@@ -577,9 +668,19 @@ def _member_bytes(
                 f"{path}: member {info.filename} claims {info.file_size} bytes from {info.compress_size} "
                 f"compressed bytes: expected a ratio below {MAX_DEFLATE_RATIO} (zip bomb?)"
             )
+        budget.spend(info.file_size, f"inflating deflated member {info.filename}")
         try:  # zipfile stops at file_size and checks the CRC
             return np.frombuffer(zf.read(info), dtype=np.uint8)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, OverflowError) as exc:
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            EOFError,
+            OSError,
+            ValueError,
+            OverflowError,
+            NotImplementedError,  # flag bits zipfile refuses (5: patched data, 6: strong encryption)
+            RuntimeError,  # zipfile's own "encrypted" check
+        ) as exc:
             raise ValueError(
                 f"{path}: member {info.filename}: corrupt compressed data ({type(exc).__name__}: {exc})"
             ) from None
@@ -632,6 +733,7 @@ def read_torch_bin(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         OSError,  # seeks to offsets a corrupt directory claims
     ) as exc:
         raise ValueError(f"{path}: corrupt zip archive ({type(exc).__name__}: {exc})") from None
+    budget = _ByteBudget(path, len(buf))
     with zf:
         infos = {i.filename: i for i in zf.infolist()}
         prefix = _check_member_names(path, list(infos))
@@ -640,7 +742,7 @@ def read_torch_bin(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             raise ValueError(f"{path}: expected {prefix}/data.pkl in the archive, found {sorted(infos)[:10]}")
         order = infos.get(f"{prefix}/byteorder")
         if order is not None:
-            found = bytes(_member_bytes(path, zf, buf, order, cap=16))
+            found = bytes(_member_bytes(path, zf, buf, order, budget, cap=16))
             if found != b"little":
                 raise ValueError(f"{path}: expected byteorder 'little', found {found!r}")
 
@@ -654,14 +756,17 @@ def read_torch_bin(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
                     f"{path}: storage {key}: {numel} x {dtype.itemsize}-byte items need "
                     f"{numel * dtype.itemsize} bytes, found a {info.file_size}-byte member"
                 )
-            raw = _member_bytes(path, zf, buf, info)
+            raw = _member_bytes(path, zf, buf, info, budget)
             raw = raw[: numel * dtype.itemsize]
             if raw.ctypes.data % dtype.alignment:
                 raw = raw.copy()
             return raw.view(dtype)
 
-        pickle_bytes = bytes(_member_bytes(path, zf, buf, pkl, cap=MAX_PICKLE_BYTES))
-        unpickler = _StateDictUnpickler(io.BytesIO(pickle_bytes), path=path, storage_reader=read_storage)
+        pickle_bytes = bytes(_member_bytes(path, zf, buf, pkl, budget, cap=MAX_PICKLE_BYTES))
+        max_ops = MAX_PICKLE_OPS_SLACK + len(buf) // PICKLE_BYTES_PER_OP
+        unpickler = _StateDictUnpickler(
+            io.BytesIO(pickle_bytes), path=path, storage_reader=read_storage, max_ops=max_ops
+        )
         try:
             obj = unpickler.load()
         except pickle.UnpicklingError as exc:
@@ -673,8 +778,9 @@ def read_torch_bin(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             raise ValueError(
                 f"{path}: malformed data.pkl (a length field claims more memory than exists)"
             ) from None
-        except ValueError as exc:  # e.g. unsupported protocol; already the contract's type
-            raise ValueError(f"{path}: malformed data.pkl ({exc})") from None
+        except ValueError as exc:  # e.g. unsupported protocol, a storage past the budget
+            msg = str(exc)
+            raise ValueError(msg if msg.startswith(path) else f"{path}: malformed data.pkl ({msg})") from None
         except _MALFORMED_PICKLE_ERRORS as exc:
             raise ValueError(f"{path}: malformed data.pkl ({type(exc).__name__}: {exc})") from None
 
@@ -697,12 +803,7 @@ def read_torch_bin(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             copies[id(v)] = a.size * 4
         elif not a.flags.c_contiguous:
             copies[id(v)] = a.nbytes
-    budget = MAX_COPY_RATIO * len(buf) + MAX_COPY_SLACK
-    if sum(copies.values()) > budget:
-        raise ValueError(
-            f"{path}: tensors would need {sum(copies.values())} bytes of copies: expected at most "
-            f"{budget} for a {len(buf)}-byte file (the same storage referenced many times?)"
-        )
+    budget.spend(sum(copies.values()), "tensors' copies (the same storage referenced many times?)")
     done: dict[int, np.ndarray] = {}
     out: dict[str, np.ndarray] = {}
     for k, v in items:
@@ -738,6 +839,8 @@ def _read_sharded(index_path: Path) -> dict[str, np.ndarray]:
         raise ValueError(
             f"{index_path}: expected a non-empty 'weight_map' object, found {short_repr(weight_map)}"
         )
+    if len(weight_map) > MAX_TENSORS:
+        raise ValueError(f"{index_path}: weight_map lists {len(weight_map)} tensors: expected at most {MAX_TENSORS}")
     by_shard: dict[str, list[str]] = {}
     for name, shard in weight_map.items():
         if not isinstance(shard, str) or not shard or "\x00" in shard or len(shard) > 255:

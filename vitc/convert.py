@@ -52,6 +52,7 @@ import numpy as np
 
 from vitc import _core
 from vitc.checkpoint import (
+    MAX_HEADER_BYTES,  # one cap for every JSON vitc reads: .vitc headers and config files too
     array_view,
     check_no_overlap,
     check_tensor_layout,
@@ -87,7 +88,6 @@ MAGIC = b"VITC\x00\x01"
 FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<6sHQ")  # magic, format version, header length
 ALIGNMENT = 64  # a cache line / AVX-512 vector: kernels may use aligned loads on every tensor
-MAX_HEADER_BYTES = 100 * 1024 * 1024  # a 1000-class config is ~70 kB; bounds hostile headers
 CONFIG_FILE = "config.json"
 VITC_SUFFIX = ".vitc"
 _TMP_SUFFIX = ".tmp"  # convert() writes ".NAME.<pid>.<random>.tmp" beside the destination, then renames it

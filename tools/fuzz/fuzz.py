@@ -3,8 +3,8 @@
     python tools/fuzz/fuzz.py TARGET CORPUS_DIR [libFuzzer flags]    (tools/fuzz/run.sh runs them all)
 
 TARGET is one of: safetensors (read_safetensors), torch_bin (read_torch_bin), sharded
-(load_state_dict of a shard index + one shard), vitc (load_converted, read_metadata and
-ViT.from_pretrained).
+(load_state_dict of a shard index + one shard), vitc (load_converted, read_metadata,
+ViT.from_pretrained, then a 1-image forward when the accepted model is small enough to run per input).
 
 The contract checked here (and by tests/test_hostile_files.py): for any bytes, a reader returns or
 raises ValueError; FileNotFoundError only for a path that names nothing (a shard missing from the
@@ -14,22 +14,54 @@ yet. Any other exception, a crash, a hang (-timeout) or a memory blow-up (-rss_l
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+
+def _supervise() -> int:
+    """Run this script again in a child with a fresh work folder and remove the folder afterwards.
+
+    libFuzzer leaves through C ``exit()`` (end of -max_total_time, a finding) or ``abort()``, which
+    skip Python's atexit handlers, so the process that made the folder cannot be the one to remove it.
+    """
+    work = tempfile.mkdtemp(prefix="vitc-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # `timeout` -> finally
+    try:
+        return subprocess.call([sys.executable, *sys.argv], env={**os.environ, "VITC_FUZZ_WORK": work})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__" and "VITC_FUZZ_WORK" not in os.environ:
+    sys.exit(_supervise())
+
+# ruff: noqa: E402 - the supervisor above runs before the fuzzer's (instrumented) imports
 import atheris
+import numpy as np
 
 with atheris.instrument_imports():
     from vitc.checkpoint import load_state_dict, read_safetensors, read_torch_bin
     from vitc.convert import load_converted, read_metadata
 
-import vitc  # noqa: E402  (the model; not instrumented, it only runs on inputs the readers accepted)
+import vitc  # the model; not instrumented, it only runs on inputs the readers accepted
 
 SHARD_SEPARATOR = b"\n--SHARD--\n"
-# tmpfs if present: every input is written to a file because the readers take paths.
-WORK = Path(tempfile.mkdtemp(prefix="vitc-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+# Multiply-adds of one forward above which an accepted .vitc model is not run (the seeds' tiny models
+# need ~1e4; a mutated config could ask for a ViT-H).
+MAX_FORWARD_MACS = 20_000_000
+# Every input is written to a file in it because the readers take paths (tmpfs, made by _supervise;
+# a folder of its own, removed at exit, when this module is imported instead of run).
+if "VITC_FUZZ_WORK" in os.environ:
+    WORK = Path(os.environ["VITC_FUZZ_WORK"])
+else:
+    WORK = Path(tempfile.mkdtemp(prefix="vitc-fuzz-"))
+    atexit.register(shutil.rmtree, WORK, ignore_errors=True)
 
 
 def _write(name: str, data: bytes) -> Path:
@@ -81,9 +113,20 @@ def target_vitc(data: bytes) -> None:
     except ValueError:
         return
     try:
-        vitc.ViT.from_pretrained(path)
+        model = vitc.ViT.from_pretrained(path)
     except (ValueError, NotImplementedError):
-        pass
+        return
+    cfg = model.config
+    tokens = cfg.num_patches + 1
+    per_token = 4 * cfg.hidden_size + 2 * cfg.intermediate_size + 2 * tokens  # qkv+proj, mlp, attention
+    macs = cfg.num_hidden_layers * tokens * cfg.hidden_size * per_token
+    if macs > MAX_FORWARD_MACS:
+        return
+    h, w = cfg.image_hw
+    x = np.linspace(-1, 1, cfg.num_channels * h * w, dtype=np.float32).reshape(1, cfg.num_channels, h, w)
+    out = model(x, output_hidden_states=True, output_attentions=True)  # any exception is a finding
+    assert out.last_hidden_state.shape == (1, tokens, cfg.hidden_size), out.last_hidden_state.shape
+    assert len(out.hidden_states) == cfg.num_hidden_layers + 1 and len(out.attentions) == cfg.num_hidden_layers
 
 
 TARGETS = {

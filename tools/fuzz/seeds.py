@@ -1,9 +1,11 @@
-"""Write the seed corpora for the fuzz targets: small valid files made by transformers, torch and vitc.
+"""Write the seed corpora for the fuzz targets: small valid files made by transformers, torch and vitc,
+and every hand-made hostile file of tests/test_hostile_files.py (the tables in tests/hostile_cases.py).
 
     python tools/fuzz/seeds.py OUT_DIR   # creates OUT_DIR/{safetensors,torch_bin,sharded,vitc}/
 
-Not a test: the files are valid inputs the fuzzer mutates. The model is tiny (hidden 8, 1 layer, 4x4
-image, patch 2) so every seed fits in the targets' -max_len.
+Not a test: the files are inputs the fuzzer mutates. The model is tiny (hidden 8, 1 layer, 4x4 image,
+patch 2) so every valid seed fits in the targets' -max_len; the few hostile files that are larger
+(nesting bombs) are truncated by libFuzzer when loaded.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from transformers import ViTConfig, ViTForImageClassification, ViTModel
 
 from vitc.convert import convert as convert_to_vitc
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from hostile_cases import SHARD_SEPARATOR, seed_files  # noqa: E402
+
 TINY = dict(
     image_size=4,
     patch_size=2,
@@ -29,7 +34,6 @@ TINY = dict(
     intermediate_size=8,
     num_labels=2,
 )
-SHARD_SEPARATOR = b"\n--SHARD--\n"  # fuzz_sharded.py: index JSON, separator, one shard's bytes
 
 
 def tiny_models() -> dict[str, torch.nn.Module]:
@@ -75,6 +79,11 @@ def main(out: Path) -> None:
             index = {"metadata": {}, "weight_map": {k: name for k in odd}}
             data = json.dumps(index).encode() + SHARD_SEPARATOR + shard.read_bytes()
             (dirs["sharded"] / f"{name}.seed").write_bytes(data)
+    # The hand-made hostile files, the .vitc ones as mutations of each valid .vitc seed.
+    good_vitc = {p.name: p.read_bytes() for p in sorted(dirs["vitc"].iterdir())}
+    for target, files in seed_files(good_vitc).items():
+        for name, data in files.items():
+            (dirs[target] / name).write_bytes(data)
     for k, d in dirs.items():
         print(f"{k}: {len(list(d.iterdir()))} seeds, largest {max(p.stat().st_size for p in d.iterdir())} bytes")
 

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Every hardening check of vitc in one run, with one summary at the end (issue 8):
+#
+#   tools/hardening.sh [SECONDS_PER_FUZZ_TARGET]      (default 60; ~15 min in all on 2 cores)
+#
+#   1. tools/fuzz/run.sh SECONDS        atheris/libFuzzer on the four checkpoint readers
+#   2. tools/sanitize.sh                ASan + UBSan build; kernel, model, low-precision, thread and
+#                                       hostile-file tests
+#   3. tools/valgrind.sh                memcheck of every ufunc and a small forward in each weight mode
+#   4. pytest tests/test_hostile_files.py tests/test_leaks.py tests/test_threads_and_extremes.py
+#
+# Logs go to ${HARDENING_DIR:-/tmp/vitc-hardening}/ (fuzz work files to its fuzz/ folder). Exit status
+# 0 only if there is no fuzz finding, no sanitizer or valgrind report and no failing test. Needs the
+# test and fuzz extras (pip install -e '.[test,fuzz]'), gcc's libasan/libubsan and valgrind.
+set -uo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+secs="${1:-60}"
+out="${HARDENING_DIR:-/tmp/vitc-hardening}"
+mkdir -p "$out"
+cd "$repo"
+step() { echo "== $(date +%H:%M:%S) $*"; }
+run() {  # run NAME CMD...: output to $out/NAME.log, exit status to $out/NAME.rc
+  local name="$1"
+  shift
+  "$@" >"$out/$name.log" 2>&1
+  echo $? >"$out/$name.rc"
+}
+
+# HARDENING_SUMMARY_ONLY=1 re-prints the summary of the last run from its logs.
+if [ -z "${HARDENING_SUMMARY_ONLY:-}" ]; then
+  rm -f "$out"/*.rc "$out/fuzz/summary.tsv"
+  step "fuzzing each reader for ${secs} s (log: $out/fuzz.log)"
+  FUZZ_DIR="$out/fuzz" run fuzz tools/fuzz/run.sh "$secs"
+  step "AddressSanitizer + UndefinedBehaviorSanitizer (log: $out/sanitize.log)"
+  SANITIZE_DIR="$out/sanitize" run sanitize tools/sanitize.sh
+  step "valgrind memcheck (log: $out/valgrind.log)"
+  VALGRIND_LOG="$out/valgrind-memcheck.log" run valgrind tools/valgrind.sh
+  step "hostile-file, leak and thread tests (log: $out/pytest.log)"
+  run pytest python -m pytest -q -p no:cacheprovider tests/test_hostile_files.py tests/test_leaks.py \
+    tests/test_threads_and_extremes.py
+fi
+rc() { cat "$out/$1.rc" 2>/dev/null || echo missing; }
+fuzz_rc=$(rc fuzz) san_rc=$(rc sanitize) vg_rc=$(rc valgrind) py_rc=$(rc pytest)
+
+# ---- one summary
+pytest_counts() {  # "N passed, M failed" from pytest's last line
+  tail -5 "$1" | grep -oE '[0-9]+ (passed|failed|errors?|skipped)' | paste -sd, - | sed 's/,/, /g'
+}
+echo
+echo "================ vitc hardening summary ================"
+printf '%-12s %8s %12s %9s\n' "fuzz target" seconds executions findings
+if [ -s "$out/fuzz/summary.tsv" ]; then
+  total_execs=0
+  while IFS=$'\t' read -r t took execs findings status; do
+    printf '%-12s %8s %12s %9s%s\n' "$t" "$took" "$execs" "$findings" "$([ "$status" != 0 ] && echo " (exit $status)")"
+    [[ "$execs" =~ ^[0-9]+$ ]] && total_execs=$((total_execs + execs))
+  done <"$out/fuzz/summary.tsv"
+  echo "fuzzing: $total_execs executions in all; exit $fuzz_rc (artifacts: $out/fuzz/artifacts/)"
+else
+  echo "fuzzing: did not run (exit $fuzz_rc; see $out/fuzz.log)"
+fi
+san_line=$(grep -E '^sanitize: ' "$out/sanitize.log" | tail -1)
+echo "sanitizers: ${san_line:-no verdict (build failed? see $out/sanitize.log)}; tests: $(pytest_counts "$out/sanitize/pytest.log" 2>/dev/null)"
+vg_errors=$(grep -E '^error records: ' "$out/valgrind.log" | tail -1)
+vg_verdict=$(grep -E '^valgrind: ' "$out/valgrind.log" | tail -1)
+echo "valgrind: ${vg_verdict:-no verdict (see $out/valgrind.log)}${vg_errors:+; $vg_errors}"
+echo "hostile/leak/thread tests: $(pytest_counts "$out/pytest.log") (exit $py_rc)"
+if [ "$fuzz_rc$san_rc$vg_rc$py_rc" != "0000" ]; then
+  echo "RESULT: FINDINGS (fuzz exit $fuzz_rc, sanitize exit $san_rc, valgrind exit $vg_rc, pytest exit $py_rc)"
+  exit 1
+fi
+echo "RESULT: clean"
