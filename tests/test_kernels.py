@@ -789,3 +789,17 @@ def test_kernel_files_do_not_include_python():
     offenders = {name: python_include.findall(files[name].read_text()) for name in kernel_files}
     assert not {k: v for k, v in offenders.items() if v}, offenders
     assert python_include.search(files["ufuncs.c"].read_text())  # the pattern finds a real include
+
+
+def test_unbuilt_source_tree_says_how_to_build(tmp_path):
+    """Importing vitc from a source tree without its extension names the fix, not a circular import."""
+    import shutil
+    import subprocess
+
+    pkg = Path(vitc.__file__).parent
+    shutil.copytree(pkg, tmp_path / "vitc", ignore=shutil.ignore_patterns("*.so", "data", "__pycache__"))
+    # -S: no site-packages, so neither an installed vitc nor its editable finder can supply _core.
+    code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import vitc"
+    r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "vitc's C extension (vitc._core) is not built" in r.stderr and "pip install" in r.stderr

@@ -26,10 +26,15 @@ def _preload_openblas() -> None:
 
 _preload_openblas()
 
-from vitc import (
-    _core,  # noqa: E402
-    testing,  # noqa: E402
-)
+try:
+    from vitc import _core  # noqa: E402
+except ImportError as exc:  # the source tree without its built extension, e.g. run from a checkout
+    raise ImportError(
+        f"vitc's C extension (vitc._core) is not built in {os.path.dirname(__file__)}: install vitc "
+        "with 'pip install .' and import it from outside the source tree, or build it in place with "
+        f"'pip install -e .' ({exc})"
+    ) from exc
+from vitc import testing  # noqa: E402
 from vitc._config import get_num_threads, set_num_threads, show_config  # noqa: E402
 from vitc._core import attention, gelu, gelu_tanh, layer_norm, linear, mlp, softmax  # noqa: E402
 from vitc.config import ViTConfig  # noqa: E402
