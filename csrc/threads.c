@@ -85,13 +85,18 @@ static void reset_after_fork(void) {
     pool.pending = 0;
 }
 
+// Registered once, before the first use of any lock here (the setting's included): a fork while
+// another thread holds one must not leave the child's copy locked forever.
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static int atfork_registered = 0;
+static void register_atfork(void) {
+    atfork_registered = pthread_atfork(NULL, NULL, reset_after_fork) == 0;
+}
+
 // Start workers up to `want` - 1 (the caller is thread 0); returns how many threads are usable.
 static int ensure_workers(int want) {
-    static int atfork_registered = 0;
-    if (!atfork_registered) {
-        if (pthread_atfork(NULL, NULL, reset_after_fork) != 0) return 1;
-        atfork_registered = 1;
-    }
+    pthread_once(&atfork_once, register_atfork);
+    if (!atfork_registered) return 1;  // no fork handler: run on the calling thread only
     while (pool.started < want - 1) {
         pthread_t tid;
         pthread_attr_t attr;
@@ -156,6 +161,7 @@ void vitc_parallel_for(vitc_int n, int max_threads, vitc_task_fn fn, void *ctx) 
 // ---------------------------------------------------------------------------------------------
 void vitc_set_num_threads(int n) {
     if (n < 1) n = 1;
+    pthread_once(&atfork_once, register_atfork);
     pthread_mutex_lock(&setting.lock);
     setting.num_threads = n;
     // During a region the BLAS stays at one thread; the region's end applies n.
@@ -164,6 +170,7 @@ void vitc_set_num_threads(int n) {
 }
 
 int vitc_get_num_threads(void) {
+    pthread_once(&atfork_once, register_atfork);
     pthread_mutex_lock(&setting.lock);
     const int n = num_threads_locked();
     pthread_mutex_unlock(&setting.lock);

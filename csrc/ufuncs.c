@@ -147,13 +147,20 @@ static void *arena_take(arena *a, npy_intp n_elems, npy_intp es) {
     return p;
 }
 
-// Bytes of one arena; SIZE_MAX if that overflows.
+// Bytes of one arena; SIZE_MAX if that overflows. Invariant: total <= SIZE_MAX / 2, so the
+// per-thread multiple and the 63-byte round-up of each piece are checked, never wrapped (a bound
+// written as a subtraction from the limit wrapped for totals near it: a small malloc, a huge copy).
 static size_t arena_size(const npy_intp *elems, int n, npy_intp es) {
+    const size_t limit = SIZE_MAX / 2;
     size_t total = 0;
     for (int i = 0; i < n; i++) {
         if (elems[i] <= 0) continue;
-        if ((size_t)elems[i] > (SIZE_MAX / 2 - total) / (size_t)es - 64) return SIZE_MAX;
-        total += piece_bytes(elems[i], es);
+        size_t bytes;
+        if (__builtin_mul_overflow((size_t)elems[i], (size_t)es, &bytes) || bytes > limit - 63)
+            return SIZE_MAX;
+        bytes = (bytes + 63) & ~(size_t)63;
+        if (bytes > limit - total) return SIZE_MAX;
+        total += bytes;
     }
     return total;
 }

@@ -159,7 +159,14 @@ def test_python_m_vitc_predict() -> None:
 
 
 class _ClosedPipe:
-    """A stdout whose reader has gone away."""
+    """A stdout whose reader has gone away: the write end of a pipe with its read end closed."""
+
+    def __init__(self) -> None:
+        read_end, self.fd = os.pipe()
+        os.close(read_end)
+
+    def fileno(self) -> int:
+        return self.fd
 
     def write(self, text: str) -> int:
         raise BrokenPipeError(32, "Broken pipe")
@@ -171,9 +178,26 @@ class _ClosedPipe:
 @pytest.mark.parametrize("argv", [["predict"], ["predict", "--json"], ["info"], ["info", "--json"], []])
 def test_closed_stdout_ends_quietly(capsys, monkeypatch, argv) -> None:
     """vitc predict | head -2: no "error: [Errno 32] Broken pipe", status 141 (128 + SIGPIPE)."""
-    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
-    assert main(argv) == 141
+    pipe = _ClosedPipe()
+    monkeypatch.setattr(sys, "stdout", pipe)
+    monkeypatch.setattr("vitc.cli._silence_stdout", lambda: None)  # keep pytest's own descriptor 1
+    try:
+        assert main(argv) == 141
+    finally:
+        os.close(pipe.fd)
     assert capsys.readouterr().err == ""
+
+
+def test_broken_pipe_elsewhere_is_an_error(capsys, monkeypatch) -> None:
+    """A BrokenPipeError that is not stdout's (a worker's pipe, a socket) is reported, not hidden."""
+
+    def broken(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("vitc.model.ViT.predict", broken)
+    assert main(["predict"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vitc predict: error: ") and "Broken pipe" in err and err.count("\n") == 1
 
 
 def test_python_m_vitc_into_a_closed_pipe() -> None:
@@ -352,5 +376,16 @@ def test_bench_help_reaches_the_benchmark_suite() -> None:
         [sys.executable, "-m", "vitc", "bench", "--help"],
         capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: vitc bench") and "--engines" in proc.stdout
+
+
+def test_bench_from_the_console_script(tmp_path) -> None:
+    """The ``vitc`` console script (not python -m, which adds the current folder to sys.path) finds
+    the suite beside the package of an editable install, from any folder."""
+    script = Path(sys.executable).parent / "vitc"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(script), "bench", "--help"], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: vitc bench") and "--engines" in proc.stdout

@@ -332,14 +332,27 @@ def test_resume_refuses_an_output_of_another_run(model, folder, tmp_path):
         evaluate(model, folder, output=tmp_path / "bad.jsonl", progress=False)
 
 
+# `vitc eval` in a child process whose forward sleeps 20 ms: the whole run takes ~8 s instead of ~0.4 s,
+# so a parent starved of CPU on a busy machine still kills it mid-run.
+SLOW_EVAL_CHILD = """
+import sys, time, vitc.cli, vitc.model
+forward = vitc.model.ViT.__call__
+def slow_forward(self, *args, **kwargs):
+    time.sleep(0.02)
+    return forward(self, *args, **kwargs)
+vitc.model.ViT.__call__ = slow_forward
+sys.exit(vitc.cli.main(sys.argv[1:]))
+"""
+
+
 def test_killed_process_resumes_with_exactly_the_remaining_images(default_model, tmp_path):
-    """SIGKILL a real ``python -m vitc eval`` mid-run, resume it, and get the uninterrupted result."""
+    """SIGKILL a real ``vitc eval`` process mid-run, resume it, and get the uninterrupted result."""
     n = 400
     root = write_image_folder(tmp_path / "val", {f"c{i}": n // 10 for i in range(10)}, seed=4)
     out = tmp_path / "out.jsonl"
     with open(tmp_path / "child.err", "wb") as err:
         child = subprocess.Popen(
-            [sys.executable, "-m", "vitc", "eval", str(root), "-o", str(out), "-b", "1", "--no-progress"],
+            [sys.executable, "-c", SLOW_EVAL_CHILD, "eval", str(root), "-o", str(out), "-b", "1", "--no-progress"],
             stdout=subprocess.DEVNULL,
             stderr=err,
         )
@@ -594,7 +607,7 @@ def test_result_display_and_json(model, folder, capsys):
     assert (
         "25 images: 25 evaluated, 0 corrupt" in text
         and "top-1 accuracy" in text
-        and "labels by sorted" in text
+        and "class -> label mapping: sorted" in text
     )
     assert "most confused (true -> predicted)" in text
     d = json.loads(json.dumps(result.to_dict()))

@@ -347,6 +347,8 @@ BAD_PREPROCESSOR_VALUES = [
     ({"image_mean": [0.5, 0.5]}, r"image_mean: expected 3 values \(R, G, B\), found 2"),
     ({"image_std": [0.5, 0.5, 0.5, 0.5]}, r"image_std: expected 3 values \(R, G, B\), found 4"),
     ({"image_mean": [0.5, "a", 0.5]}, r"image_mean: expected 3 finite numbers"),
+    ({"image_mean": [np.complex128(0.5), 0.5, 0.5]}, r"image_mean: expected 3 finite numbers"),
+    ({"rescale_factor": np.complex128(1 / 255)}, r"rescale_factor: expected"),
     ({"image_std": [0.5, float("nan"), 0.5]}, r"image_std: expected 3 finite numbers"),
     ({"image_std": {"r": 1}}, r"image_std: expected a number or 3 numbers"),
     ({"image_std": [0, 1, 1]}, r"image_std: expected non-zero"),

@@ -684,12 +684,19 @@ _NO_MEMORY_CALLS = {
     "mlp": lambda: _core.mlp(_z((_G, _C)), _z((1, _C)), np.zeros(1), _z((_C, 1)), _z((_C,)), out=_z((_G, _C))),
     "layer_norm": lambda: _core.layer_norm(_z((1, _HUGE)), _z((_HUGE,)), _z((_HUGE,)), 1e-5, out=_z((1, _HUGE))),
     "softmax": lambda: _core.softmax(_z((1, _HUGE)), out=_z((1, _HUGE))),
+    # Pieces whose sum lands within 64 elements of the size limit: a bound written as a subtraction
+    # from the limit wrapped there, and the copy of x went into a 1.1 GB malloc (a segfault).
+    "linear_near_limit": lambda: _core.linear(
+        _z((1302186962, 1770746503), np.float32), _z((750371928, 1770746503), np.float32),
+        _z((750371928,), np.float32), out=_z((1302186962, 750371928), np.float32),
+    ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(_NO_MEMORY_CALLS))
 def test_scratch_allocation_failure_raises_memory_error(name):
-    with pytest.raises(MemoryError, match=rf"^{name}: cannot allocate (\d+ bytes of scratch|scratch: .*\d+ bytes)"):
+    ufunc = name.removesuffix("_near_limit")
+    with pytest.raises(MemoryError, match=rf"^{ufunc}: cannot allocate (\d+ bytes of scratch|scratch: .*\d+ bytes)"):
         _NO_MEMORY_CALLS[name]()
 
 

@@ -299,5 +299,5 @@ def test_explain_rejects_many_images_and_bare_models(default_model, digits, tmp_
         explain(default_model, list(digits[:2]))
     make_checkpoint(tmp_path, bare=True)
     bare = vitc.ViT.from_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="no classifier head"):
+    with pytest.raises(ValueError, match="no classes"):
         explain(bare, np.zeros((HF_TEST_CONFIG["image_size"],) * 2 + (3,), dtype=np.uint8))

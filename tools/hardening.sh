@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every hardening check of vitc in one run, with one summary at the end (issue 8):
 #
-#   tools/hardening.sh [SECONDS_PER_FUZZ_TARGET]      (default 60; ~15 min in all on 2 cores)
+#   tools/hardening.sh [SECONDS_PER_FUZZ_TARGET]      (default 60; 7-15 min in all on 2 cores)
 #
 #   1. tools/fuzz/run.sh SECONDS        atheris/libFuzzer on the four checkpoint readers
 #   2. tools/sanitize.sh                ASan + UBSan build; kernel, model, low-precision, thread and
@@ -27,7 +27,17 @@ run() {  # run NAME CMD...: output to $out/NAME.log, exit status to $out/NAME.rc
 }
 
 # HARDENING_SUMMARY_ONLY=1 re-prints the summary of the last run from its logs.
+if [ -n "${HARDENING_SUMMARY_ONLY:-}" ] && ! ls "$out"/*.rc >/dev/null 2>&1; then
+  echo "hardening: no previous run in $out (HARDENING_DIR) to summarize" >&2
+  exit 2
+fi
 if [ -z "${HARDENING_SUMMARY_ONLY:-}" ]; then
+  # Every step needs the same Python: fail once, clearly, instead of four confusing failures.
+  if ! python -c "import vitc, torch, transformers, atheris" 2>/dev/null; then
+    echo "hardening: run it in an environment with vitc and its test and fuzz extras:" \
+      "pip install -e '.[test,fuzz]' (python: $(command -v python))" >&2
+    exit 2
+  fi
   rm -f "$out"/*.rc "$out/fuzz/summary.tsv"
   step "fuzzing each reader for ${secs} s (log: $out/fuzz.log)"
   FUZZ_DIR="$out/fuzz" run fuzz tools/fuzz/run.sh "$secs"

@@ -28,7 +28,12 @@ _preload_openblas()
 
 try:
     from vitc import _core  # noqa: E402
-except ImportError as exc:  # the source tree without its built extension, e.g. run from a checkout
+except ImportError as exc:
+    import glob
+
+    if glob.glob(os.path.join(os.path.dirname(__file__), "_core.*")):
+        raise  # built, but cannot load (a missing BLAS library, an ABI mismatch): the error says why
+    # The source tree without its built extension, e.g. imported from inside a checkout.
     raise ImportError(
         f"vitc's C extension (vitc._core) is not built in {os.path.dirname(__file__)}: install vitc "
         "with 'pip install .' and import it from outside the source tree, or build it in place with "

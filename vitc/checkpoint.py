@@ -518,7 +518,8 @@ def _guarded(op: Any) -> Any:
         if self._ops_left < 0:
             raise pickle.UnpicklingError(
                 f"{self._path}: data.pkl runs more than {self._max_ops} opcodes: expected at most one per "
-                f"{PICKLE_BYTES_PER_OP} bytes of the file plus {MAX_PICKLE_OPS_SLACK} (a pickle bomb?)"
+                f"{PICKLE_BYTES_PER_OP} bytes of the file and one per 2 bytes of data.pkl, plus "
+                f"{MAX_PICKLE_OPS_SLACK} (a pickle bomb?)"
             )
         op(self)
         # Each opcode adds at most one entry to the stack, the MARK stack or the memo.
@@ -763,7 +764,9 @@ def read_torch_bin(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             return raw.view(dtype)
 
         pickle_bytes = bytes(_member_bytes(path, zf, buf, pkl, budget, cap=MAX_PICKLE_BYTES))
-        max_ops = MAX_PICKLE_OPS_SLACK + len(buf) // PICKLE_BYTES_PER_OP
+        # Tied to the file (real files: storages + zip headers >> data.pkl) and to data.pkl itself
+        # (~3 bytes per opcode in protocol 4), so a 16 MB pickle inside a huge file is bounded too.
+        max_ops = MAX_PICKLE_OPS_SLACK + min(len(buf) // PICKLE_BYTES_PER_OP, len(pickle_bytes) // 2)
         unpickler = _StateDictUnpickler(
             io.BytesIO(pickle_bytes), path=path, storage_reader=read_storage, max_ops=max_ops
         )

@@ -32,7 +32,7 @@ from vitc.evaluate import (
     write_records,
 )
 
-RAY_INSTALL_HINT = "pip install 'vitc[ray]'"
+RAY_INSTALL_HINT = "pip install 'vitc[ray]' (from a checkout: pip install '.[ray]')"
 
 
 def _import_ray() -> Any:

@@ -761,7 +761,7 @@ class EvalResult:
         for k, acc in self.accuracy.items():
             text = "n/a" if acc is None else f"{acc:7.2%}"
             lines.append(f"  top-{k} accuracy  {text}")
-        lines.append(f"  labels by {self.class_mapping}")
+        lines.append(f"  class -> label mapping: {self.class_mapping}")
         if self.per_class:
             rows = sorted(self.per_class, key=lambda c: (c.accuracy, c.index))
             shown = rows if len(rows) <= MAX_CLASSES_PRINTED else rows[:10]
@@ -1143,7 +1143,7 @@ EVAL_EXAMPLES = """examples:
   vitc eval --model vit.vitc val/ --output preds.jsonl # run again after an interrupt: it resumes
   vitc eval --model vit.vitc val/ --shard 0/4 --output s0.jsonl   # ... one per machine, then:
   vitc eval --merge s0.jsonl s1.jsonl s2.jsonl s3.jsonl --output all.jsonl --json
-  vitc eval --model vit.vitc val/ --ray local --workers 2          # Ray Data (pip install 'vitc[ray]')
+  vitc eval --model vit.vitc val/ --ray local --workers 2          # Ray Data (pip install '.[ray]')
 
 class folders map to labels by name if every folder is a label of the model, else folder i
 (sorted) is class i, as torchvision's ImageFolder; force either with --class-mapping. Hidden

@@ -75,7 +75,7 @@ def _normalize_size(size: Any) -> dict[str, int]:
 
 def _per_channel(name: str, value: Any) -> list[float]:
     """Three finite numbers (R, G, B) from a number or a length-3 sequence."""
-    if isinstance(value, (numbers.Real, np.number)) and not isinstance(value, bool):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
         value = [value] * 3
     elif isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
         raise ValueError(f"{name}: expected a number or 3 numbers (R, G, B), found {value!r}")
@@ -83,7 +83,7 @@ def _per_channel(name: str, value: Any) -> list[float]:
         raise ValueError(f"{name}: expected 3 values (R, G, B), found {len(value)}: {list(value)!r}")
     out = []
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, (numbers.Real, np.number)) or not math.isfinite(v):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
             raise ValueError(f"{name}: expected 3 finite numbers (R, G, B), found {list(value)!r}")
         out.append(float(v))
     return out
@@ -169,7 +169,7 @@ class ImageProcessor:
             )
         self.resample = int(self.resample)
         factor = self.rescale_factor
-        if isinstance(factor, bool) or not isinstance(factor, (numbers.Real, np.number)) or not math.isfinite(factor):
+        if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not math.isfinite(factor):
             raise ValueError(f"rescale_factor: expected a finite number such as 1/255, found {factor!r}")
         self.rescale_factor = float(factor)
         self.image_mean = _per_channel("image_mean", self.image_mean)

@@ -222,7 +222,9 @@ def explain(model: ViT, image: Any, processor: ImageProcessor | None = None) -> 
     from vitc.image_processor import to_rgb_pil
 
     if model.num_labels == 0:
-        raise ValueError("explain: this checkpoint has no classifier head (a bare ViTModel); use attention_map")
+        raise ValueError(
+            "explain: this checkpoint has no classes (a bare ViTModel, or num_labels=0); use attention_map"
+        )
     if not is_single_image(image):
         raise ValueError(f"explain: expected one image (a path, PIL image or HWC array), got {type(image).__name__}")
     processor = model.image_processor if processor is None else processor
