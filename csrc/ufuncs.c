@@ -368,6 +368,16 @@ static int output_direct(block2d ob, const block2d *ins, int n_in, npy_intp es, 
     return 1;
 }
 
+// Where item's output is written: straight into `ob` when BLAS can address it and it overlaps no
+// input, else into `obuf` (rows of `width`), which the caller copies out when *direct is 0.
+static void *output_target(block2d ob, const block2d *ins, int n_in, npy_intp es, void *obuf,
+                           npy_intp width, npy_intp *ld, int *direct) {
+    *direct = output_direct(ob, ins, n_in, es, ld);
+    if (*direct) return (void *)ob.ptr;
+    *ld = width > 0 ? width : 1;
+    return obuf;
+}
+
 // The blocks of loop item i: inputs (signature order, scalars left out) and the output.
 typedef void (*item_blocks_fn)(char **args, npy_intp const *dimensions, npy_intp const *steps,
                                npy_intp i, block2d *ins, block2d *ob);
@@ -427,9 +437,8 @@ static void linear_loop(char **args, npy_intp const *dimensions, npy_intp const 
         const void *x = cached_input(ins[0], x_outer, i, es, xbuf, &ld_x);
         const void *w = cached_input(ins[1], w_outer, i, es, wbuf, &ld_w);
         const void *b = cached_input(ins[2], b_outer, i, es, bbuf, &ld_b);
-        const int direct = output_direct(ob, ins, 3, es, &ld_out);
-        void *out = direct ? (void *)ob.ptr : obuf;
-        if (!direct) ld_out = N > 0 ? N : 1;
+        int direct;
+        void *out = output_target(ob, ins, 3, es, obuf, N, &ld_out, &direct);
         if (es == 4)
             linear_forward_f32(out, x, w, b, VITC_ACT_NONE, M, N, K, ld_out, ld_x, ld_w);
         else
@@ -480,9 +489,8 @@ static void attention_items(void *ctx, vitc_int begin, vitc_int end, int tid) {
         const void *q = cached_input(ins[0], j->q_outer, i - begin, es, qbuf, &ld_q);
         const void *k = cached_input(ins[1], j->k_outer, i - begin, es, kbuf, &ld_k);
         const void *v = cached_input(ins[2], j->v_outer, i - begin, es, vbuf, &ld_v);
-        const int direct = output_direct(ob, ins, 3, es, &ld_out);
-        void *out = direct ? (void *)ob.ptr : obuf;
-        if (!direct) ld_out = E > 0 ? E : 1;
+        int direct;
+        void *out = output_target(ob, ins, 3, es, obuf, E, &ld_out, &direct);
         if (es == 4)
             attention_forward_f32(out, NULL, q, k, v, (float)scale, S, T, D, E, ld_out, 1, ld_q, ld_k,
                                   ld_v, tile);
@@ -566,9 +574,8 @@ static void mlp_loop(char **args, npy_intp const *dimensions, npy_intp const *st
         const void *w1 = copy_w1 ? w1buf : ins[1].ptr, *w2 = copy_w2 ? w2buf : ins[3].ptr;
         if (copy_w1 && (i == 0 || w1_outer != 0)) copy_in(w1buf, ins[1], es);
         if (copy_w2 && (i == 0 || w2_outer != 0)) copy_in(w2buf, ins[3], es);
-        const int direct = output_direct(ob, ins, 5, es, &ld_out);
-        void *out = direct ? (void *)ob.ptr : obuf;
-        if (!direct) ld_out = C > 0 ? C : 1;
+        int direct;
+        void *out = output_target(ob, ins, 5, es, obuf, C, &ld_out, &direct);
         if (es == 4)
             mlp_forward_f32(out, x, w1, b1, w2, b2, VITC_ACT_GELU, M, C, F, ld_out, ld_x, hidden);
         else

@@ -289,7 +289,7 @@ def test_user_errors_are_one_line(tmp_path, capsys) -> None:
         (["predict", "--explain", str(a_file / "maps")], f"--explain: not a directory: {a_file} (cannot create"),
         (["predict", "--explain", str(a_file / "a" / "b"), str(SAMPLES[0])], "not a directory"),
         (["predict", "--model", str(tmp_path / "nope.vitc")], "model not found: "),
-        (["convert", str(vitc.default_model.DEFAULT_MODEL_PATH), str(tmp_path / "out")], "is already a vitc file"),
+        (["convert", str(vitc.default_model.DEFAULT_MODEL_PATH), str(tmp_path / "out")], ": already a vitc file"),
         (["predict", "--no-such-option"], "unrecognized arguments"),
         (["predict", "--model", str(a_file), str(SAMPLES[0])], "config.json"),
         (["convert", str(tmp_path / "missing"), str(tmp_path / "out.vitc")], "source not found"),

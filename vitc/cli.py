@@ -169,15 +169,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     import vitc
-    from vitc.convert import is_converted_file
 
     if not Path(args.src).exists():
         raise UserError(f"source not found: {args.src}")
-    if Path(args.src).is_file() and is_converted_file(args.src):
-        raise UserError(
-            f"{args.src} is already a vitc file: use it as it is (vitc predict --model {args.src} IMAGE ...); "
-            "convert takes a Hugging Face model folder"
-        )
     dst = vitc.convert(args.src, args.dst, dtype=args.dtype, progress=sys.stderr.isatty())
     print(f"wrote {dst} ({args.dtype} weights, {os.path.getsize(dst) / 1e6:.1f} MB)")
     return 0

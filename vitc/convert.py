@@ -656,7 +656,7 @@ def convert(
     if precision != "float32":
         header["packing"] = {precision: _require_build_layout(precision)}
     src_path = Path(src)
-    if src_path.is_file() and (src_path.suffix == VITC_SUFFIX or is_converted_file(src_path)):
+    if _is_vitc_path(src_path):
         raise ValueError(
             f"{src_path}: already a vitc file: convert reads Hugging Face checkpoints. Load this file with "
             "vitc.ViT.from_pretrained, or convert the Hugging Face checkpoint it came from for another dtype"
@@ -723,7 +723,7 @@ def convert(
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(dst_path.parent)
+    fsync_dir(dst_path.parent)
     return dst_path
 
 
@@ -772,7 +772,7 @@ def _remove_stale_temps(dst: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Persist the rename itself; not every platform lets a directory be opened, hence best effort."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -788,6 +788,11 @@ def _fsync_dir(folder: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------------
 # Reading .vitc files
+
+
+def _is_vitc_path(path: Path) -> bool:
+    """A file named .vitc (even a damaged one, reported as such) or starting with the magic."""
+    return path.is_file() and (path.suffix == VITC_SUFFIX or is_converted_file(path))
 
 
 def is_converted_file(path: str | os.PathLike[str]) -> bool:
@@ -975,7 +980,7 @@ def load_stored(
 ) -> tuple[ViTConfig, dict[str, Any] | None, dict[str, np.ndarray], str]:
     """:func:`load_any` and the precision of the weights it returns ("float32" for HF checkpoints)."""
     p = Path(path)
-    if p.is_file() and (p.suffix == VITC_SUFFIX or is_converted_file(p)):
+    if _is_vitc_path(p):
         return _load_converted(p)  # a damaged .vitc file is reported as one (bad magic, truncated)
     return (*_load_hf(p), "float32")
 

@@ -45,6 +45,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from vitc.convert import fsync_dir
+
 if TYPE_CHECKING:
     import argparse
 
@@ -620,22 +622,8 @@ def write_output_atomic(
         except FileNotFoundError:
             pass
         raise
-    _fsync_folder(path.parent)
+    fsync_dir(path.parent)
     return path
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------
