@@ -81,43 +81,52 @@ static int row_threads(vitc_int rows, vitc_int n, int threads) {
 static const vitc_int GEMM_COL_BLOCK = 64;
 
 // out (M, N) = act(inp (M, K) . w (N, K)^T + b), or out += inp . w^T + b when `residual`, split by
-// output columns: each thread multiplies all rows by its slice of the weights (single-threaded
+// output columns: each thread multiplies the rows by its slice of the weights (single-threaded
 // BLAS: it packs only its slice) and applies bias and activation to its columns while hot.
+// Every BLAS call has the same shape whatever the thread count and batch: GEMM_COL_BLOCK columns
+// by `rows_per_call` rows (one image), so an image's outputs never depend on how many threads
+// ran or which images shared its batch (BLAS kernels sum in an order that depends on the shape).
 // ref: modeling_vit.py ViTLayer.forward `hidden_states = hidden_states + residual`
 typedef struct {
     float *out;
     const float *inp, *w, *b;
     vitc_act act;
     int residual;
-    vitc_int M, N, K, ld_inp;
+    vitc_int M, N, K, ld_inp, rows_per_call;
 } gemm_job;
 
 static void gemm_task(void *ctx, vitc_int begin, vitc_int end, int tid) {
     const gemm_job *j = ctx;
     (void)tid;
-    const vitc_int n0 = begin * GEMM_COL_BLOCK;
-    const vitc_int n1 = end * GEMM_COL_BLOCK < j->N ? end * GEMM_COL_BLOCK : j->N;
-    const float *w = j->w + n0 * j->K, *b = j->b ? j->b + n0 : NULL;
-    if (j->residual)
-        linear_residual_forward_f32(j->out + n0, j->inp, w, b, j->M, n1 - n0, j->K, j->N, j->ld_inp,
-                                    j->K);
-    else
-        linear_forward_f32(j->out + n0, j->inp, w, b, j->act, j->M, n1 - n0, j->K, j->N, j->ld_inp,
-                           j->K);
+    for (vitc_int blk = begin; blk < end; blk++) {
+        const vitc_int n0 = blk * GEMM_COL_BLOCK;
+        const vitc_int n1 = n0 + GEMM_COL_BLOCK < j->N ? n0 + GEMM_COL_BLOCK : j->N;
+        const float *w = j->w + n0 * j->K, *b = j->b ? j->b + n0 : NULL;
+        for (vitc_int m0 = 0; m0 < j->M; m0 += j->rows_per_call) {
+            const vitc_int rows = j->M - m0 < j->rows_per_call ? j->M - m0 : j->rows_per_call;
+            float *out = j->out + m0 * j->N + n0;
+            const float *inp = j->inp + m0 * j->ld_inp;
+            if (j->residual)
+                linear_residual_forward_f32(out, inp, w, b, rows, n1 - n0, j->K, j->N, j->ld_inp, j->K);
+            else
+                linear_forward_f32(out, inp, w, b, j->act, rows, n1 - n0, j->K, j->N, j->ld_inp, j->K);
+        }
+    }
 }
 
-// inp rows are ld_inp apart (K for a contiguous matrix).
+// inp rows are ld_inp apart (K for a contiguous matrix); BLAS calls of rows_per_call rows.
 static void linear_strided(float *out, const float *inp, vitc_int ld_inp, const float *w,
                            const float *b, vitc_act act, int residual, vitc_int M, vitc_int N,
-                           vitc_int K, int threads) {
+                           vitc_int K, vitc_int rows_per_call, int threads) {
     if (M == 0 || N == 0) return;
-    gemm_job job = {out, inp, w, b, act, residual, M, N, K, ld_inp};
+    gemm_job job = {out, inp, w, b, act, residual, M, N, K, ld_inp, rows_per_call};
     vitc_parallel_for((N + GEMM_COL_BLOCK - 1) / GEMM_COL_BLOCK, threads, gemm_task, &job);
 }
 
 static void linear(float *out, const float *inp, const float *w, const float *b, vitc_act act,
-                   int residual, vitc_int M, vitc_int N, vitc_int K, int threads) {
-    linear_strided(out, inp, K, w, b, act, residual, M, N, K, threads);
+                   int residual, vitc_int M, vitc_int N, vitc_int K, vitc_int rows_per_call,
+                   int threads) {
+    linear_strided(out, inp, K, w, b, act, residual, M, N, K, rows_per_call, threads);
 }
 
 // x (rows, N) += y (rows, N): the residual add after a reduced-precision GEMM, in transformers'
@@ -138,9 +147,9 @@ static void add_task(void *ctx, vitc_int begin, vitc_int end, int tid) {
 // in the model's precision. tmp (M, N) holds a reduced-precision result before its residual add.
 static void block_linear(const vit_model *m, float *out, const float *inp, const vitc_weight *w,
                          const float *b, vitc_act act, int residual, float *tmp, void *lowp_scratch,
-                         vitc_int M, vitc_int N, vitc_int K, int threads) {
+                         vitc_int M, vitc_int N, vitc_int K, vitc_int T, int threads) {
     if (m->wdtype == VITC_WEIGHTS_F32) {
-        linear(out, inp, w->data, b, act, residual, M, N, K, threads);
+        linear(out, inp, w->data, b, act, residual, M, N, K, T, threads);
         return;
     }
     float *dst = residual ? tmp : out;
@@ -234,7 +243,7 @@ static void embed(const vit_model *m, float *x, float *patches, const float *pix
         for (vitc_int c = 0; c < C; c++) xb[c] = m->cls[c] + m->pos[c];
         // patch projection (bias) then + position: the order of transformers' additions
         linear(xb + C, patches + b * Np * row_len, m->patch_w, m->patch_b, VITC_ACT_NONE, 0, Np,
-               C, row_len, threads);
+               C, row_len, Np, threads);
         for (vitc_int t = 1; t < T; t++) {
             float *row = xb + t * C;
             const float *pos = m->pos + t * C;
@@ -255,17 +264,17 @@ static void block_forward(const vit_model *m, const vit_block *blk, const worksp
     // reduced-precision GEMM outputs before their residual adds.
     layernorm(a, x, blk->norm1_w, blk->norm1_b, m->eps, BT, C, threads);
     block_linear(m, qkv, a, &blk->qkv_w, blk->qkv_b, VITC_ACT_NONE, 0, NULL, lowp, BT, 3 * C, C,
-                 threads);
+                 T, threads);
     attention_job job = {ctx, attn_probs, ws + p->attn, qkv, T, C, H, p->attn_len,
                          1.0f / sqrtf((float)(C / H)), !attn_probs && bf16_attention(m)};
     vitc_parallel_for(B * H, threads, attention_task, &job);
-    block_linear(m, x, ctx, &blk->proj_w, blk->proj_b, VITC_ACT_NONE, 1, a, lowp, BT, C, C, threads);
+    block_linear(m, x, ctx, &blk->proj_w, blk->proj_b, VITC_ACT_NONE, 1, a, lowp, BT, C, C, T, threads);
 
     layernorm(a, x, blk->norm2_w, blk->norm2_b, m->eps, BT, C, threads);
     block_linear(m, hidden, a, &blk->fc1_w, blk->fc1_b, m->act, 0, NULL, lowp, BT, m->F, C,
-                 threads);
+                 T, threads);
     block_linear(m, x, hidden, &blk->fc2_w, blk->fc2_b, VITC_ACT_NONE, 1, a, lowp, BT, C, m->F,
-                 threads);
+                 T, threads);
 }
 
 void vit_forward(const vit_model *m, const vit_outputs *out, const float *pixels, vitc_int B,
@@ -291,11 +300,11 @@ void vit_forward(const vit_model *m, const vit_outputs *out, const float *pixels
     // ref: ViTForImageClassification.forward `logits = self.classifier(sequence_output[:, 0, :])`
     if (out->logits && m->head_w)
         linear_strided(out->logits, out->last, T * C, m->head_w, m->head_b, VITC_ACT_NONE, 0, B, m->K,
-                       C, threads);
+                       C, 1, threads);
     // ref: ViTPooler.forward `tanh(dense(hidden_states[:, 0]))`
     if (out->pooled && m->pool_w) {
         linear_strided(out->pooled, out->last, T * C, m->pool_w, m->pool_b, VITC_ACT_NONE, 0, B, C, C,
-                       threads);
+                       1, threads);
         for (vitc_int i = 0; i < B * C; i++) out->pooled[i] = tanhf(out->pooled[i]);
     }
 }

@@ -182,18 +182,24 @@ def test_gelu_edges_like_torch(name, dtype, simd):
     approximate = "none" if name == "gelu" else "tanh"
     yt = F.gelu(t(x), approximate=approximate).numpy()
     if name == "gelu" and dtype == np.float32:
-        # torch quirks of its float32 vectorised exact GELU, which forms x * (1 + erf) before
-        # halving: NaN at +inf and inf for x > FLT_MAX / 2 (its float64 and tanh GELUs give inf and
-        # x, the true values); vitc keeps those, as the slow twin says.
+        # torch quirks of its AVX-512 float32 exact GELU, which forms x * (1 + erf) before halving:
+        # NaN at +inf and inf for x > FLT_MAX / 2 (its AVX2, float64 and tanh GELUs give inf and x,
+        # the true values). vitc gives the true values on every CPU, as the slow twin says; torch's
+        # value is checked as either its quirk or the true one.
         pos_inf, huge = np.isposinf(x), np.isfinite(x) & (x > np.finfo(np.float32).max / 2)
-        assert np.isnan(yt[pos_inf]).all() and np.isposinf(y[pos_inf]).all()
-        assert np.isposinf(yt[huge]).all() and (y[huge] == x[huge]).all()
+        assert np.isposinf(y[pos_inf]).all() and (y[huge] == x[huge]).all()
+        assert (np.isnan(yt[pos_inf]) | np.isposinf(yt[pos_inf])).all()
+        assert (np.isposinf(yt[huge]) | (yt[huge] == x[huge])).all()
         yt[pos_inf], yt[huge] = np.inf, x[huge]
     np.testing.assert_allclose(y, yt, rtol=ELEM_RTOL[dtype], atol=TORCH_ELEM_ATOL[dtype])
     assert np.isnan(y[np.isneginf(x)]).all() and np.isposinf(y[np.isposinf(x)]).all()
     assert np.isnan(y[np.isnan(x)]).all()
+    # The sign of a zero result (x * Phi(x) underflowing for large negative x is -0) as the slow
+    # twin gives it; torch's sign differs between its AVX-512 (-0) and AVX2 (+0) paths.
     zeros = y == 0
-    np.testing.assert_array_equal(np.signbit(y[zeros]), np.signbit(yt[zeros]))  # -0 as torch
+    with np.errstate(all="ignore"):
+        ref = getattr(_slow, name)(x)
+    np.testing.assert_array_equal(np.signbit(y[zeros]), np.signbit(ref[zeros]))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
