@@ -6,7 +6,7 @@ For each shape (M = 1025 tokens) and thread count (1, 2): checks both kernels ag
 result first, then times the three back to back (min of --repeats runs each, interleaved) and prints
 GFLOP/s (2 M N K / time), speed-ups vs fp32 and percent of the measured peaks: fp32 FMA peak per
 core (--peak-gflops, default 170, the measured rate on the Emerald Rapids CI machines; see
-benchmarks/peak.py), bf16 dot peak = 2x and int8 = 4x that (PERF.md's Zen 4 ratios). On the Intel
+vitc/bench/peak.py), bf16 dot peak = 2x and int8 = 4x that (PERF.md's Zen 4 ratios). On the Intel
 Emerald Rapids machines vdpbf16ps zmm measures only ~0.5x the fp32 FMA rate (~85 vs ~165 GFLOP/s
 per core) and vpdpbusd ~3.5x, so "% of peak" for bf16 there reads 4x lower than the instruction allows.
 """

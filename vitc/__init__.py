@@ -10,8 +10,6 @@ from __future__ import annotations
 import ctypes
 import os
 
-__version__ = "0.1.0"
-
 
 def _preload_openblas() -> None:
     # The extension links libscipy_openblas.so by soname with an rpath into site-packages;
@@ -40,15 +38,15 @@ except ImportError as exc:
         f"'pip install -e .' ({exc})"
     ) from exc
 from vitc import testing  # noqa: E402
-from vitc._config import get_num_threads, set_num_threads, show_config  # noqa: E402
 from vitc._core import attention, gelu, gelu_tanh, layer_norm, linear, mlp, softmax  # noqa: E402
 from vitc.config import ViTConfig  # noqa: E402
 from vitc.convert import convert  # noqa: E402
 from vitc.default_model import load_default_model, sample_images  # noqa: E402
-from vitc.evaluate import EvalResult, evaluate, merge  # noqa: E402
-from vitc.image_processor import ImageProcessor  # noqa: E402
+from vitc.eval import EvalResult, evaluate, merge  # noqa: E402
 from vitc.model import ViT, ViTOutput  # noqa: E402
 from vitc.predict import Prediction, Predictions, attention_rollout  # noqa: E402
+from vitc.preprocess import ImageProcessor  # noqa: E402
+from vitc.runtime import __version__, get_num_threads, set_num_threads, show_config  # noqa: E402
 
 __all__ = [
     "__version__",

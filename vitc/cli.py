@@ -1,4 +1,7 @@
-"""The ``vitc`` command: classify images, convert checkpoints, describe models.
+"""The ``vitc`` command: classify images, convert checkpoints, describe models, evaluate, benchmark.
+
+Every subcommand's arguments and printing live here; the library modules take Python values and
+return results (nothing else parses argv).
 
 Errors a user can fix (a missing file, a bad checkpoint, wrong options) print one line and exit
 with status 1; --help explains every option with an example. A closed output pipe
@@ -12,7 +15,11 @@ import json
 import os
 import select
 import sys
+import warnings
 from pathlib import Path
+
+from vitc.eval.dataset import CLASS_MAPPINGS
+from vitc.eval.run import DEFAULT_TOP_K, evaluate, merge
 
 TOP_LEVEL_EPILOG = """examples:
   vitc predict                                  # the embedded model on its sample images
@@ -221,6 +228,179 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------
+# vitc eval
+
+EVAL_EXAMPLES = """examples:
+  vitc eval --model vit.vitc imagenet-val/             # ImageFolder tree: one folder per class
+  vitc eval --model ./hf-folder val_list.txt           # lines 'path<TAB>label_index'
+  vitc eval --model vit.vitc val/ --output preds.jsonl # run again after an interrupt: it resumes
+  vitc eval --model vit.vitc val/ --shard 0/4 --output s0.jsonl   # ... one per machine, then:
+  vitc eval --merge s0.jsonl s1.jsonl s2.jsonl s3.jsonl --output all.jsonl --json
+  vitc eval --model vit.vitc val/ --ray local --workers 2          # Ray Data (pip install '.[ray]')
+
+class folders map to labels by name if every folder is a label of the model, else folder i
+(sorted) is class i, as torchvision's ImageFolder; force either with --class-mapping. Hidden
+folders (.name) are skipped, unlike torchvision. An output file records its dataset and model:
+resuming or merging files of another dataset or model is refused."""
+
+
+def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``eval`` sub-command to the ``vitc`` parser (its handler is :func:`cmd_eval`)."""
+    help_text = (
+        "Evaluate a classifier on a labelled image set: top-k accuracy, per-class accuracy, confusions."
+    )
+    p = subparsers.add_parser(
+        "eval",
+        help=help_text,
+        description=help_text,
+        epilog=EVAL_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "dataset",
+        metavar="DATASET",
+        nargs="?",
+        default=None,
+        help="ImageFolder tree (a sub-folder per class) or a list file of 'path<TAB>label_index' lines",
+    )
+    p.add_argument(
+        "--model",
+        "-m",
+        default=None,
+        help="a .vitc file or Hugging Face model folder (default: the embedded model)",
+    )
+    p.add_argument("--batch-size", "-b", type=int, default=8, help="images per forward pass (default: 8)")
+    p.add_argument(
+        "--top-k",
+        "-k",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="K",
+        help="top-k accuracies to report (default: 1 5; with --merge: those of the runs)",
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        metavar="FILE",
+        help="per-image predictions as JSON lines; an existing file is resumed "
+        "(with --merge: where to write the combined predictions)",
+    )
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="evaluate only images whose index %% N == I (combine the outputs with --merge)",
+    )
+    p.add_argument(
+        "--class-mapping",
+        default="auto",
+        choices=CLASS_MAPPINGS,
+        help="class folders -> labels: by label name, by sorted position, or auto (default)",
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="OUTPUT",
+        help="combine shard output files into one result instead of evaluating",
+    )
+    p.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a Ray cluster ('local' starts one on this machine; 'auto' joins a running one)",
+    )
+    p.add_argument("--workers", type=int, default=2, help="Ray workers, one model each (default: 2)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
+    bar = p.add_mutually_exclusive_group()
+    bar.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show the progress bar even when stderr is not a terminal (default: only on a terminal)",
+    )
+    bar.add_argument(
+        "--no-progress", dest="progress", action="store_false", default=None, help="no progress bar"
+    )
+    p.set_defaults(func=cmd_eval)
+    return p
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    """``warnings.showwarning`` for the command line: the message alone, no source line."""
+    print(f"vitc eval: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Handler of ``vitc eval``: user errors raise ValueError / FileNotFoundError.
+
+    Warnings (sorted class folders, an incomplete merge, ...) are printed as one
+    ``vitc eval: warning: ...`` line each.
+    """
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _run_eval(args)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    if args.merge is not None:
+        if (
+            args.dataset is not None
+            or args.model is not None
+            or args.shard is not None
+            or args.ray is not None
+        ):
+            raise ValueError("--merge combines output files: it takes no DATASET, --model, --shard or --ray")
+        result = merge(args.merge, output=args.output, top_k=args.top_k)
+    else:
+        if args.dataset is None:
+            raise ValueError("expected a DATASET (an ImageFolder tree or a list file), or --merge FILES")
+        progress = args.progress
+        top_k = DEFAULT_TOP_K if args.top_k is None else args.top_k
+        if args.ray is not None:
+            if args.shard is not None:
+                raise ValueError(
+                    "--shard and --ray do not go together: Ray spreads the images over its workers"
+                )
+            from vitc.eval.ray import evaluate_ray  # Ray is optional: imported only for --ray
+
+            result = evaluate_ray(
+                args.model,
+                args.dataset,
+                address=args.ray,
+                num_workers=args.workers,
+                batch_size=args.batch_size,
+                top_k=top_k,
+                output=args.output,
+                class_mapping=args.class_mapping,
+                progress=progress,
+            )
+        else:
+            result = evaluate(
+                args.model,
+                args.dataset,
+                batch_size=args.batch_size,
+                top_k=top_k,
+                output=args.output,
+                shard=args.shard,
+                progress=progress,
+                class_mapping=args.class_mapping,
+            )
+    if args.json:
+        json.dump(result.to_dict(), sys.stdout, indent=2)
+        print()
+    else:
+        print(result.summary())
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vitc",
@@ -273,31 +453,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "labels_preview, preprocessing (the preprocessor_config.json dict), file_size_bytes")
     p.set_defaults(func=cmd_info)
 
-    from vitc.evaluate import add_eval_parser
-
     add_eval_parser(sub)
 
-    p = sub.add_parser("bench", help="Benchmark vitc against PyTorch and ONNX Runtime (from a source checkout).",
+    p = sub.add_parser("bench", help="Benchmark vitc against PyTorch and ONNX Runtime (pip install 'vitc[bench]').",
                        add_help=False)
-    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of benchmarks/run.py (see --help)")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of vitc/bench/run.py (see --help)")
     p.set_defaults(func=cmd_bench)
     return parser
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    # The suite lives beside the package in a checkout (editable install) or in the current folder;
-    # a console script, unlike python -m, does not put either on sys.path.
-    for root in (Path(__file__).resolve().parent.parent, Path.cwd()):
-        if (root / "benchmarks" / "run.py").is_file() and str(root) not in sys.path:
-            sys.path.insert(0, str(root))
-            break
-    try:
-        from benchmarks.run import main as bench_main
-    except ImportError:
-        raise UserError(
-            "vitc bench runs the benchmark suite of a source checkout: run it from the repository root "
-            "after pip install '.[bench]' (python benchmarks/run.py --help)"
-        ) from None
+    # The runner is vitc/bench/run.py (also benchmarks/run.py in a checkout); it parses its own
+    # arguments, so --help reaches it.
+    from vitc.bench.run import main as bench_main
+
     return bench_main(args.bench_args)
 
 

@@ -20,8 +20,10 @@ import numpy as np
 from vitc import _core
 from vitc import predict as _predict
 from vitc.config import ViTConfig
-from vitc.convert import _DTYPES, GEMM_WEIGHTS, INT8_PARTS, expected_shapes, load_stored, pack_weight
-from vitc.image_processor import ImageProcessor
+from vitc.io.load import load_stored
+from vitc.preprocess import ImageProcessor
+from vitc.weights import GEMM_WEIGHTS, INT8_PARTS, expected_shapes, pack_weight
+from vitc.weights import TENSOR_DTYPES as _DTYPES
 
 # HF hidden_act -> the C core's vitc_act enum (csrc/vitc_kernels.h).
 ACTIVATIONS = {

@@ -18,8 +18,8 @@ import numpy as np
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-    from vitc.image_processor import ImageProcessor
     from vitc.model import ViT
+    from vitc.preprocess import ImageProcessor
 
 
 class Prediction(list):
@@ -194,7 +194,7 @@ def _rollout_heatmap(model: ViT, rgb: Any, processor: ImageProcessor, attentions
 
 def attention_map(model: ViT, image: Any, processor: ImageProcessor) -> np.ndarray:
     """(H, W) heat-map in [0, 1] of the CLS token's attention rollout, at the image's own size."""
-    from vitc.image_processor import to_rgb_pil
+    from vitc.preprocess import to_rgb_pil
 
     rgb = to_rgb_pil(image)
     out = model(processor([rgb]), output_attentions=True)
@@ -219,7 +219,7 @@ def explain(model: ViT, image: Any, processor: ImageProcessor | None = None) -> 
     PIL.Image.Image
         RGB, the image enlarged to ~256 px if smaller, with a 24 px title band above it.
     """
-    from vitc.image_processor import to_rgb_pil
+    from vitc.preprocess import to_rgb_pil
 
     if model.num_labels == 0:
         raise ValueError(
@@ -247,7 +247,7 @@ def render_explanation(image: Any, heatmap: np.ndarray, title: str) -> PILImage:
     """``image`` with ``heatmap`` overlaid and ``title`` above it, as an RGB PIL image."""
     from PIL import Image, ImageDraw
 
-    from vitc.image_processor import to_rgb_pil
+    from vitc.preprocess import to_rgb_pil
 
     rgb = to_rgb_pil(image)
     scale = max(1, 256 // max(rgb.width, rgb.height))  # tiny images (digits) are enlarged to be seen

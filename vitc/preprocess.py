@@ -4,102 +4,32 @@ image (file, PIL image or uint8 array) -> EXIF orientation -> RGB -> Pillow resi
 float64 rescale -> float32 -> float32 normalize -> (B, 3, H, W). The arithmetic follows
 ``transformers.image_transforms.rescale`` / ``normalize`` step by step so pixel values match
 transformers exactly. It is not a data-augmentation library and does no cropping or padding.
+The settings themselves (``preprocessor_config.json``) and their checks are :class:`vitc.config.PreprocessorConfig`.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import numbers
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vitc.config import MAX_IMAGE_SIDE, PreprocessorConfig
+from vitc.io.vitc_file import read_metadata
+
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
-# ref: transformers.image_utils.IMAGENET_STANDARD_MEAN / _STD (the ViTImageProcessor defaults)
-IMAGENET_STANDARD_MEAN = (0.5, 0.5, 0.5)
-IMAGENET_STANDARD_STD = (0.5, 0.5, 0.5)
-DEFAULT_SIZE = 224
-# Pillow resampling codes as stored in preprocessor_config.json ("resample": 2).
-RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 # 16-bit -> 8-bit: round(v / 257) maps 0..65535 onto 0..255 and inverts the usual 8->16 expansion
 # v * 257 exactly. (Pillow's convert("RGB") would instead clip everything above 255 to white.)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 _U16_TO_U8_DIVISOR = 257
-# Keys that would change the processing if enabled; vitc does not implement them, so refuse them
-# instead of silently producing different pixels.
-_UNSUPPORTED_IF_TRUE = ("do_center_crop", "do_pad", "do_reduce_labels")
 
 
-# Largest accepted height / width / edge of ``size``. ViT checkpoints use 224..1024; 8192 leaves room
-# for unusual ones while bounding one image's pixel buffer (8192^2 * 3 float32 = 805 MB), so a
-# hostile preprocessor config cannot ask for a multi-terabyte allocation.
-MAX_IMAGE_SIDE = 8192
-
-
-def _side(name: str, value: Any) -> int:
-    """One side length: a positive int (an integral float such as 224.0 is accepted) <= MAX_IMAGE_SIDE."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name}: expected an int in 1..{MAX_IMAGE_SIDE}, found {value!r}")
-    if not 1 <= value <= MAX_IMAGE_SIDE:
-        raise ValueError(f"{name}: expected an int in 1..{MAX_IMAGE_SIDE}, found {value}")
-    return int(value)
-
-
-def _normalize_size(size: Any) -> dict[str, int]:
-    """Accept the size spellings HF's get_size_dict accepts for ViT (default_to_square=True)."""
-    if isinstance(size, (list, tuple)) and len(size) == 2:
-        return {"height": _side("size height", size[0]), "width": _side("size width", size[1])}
-    if isinstance(size, dict):
-        keys = {k for k, v in size.items() if v is not None}
-        if keys not in ({"height", "width"}, {"shortest_edge"}, {"shortest_edge", "longest_edge"}):
-            raise ValueError(
-                "size: expected keys {'height', 'width'}, {'shortest_edge'} or "
-                f"{{'shortest_edge', 'longest_edge'}}, found {sorted(map(str, keys))}"
-            )
-        order = ("height", "width", "shortest_edge", "longest_edge")
-        return {k: _side(f"size {k}", size[k]) for k in order if k in keys}
-    if isinstance(size, (numbers.Integral, float)):
-        side = _side("size", size)
-        return {"height": side, "width": side}
-    raise ValueError(f"size: expected an int, (height, width) or a dict, found {size!r}")
-
-
-def _per_channel(name: str, value: Any) -> list[float]:
-    """Three finite numbers (R, G, B) from a number or a length-3 sequence."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        value = [value] * 3
-    elif isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
-        raise ValueError(f"{name}: expected a number or 3 numbers (R, G, B), found {value!r}")
-    if len(value) != 3:
-        raise ValueError(f"{name}: expected 3 values (R, G, B), found {len(value)}: {list(value)!r}")
-    out = []
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-            raise ValueError(f"{name}: expected 3 finite numbers (R, G, B), found {list(value)!r}")
-        out.append(float(v))
-    return out
-
-
-def _flag(name: str, value: Any, allow_none: bool = False) -> bool | None:
-    """A JSON boolean (``"false"`` as a string would otherwise count as true)."""
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}: expected true or false{' or null' if allow_none else ''}, found {value!r}")
-    return bool(value)
-
-
-@dataclass
-class ImageProcessor:
+class ImageProcessor(PreprocessorConfig):
     """Preprocess images for a ViT exactly as transformers' ViTImageProcessor (PIL path) does.
 
     Fields mirror the keys of a Hugging Face ``preprocessor_config.json``.
@@ -141,64 +71,6 @@ class ImageProcessor:
     and the EXIF orientation is applied to PIL images too (transformers does it for files only).
     """
 
-    do_resize: bool = True
-    size: dict[str, int] = field(default_factory=lambda: {"height": DEFAULT_SIZE, "width": DEFAULT_SIZE})
-    resample: int = 2
-    do_rescale: bool = True
-    rescale_factor: float = 1 / 255
-    do_normalize: bool = True
-    image_mean: list[float] = field(default_factory=lambda: list(IMAGENET_STANDARD_MEAN))
-    image_std: list[float] = field(default_factory=lambda: list(IMAGENET_STANDARD_STD))
-    do_convert_rgb: bool | None = None
-
-    def __post_init__(self) -> None:
-        # Every field is checked here, so a bad value from a file or a caller fails at construction
-        # with its name, not later inside Pillow or NumPy.
-        self.do_resize = _flag("do_resize", self.do_resize)
-        self.do_rescale = _flag("do_rescale", self.do_rescale)
-        self.do_normalize = _flag("do_normalize", self.do_normalize)
-        self.do_convert_rgb = _flag("do_convert_rgb", self.do_convert_rgb, allow_none=True)
-        self.size = _normalize_size(self.size)
-        if isinstance(self.resample, float) and self.resample.is_integer():
-            self.resample = int(self.resample)
-        if isinstance(self.resample, bool) or not isinstance(self.resample, numbers.Integral) or (
-            int(self.resample) not in RESAMPLE_NAMES
-        ):
-            raise ValueError(
-                f"resample: expected a Pillow filter code in {sorted(RESAMPLE_NAMES)}, found {self.resample!r}"
-            )
-        self.resample = int(self.resample)
-        factor = self.rescale_factor
-        if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not math.isfinite(factor):
-            raise ValueError(f"rescale_factor: expected a finite number such as 1/255, found {factor!r}")
-        self.rescale_factor = float(factor)
-        self.image_mean = _per_channel("image_mean", self.image_mean)
-        self.image_std = _per_channel("image_std", self.image_std)
-        if any(s == 0 for s in self.image_std):
-            raise ValueError(f"image_std: expected non-zero values, found {self.image_std}")
-
-    # ---- construction -------------------------------------------------------------------------
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ImageProcessor:
-        """Build from a ``preprocessor_config.json`` dict.
-
-        Descriptive keys (``image_processor_type`` ...) and other unknown keys are ignored; enabling a
-        step vitc does not implement (center crop, padding) raises ``ValueError``, and so does a
-        value of the wrong type or out of range (the message names the key and what was expected):
-        the dict may come from an untrusted file.
-        """
-        if not isinstance(d, dict):
-            raise ValueError(f"preprocessor config: expected a JSON object (dict), found {type(d).__name__}")
-        for key in _UNSUPPORTED_IF_TRUE:
-            if d.get(key):
-                raise ValueError(
-                    f"preprocessor config: '{key}: true' is not supported by vitc (ViT checkpoints do not use it)"
-                )
-        names = {f for f in cls.__dataclass_fields__}
-        kwargs = {k: v for k, v in d.items() if k in names and v is not None}
-        return cls(**kwargs)
-
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> ImageProcessor:
         """Load the preprocessing of a model.
@@ -227,8 +99,6 @@ class ImageProcessor:
             raise FileNotFoundError(f"model path not found: '{p}'")
         if p.suffix == ".json":
             return cls.from_dict(_read_json(p))
-        from vitc.convert import read_metadata  # lazy: only vitc model files need it
-
         meta = read_metadata(p)
         if meta.get("preprocessor"):
             return cls.from_dict(meta["preprocessor"])
@@ -239,22 +109,7 @@ class ImageProcessor:
         image_size = config.get("image_size")
         if image_size is None:
             raise ValueError(f"{where}: no preprocessor config and no 'image_size' in the model config")
-        return cls(size=_normalize_size(image_size))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``preprocessor_config.json`` dict (``from_dict(to_dict())`` round-trips)."""
-        return {
-            "do_convert_rgb": self.do_convert_rgb,
-            "do_normalize": self.do_normalize,
-            "do_rescale": self.do_rescale,
-            "do_resize": self.do_resize,
-            "image_mean": list(self.image_mean),
-            "image_processor_type": "ViTImageProcessor",
-            "image_std": list(self.image_std),
-            "resample": self.resample,
-            "rescale_factor": self.rescale_factor,
-            "size": dict(self.size),
-        }
+        return cls(size=image_size)  # __post_init__ checks it and makes an int a square
 
     # ---- processing ---------------------------------------------------------------------------
 

@@ -97,7 +97,7 @@ def hf_model(request: pytest.FixtureRequest) -> Any:
 @pytest.fixture(scope="session")
 def image_processor(request: pytest.FixtureRequest) -> Any:
     """The vitc ImageProcessor of ``--vitc-model``, or of ``--hf-model`` if only that is given."""
-    from vitc.image_processor import ImageProcessor
+    from vitc.preprocess import ImageProcessor
 
     path = request.config.getoption("vitc_model") or request.config.getoption("hf_model")
     if path is None:
@@ -110,7 +110,7 @@ def image_processor(request: pytest.FixtureRequest) -> Any:
 @pytest.fixture(scope="session")
 def eval_images(request: pytest.FixtureRequest) -> list[Path]:
     """Image files under ``--eval-images``, sorted (the extensions torchvision's ImageFolder reads)."""
-    from vitc.evaluate import IMAGE_EXTENSIONS
+    from vitc.eval.dataset import IMAGE_EXTENSIONS
 
     root = Path(_option(request, "eval_images", "needs evaluation images"))
     images = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)

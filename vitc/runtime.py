@@ -1,4 +1,4 @@
-"""Run-time configuration: thread count and a report of how vitc was built."""
+"""Run-time settings: the thread count, and a report of how vitc was built (version, BLAS, kernels)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import operator
 import sys
 
 from vitc import _core
+
+# The package version (vitc.__version__ re-exports it; pyproject.toml states it for packaging).
+__version__ = "0.1.0"
 
 
 def set_num_threads(n: int) -> None:
@@ -29,13 +32,11 @@ def get_num_threads() -> int:
 
 def config_dict() -> dict:
     """What :func:`show_config` prints, as a dict."""
-    import vitc
-
     blas = _core.blas_info()
     lowp = _core._lowp_kernels()
     version = blas["config"].split()[1] if blas["config"].startswith("OpenBLAS") else "unknown"
     return {
-        "vitc": vitc.__version__,
+        "vitc": __version__,
         "blas": {
             "library": "OpenBLAS",
             "version": version,

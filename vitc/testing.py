@@ -219,17 +219,17 @@ def compare_with_transformers(
         If ``model_path`` is not a Hugging Face folder.
     """
     torch, _ = _import_transformers()
-    import vitc
+    from vitc.model import ViT
 
     if not (Path(model_path) / "config.json").is_file():
         raise FileNotFoundError(
             f"expected a Hugging Face model folder with config.json, found '{model_path}'"
         )
     x = _to_numpy(pixel_values, "pixel_values").astype(np.float32, copy=False)
-    if isinstance(vitc_model, vitc.ViT):
+    if isinstance(vitc_model, ViT):
         ours_model = vitc_model
     else:
-        ours_model = vitc.ViT.from_pretrained(model_path if vitc_model is None else vitc_model)
+        ours_model = ViT.from_pretrained(model_path if vitc_model is None else vitc_model)
     hf = load_transformers_model(model_path, classifier=ours_model.num_labels > 0)
     ours = ours_model(x, output_hidden_states=True)
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """One engine, one model, one process: load, check against transformers eager, then time.
 
-Run by benchmarks/run.py as ``python -m benchmarks.engines ...`` so each engine's peak resident
+Run by vitc/bench/run.py as ``python -m vitc.bench.engines ...`` so each engine's peak resident
 memory is its own (VmHWM of a fresh exec'd process). Writes one JSON result file. Not a library:
 the engines here are thin adapters over each runtime's public API.
 """
@@ -18,10 +18,8 @@ from typing import Any
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.models import MODELS, ModelSpec
-from benchmarks.prepare import INPUT_NAME, OUTPUT_NAME, VITC_FILES
+from vitc.bench.models import MODELS, ModelSpec
+from vitc.bench.prepare import INPUT_NAME, OUTPUT_NAME, VITC_FILES
 
 # fp32 engines must match transformers eager to this, scaled by max(1, max |reference logit|):
 # the same math in another summation order drifts by ~1e-6 relative per layer, far below it.

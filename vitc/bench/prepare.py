@@ -25,9 +25,7 @@ from typing import Any
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.models import MODELS, ModelSpec
+from vitc.bench.models import MODELS, ModelSpec
 
 # Bump when the files written here change meaning, so stale caches are rebuilt.
 PREPARE_VERSION = 1

@@ -1,11 +1,13 @@
 """vitc against its peers on this machine: one command, one process per engine, one report.
 
-    python benchmarks/run.py --models vit-l16-512 vit-b16-224 --threads 2 --out benchmarks/results
-    python benchmarks/run.py --quick          # tiny model, seconds: a smoke test of the pipeline
+    vitc bench --models vit-l16-512 vit-b16-224 --threads 2 --out benchmarks/results
+    vitc bench --quick                        # tiny model, seconds: a smoke test of the pipeline
+    python benchmarks/run.py --quick          # the same from a checkout (writes benchmarks/results/)
 
 Every engine loads the same random-weight checkpoint, is checked against transformers eager on a
 fixed input before it is timed, and runs in its own subprocess with the same thread count. See
-benchmarks/README.md for how to read the output. ``main(argv)`` is the entry point for ``vitc bench``.
+benchmarks/README.md for how to read the output. ``main(argv)`` is the entry point of ``vitc bench`` and of
+benchmarks/run.py.
 """
 
 from __future__ import annotations
@@ -22,15 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks import report
-from benchmarks.engines import ENGINES, ONNX_ENGINES
-from benchmarks.models import DEFAULT_MODELS, MODELS, QUICK_MODELS
-from benchmarks.peak import measure_peak
+import vitc
+from vitc.bench import report
+from vitc.bench.engines import ENGINES, ONNX_ENGINES
+from vitc.bench.models import DEFAULT_MODELS, MODELS, QUICK_MODELS
+from vitc.bench.peak import measure_peak
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
+# The folder holding the vitc package this process imported: the children import the same one.
+VITC_PARENT = Path(vitc.__file__).resolve().parent.parent
+DEFAULT_OUT = Path("benchmarks") / "results"  # in the current folder (a checkout's root: its results)
 DEFAULT_ENGINES = ("vitc", "vitc-bf16", "vitc-int8", "hf-eager", "hf-sdpa", "ort", "ort-int8")
 QUICK_ENGINES = ("vitc", "hf-eager", "ort")
 DEFAULT_BATCH = 8
@@ -46,21 +48,23 @@ def onnx_available() -> bool:
 
 def child_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(VITC_PARENT), env.get("PYTHONPATH")]))
     for var in THREAD_ENV_VARS:
         env[var] = str(threads)
     env.setdefault("TRANSFORMERS_VERBOSITY", "error")
     return env
 
 
-def run_child(module: str, args: list[str], env: dict[str, str], log: Path) -> int:
-    """``python -m benchmarks.<module> args`` with output appended to ``log``; returns the exit code."""
-    cmd = [sys.executable, "-m", f"benchmarks.{module}", *args]
+def run_child(module: str, args: list[str], env: dict[str, str], log: Path, cwd: Path) -> int:
+    """``python -m vitc.bench.<module> args`` with output appended to ``log``; returns the exit code.
+
+    ``cwd`` must not hold a ``vitc`` folder (python -m puts it first on sys.path): the work dir."""
+    cmd = [sys.executable, "-m", f"vitc.bench.{module}", *args]
     with log.open("a") as f:
         f.write(f"\n$ {shlex.join(cmd)}\n")
         f.flush()
         return subprocess.run(
-            cmd, check=False, env=env, cwd=REPO_ROOT, stdout=f, stderr=subprocess.STDOUT
+            cmd, check=False, env=env, cwd=cwd, stdout=f, stderr=subprocess.STDOUT
         ).returncode
 
 
@@ -74,7 +78,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, default_out: Path = DEFAULT_OUT) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="vitc bench", description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", choices=sorted(MODELS), help=f"default: {' '.join(DEFAULT_MODELS)}")
     p.add_argument(
@@ -84,7 +88,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--threads", type=int, default=os.cpu_count() or 1, help="threads per engine (default: all cores)"
     )
     p.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help="results folder (default: benchmarks/results)"
+        "--out", type=Path, default=default_out, help=f"results folder (default: {default_out})"
     )
     p.add_argument("--workdir", type=Path, help="checkpoint cache (default: OUT/tmp)")
     p.add_argument(
@@ -172,7 +176,7 @@ def run_one(
     res_path.unlink(missing_ok=True)
     child_args = ["--engine", engine, "--model", model, "--workdir", str(workdir), "--threads", str(args.threads)]
     child_args += ["--batch-size", str(args.batch_size), "--counts", json.dumps(counts), "--out", str(res_path)]
-    rc = run_child("engines", child_args, env, log)
+    rc = run_child("engines", child_args, env, log, workdir)
     if not res_path.is_file():  # crashed before writing a result: a failure, never a silent gap
         failed.append(f"{engine}/{model}: exit code {rc}, no result (see {log})")
         print(f"bench: FAILED {engine} on {model}: exit code {rc}; see {log}", flush=True)
@@ -195,9 +199,12 @@ def run_one(
     return r
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; 0 if every engine passed its check, 1 otherwise."""
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, default_out: Path = DEFAULT_OUT) -> int:
+    """Run the benchmark; 0 if every engine passed its check, 1 otherwise.
+
+    ``default_out`` is the results folder when ``--out`` is not given (benchmarks/run.py passes its own
+    results/ folder)."""
+    args = parse_args(argv, default_out)
     out: Path = args.out.resolve()
     workdir: Path = args.workdir.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -229,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         print(f"bench: preparing {model} (cached in {workdir / model}) ...", flush=True)
         prep_args = ["--model", model, "--workdir", str(workdir), "--seed", str(args.seed)]
-        if run_child("prepare", prep_args + (["--onnx"] if use_onnx else []), env, log) != 0:
+        if run_child("prepare", prep_args + (["--onnx"] if use_onnx else []), env, log, workdir) != 0:
             raise SystemExit(f"bench: preparing {model} failed; see {log}")
         print(f"bench: prepared {model} in {time.perf_counter() - t0:.0f} s", flush=True)
         counts = counts_for(args, model)

@@ -1,4 +1,4 @@
-"""Evaluation spread over a Ray cluster: the same result and output file as :func:`vitc.evaluate.evaluate`.
+"""Evaluation spread over a Ray cluster: the same result and output file as :func:`vitc.eval.run.evaluate`.
 
 dataset -> samples (on the driver) -> Ray Data ``from_items`` -> ``map_batches`` with one
 :class:`_Predictor` actor per worker (each loads the model once) -> JSON records streamed back to
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,16 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from vitc.evaluate import (
-    DEFAULT_TOP_K,
-    EvalResult,
-    Sample,
-    load_batch,
-    model_fingerprint,
-    plan_evaluation,
-    predict_records,
-    write_records,
-)
+from vitc.eval.dataset import Sample
+from vitc.eval.output import model_fingerprint, write_records
+from vitc.eval.run import DEFAULT_TOP_K, EvalResult, load_batch, plan_evaluation, predict_records
 
 RAY_INSTALL_HINT = "pip install 'vitc[ray]' (from a checkout: pip install '.[ray]')"
 
@@ -50,10 +42,11 @@ class _Predictor:
     """A Ray Data callable class: one model per actor, one record (a JSON string) per input row."""
 
     def __init__(self, model_path: str, kmax: int, threads: int):
-        import vitc
+        from vitc.model import ViT
+        from vitc.runtime import set_num_threads
 
-        vitc.set_num_threads(threads)
-        self.model = vitc.ViT.from_pretrained(model_path)
+        set_num_threads(threads)
+        self.model = ViT.from_pretrained(model_path)
         self.processor = self.model.image_processor
         self.kmax = kmax
 
@@ -85,13 +78,13 @@ def evaluate_ray(
     Parameters
     ----------
     model_path : a .vitc file or Hugging Face folder every worker can read (None: the embedded model).
-    dataset : ImageFolder tree or list file, as for :func:`vitc.evaluate.evaluate`.
+    dataset : ImageFolder tree or list file, as for :func:`vitc.eval.run.evaluate`.
     address : ``"local"`` starts a Ray instance on this machine (and stops it afterwards); anything
         else is passed to ``ray.init(address=...)`` (``"auto"``, ``"ray://host:10001"``). If Ray is
         already initialized in this process, that instance is used as it is.
     num_workers : actors, each with its own model.
     batch_size : images per forward pass (per Ray batch).
-    top_k, output, class_mapping, progress : as for :func:`vitc.evaluate.evaluate`; the output file
+    top_k, output, class_mapping, progress : as for :func:`vitc.eval.run.evaluate`; the output file
         is written by this process and resumes the same way.
     threads_per_worker : CPUs Ray reserves per actor, and vitc threads each actor uses.
 
@@ -105,7 +98,7 @@ def evaluate_ray(
     ImportError
         If ray[data] is not installed.
     FileNotFoundError, ValueError
-        As :func:`vitc.evaluate.evaluate`.
+        As :func:`vitc.eval.run.evaluate`.
     """
     for name, value in (
         ("num_workers", num_workers),
@@ -115,15 +108,15 @@ def evaluate_ray(
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}: expected a positive int, found {value!r}")
     ray = _import_ray()
-    import vitc
     from vitc.default_model import DEFAULT_MODEL_PATH
+    from vitc.model import ViT
 
     model_path = Path(DEFAULT_MODEL_PATH if model_path is None else model_path).resolve()
     if not model_path.exists():
         raise FileNotFoundError(f"model not found: '{model_path}'")
     # The driver reads the labels and, for an output file, runs the fingerprint's one small probe
     # image; .vitc files are memory-mapped, so this is cheap.
-    labels_model = vitc.ViT.from_pretrained(model_path)
+    labels_model = ViT.from_pretrained(model_path)
     plan = plan_evaluation(
         labels_model.id2label,
         labels_model.num_labels,
@@ -138,8 +131,6 @@ def evaluate_ray(
     del labels_model
     new: list[dict[str, Any]] = []
     started_ray = False
-    from tqdm.auto import tqdm
-
     start = time.perf_counter()
     ctx, bars = None, None
     try:
@@ -168,14 +159,7 @@ def evaluate_ray(
                     "threads": threads_per_worker,
                 },
             )
-            with tqdm(
-                total=len(plan.selection),
-                initial=len(plan.done),
-                desc="eval (ray)",
-                unit="img",
-                disable=(None if progress is None else not progress),
-                file=sys.stderr,
-            ) as bar:
+            with plan.progress_bar("eval (ray)", progress) as bar:
                 for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
                     records = [json.loads(r) for r in batch["record"]]
                     write_records(plan.out, records)
