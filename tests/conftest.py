@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
-from default_model_hf import load_default_hf
-from hf_fixtures import make_model
+
+# tools/mnist_data.py (the default model's MNIST digits) is a loader for tools and tests, not vitc API.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from factories import load_default_hf, make_model
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 import vitc

@@ -1,4 +1,4 @@
-"""Smoke test of benchmarks/run.py --quick: the pipeline runs, checks pass, reports are written.
+"""Smoke test of vitc bench --quick (vitc/bench/run.py): the pipeline runs, checks pass, reports are written.
 
 No timing thresholds: this machine is shared and a timing assertion would be a flaky test. ONNX rows
 appear only when onnxruntime is installed (the `bench` extra); without it they are skipped, not the test.
@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-from benchmarks import run
-from benchmarks.models import MODELS
+from vitc.bench import run
+from vitc.bench.models import MODELS
 
 VITL_GFLOP = 723.97  # PERF.md's count for ViT-L/16 at 512
 HAVE_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))

@@ -1,4 +1,4 @@
-"""Tests of vitc.checkpoint: exact reads of real HF checkpoints, and refusal of hostile/corrupt files."""
+"""Tests of vitc.io.checkpoint: exact reads of real HF checkpoints, and refusal of hostile/corrupt files."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hf_fixtures import (
+from factories import (
     hostile_pickle,
     hub_state_dict,
     make_model,
@@ -25,7 +25,7 @@ from hf_fixtures import (
     write_fake_torch_zip,
 )
 
-from vitc.checkpoint import load_state_dict, read_safetensors, read_torch_bin
+from vitc.io.checkpoint import load_state_dict, read_safetensors, read_torch_bin
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -122,7 +122,7 @@ def test_readers_do_not_import_torch(tmp_path, cls_model):
     cls_model.save_pretrained(tmp_path / "st")
     save_bin(cls_model, tmp_path / "bin")
     code = (
-        "import sys, vitc.checkpoint as c\nfrom vitc.convert import load_any\n"
+        "import sys, vitc.io.checkpoint as c\nfrom vitc.io import load_any\n"
         f"a = c.load_state_dict({str(tmp_path / 'st')!r})\n"
         f"b = c.load_state_dict({str(tmp_path / 'bin')!r})\n"
         f"load_any({str(tmp_path / 'bin')!r})\n"

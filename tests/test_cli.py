@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hf_factory import make_checkpoint
+from factories import make_checkpoint
 from PIL import Image
 
 import vitc
@@ -371,7 +371,7 @@ def test_option_help_explains_with_examples(capsys) -> None:
 
 
 def test_bench_help_reaches_the_benchmark_suite() -> None:
-    """``vitc bench --help`` is passed to benchmarks/run.py (argparse would otherwise swallow it)."""
+    """``vitc bench --help`` is passed to vitc/bench/run.py (argparse would otherwise swallow it)."""
     proc = subprocess.run(
         [sys.executable, "-m", "vitc", "bench", "--help"],
         capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
@@ -381,8 +381,8 @@ def test_bench_help_reaches_the_benchmark_suite() -> None:
 
 
 def test_bench_from_the_console_script(tmp_path) -> None:
-    """The ``vitc`` console script (not python -m, which adds the current folder to sys.path) finds
-    the suite beside the package of an editable install, from any folder."""
+    """The ``vitc`` console script (not python -m, which adds the current folder to sys.path) runs the
+    suite from any folder: it is part of the package (vitc/bench/)."""
     script = Path(sys.executable).parent / "vitc"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([str(script), "bench", "--help"], capture_output=True, text=True, timeout=120,

@@ -16,24 +16,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hf_fixtures import PREPROCESSOR, make_model, save_bin, state_dict_numpy
+from factories import PREPROCESSOR, make_model, save_bin, state_dict_numpy
 from transformers import ViTConfig as HFConfig
 
 import vitc
 from vitc.config import ViTConfig
-from vitc.convert import (
-    ALIGNMENT,
-    convert,
-    convert_state_dict,
-    expected_shapes,
-    is_converted_file,
-    load_any,
-    load_converted,
-    read_metadata,
-)
+from vitc.convert import convert
+from vitc.io import convert_state_dict, is_converted_file, load_any, load_converted, read_metadata
+from vitc.io.hf import WEIGHT_MAP
+from vitc.io.vitc_file import ALIGNMENT
+from vitc.weights import TENSORS, expected_shapes
 
-# vitc/__init__.py exports the convert() function under the submodule's name, so fetch the module itself.
-vconv = importlib.import_module("vitc.convert")
+# The module that writes .vitc files (its _write_tensor is the seam for injected write failures).
+vfile = importlib.import_module("vitc.io.vitc_file")
 
 
 def hf_folder(
@@ -110,6 +105,12 @@ def test_config_label_count_follows_transformers(d, labels):
 
 # ---------------------------------------------------------------------------------------------------
 # The name table
+
+
+def test_weight_map_builds_every_vitc_tensor_once():
+    """The HF table (vitc/io/hf.py) has exactly one rule per tensor of vitc's schema (vitc/weights.py)."""
+    assert sorted(r.dst for r in WEIGHT_MAP) == sorted(t.name for t in TENSORS)
+    assert len({t.name for t in TENSORS}) == len(TENSORS)
 
 
 def test_mapping_cls(cls_model):
@@ -324,7 +325,7 @@ def test_atomic_write(tmp_path, cls_model, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
     calls = []
-    real = vconv._write_tensor
+    real = vfile._write_tensor
 
     def failing(f, arr):
         calls.append(1)
@@ -332,7 +333,7 @@ def test_atomic_write(tmp_path, cls_model, monkeypatch):
             raise OSError("disk full (simulated)")
         real(f, arr)
 
-    monkeypatch.setattr(vconv, "_write_tensor", failing)
+    monkeypatch.setattr(vfile, "_write_tensor", failing)
     with pytest.raises(OSError, match="disk full"):
         convert(src, out / "m.vitc", progress=False)
     assert list(out.iterdir()) == []  # neither the destination nor a temporary file
@@ -342,7 +343,7 @@ def test_atomic_write(tmp_path, cls_model, monkeypatch):
     with pytest.raises(OSError):
         convert(src, out / "m.vitc", progress=False)
     assert [p.name for p in out.iterdir()] == ["m.vitc"] and (out / "m.vitc").read_bytes() == b"old"
-    monkeypatch.setattr(vconv, "_write_tensor", real)
+    monkeypatch.setattr(vfile, "_write_tensor", real)
     convert(src, out / "m.vitc", progress=False)
     assert [p.name for p in out.iterdir()] == ["m.vitc"] and is_converted_file(out / "m.vitc")
 
@@ -419,9 +420,10 @@ def test_missing_sources(tmp_path, cls_model):
 # SIGKILL it mid-write.
 SLOW_CONVERT = textwrap.dedent(
     """
-    import importlib, sys, time
+    import sys, time
 
-    c = importlib.import_module("vitc.convert")  # vitc.convert is also the function's name
+    import vitc.io.vitc_file as c
+    from vitc.convert import convert
 
     real = c._write_tensor
 
@@ -432,7 +434,7 @@ SLOW_CONVERT = textwrap.dedent(
         time.sleep(600)
 
     c._write_tensor = slow
-    c.convert(sys.argv[1], sys.argv[2], progress=False)
+    convert(sys.argv[1], sys.argv[2], progress=False)
     """
 )
 
@@ -482,13 +484,13 @@ def test_killed_conversion_leaves_no_destination_and_its_temp_is_removed(tmp_pat
 def test_temp_name_carries_the_pid(tmp_path, cls_model, monkeypatch):
     src = hf_folder(tmp_path / "hf", cls_model)
     seen = []
-    real = vconv._write_tensor
+    real = vfile._write_tensor
 
     def spy(f, arr):
         seen.extend(p.name for p in temp_files(tmp_path))
         real(f, arr)
 
-    monkeypatch.setattr(vconv, "_write_tensor", spy)
+    monkeypatch.setattr(vfile, "_write_tensor", spy)
     convert(src, tmp_path / "m.vitc", progress=False)
     assert seen and re.fullmatch(rf"\.m\.vitc\.{os.getpid()}\.[a-z0-9_]+\.tmp", seen[0])
     assert temp_files(tmp_path) == []

@@ -14,25 +14,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hf_factory import make_checkpoint
+from factories import make_checkpoint
 
 import vitc
 from vitc import _core
 from vitc.cli import main
-from vitc.convert import (
-    ALIGNMENT,
-    GEMM_WEIGHTS,
-    PACKING,
-    convert,
-    expected_tensors,
-    load_any,
-    load_converted,
-    packed_len,
-    read_metadata,
-)
+from vitc.convert import convert
+from vitc.io import load_any, load_converted, read_metadata
+from vitc.io.vitc_file import ALIGNMENT
+from vitc.weights import GEMM_WEIGHTS, PACKING, expected_tensors, packed_len
 
-vconv = importlib.import_module("vitc.convert")
+vconv = importlib.import_module("vitc.convert")  # vitc.convert is also the function's name
 vmodel = importlib.import_module("vitc.model")
+vfile = importlib.import_module("vitc.io.vitc_file")
+vweights = importlib.import_module("vitc.weights")
 
 MODES = ("bfloat16", "int8")
 PACKED_DTYPE = {"bfloat16": np.uint16, "int8": np.int8}
@@ -92,7 +87,7 @@ def assert_same_outputs(a: vitc.ViT, b: vitc.ViT) -> None:
 def test_this_build_packs_the_known_layouts():
     """The NumPy description of PACKING matches the C kernels: if this fails, the kernels changed the
     packing and PACKING needs a new identifier (old files must then be refused, not misread)."""
-    assert vconv._build_packing() == PACKING
+    assert vweights.build_packing() == PACKING
 
 
 @pytest.mark.parametrize("dtype", MODES)
@@ -342,8 +337,9 @@ def test_header_byte_flips_refused_or_harmless(tmp_path, int8_file):
 
 def test_build_with_another_layout_refuses(tmp_path, bf16_file, monkeypatch):
     """A build whose kernels pack differently from PACKING can neither read nor write packed files."""
-    monkeypatch.setattr(vconv, "_build_packing", lambda: {"bfloat16": None, "int8": None})
-    with pytest.raises(ValueError, match="this build of vitc packs them as a layout vitc/convert.py does not"):
+    for module in (vweights, vfile):  # the writer's check and the reader's
+        monkeypatch.setattr(module, "build_packing", lambda: {"bfloat16": None, "int8": None})
+    with pytest.raises(ValueError, match="this build of vitc packs them as a layout vitc/weights.py does not"):
         vitc.ViT.from_pretrained(bf16_file)
     hf = tmp_path / "hf"
     make_checkpoint(hf)
@@ -367,7 +363,7 @@ def test_atomic_write_int8(tmp_path, monkeypatch):
     make_checkpoint(tmp_path / "hf")
     out = tmp_path / "out"
     out.mkdir()
-    real, calls = vconv._write_tensor, []
+    real, calls = vfile._write_tensor, []
 
     def failing(f, arr):
         calls.append(arr.dtype)
@@ -375,7 +371,7 @@ def test_atomic_write_int8(tmp_path, monkeypatch):
             raise OSError("disk full (simulated)")
         real(f, arr)
 
-    monkeypatch.setattr(vconv, "_write_tensor", failing)
+    monkeypatch.setattr(vfile, "_write_tensor", failing)
     with pytest.raises(OSError, match="disk full"):
         convert(tmp_path / "hf", out / "m.vitc", dtype="int8", progress=False)
     assert list(out.iterdir()) == [] and np.dtype(np.int8) in calls

@@ -1,10 +1,9 @@
-"""vitc.datasets: the bundled MNIST subset behind the default model."""
+"""tools/mnist_data.py: the bundled MNIST subset behind the default model."""
 
 from __future__ import annotations
 
 import numpy as np
-
-from vitc.datasets import (
+from mnist_data import (
     HELDOUT_EVERY,
     LABEL_NAMES,
     NUM_CLASSES,

@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pytest
 import torch
+from mnist_data import LABEL_NAMES, load_default_heldout
 from PIL import Image
 
-from vitc.datasets import LABEL_NAMES, load_default_heldout
 from vitc.default_model import DEFAULT_MODEL_PATH, sample_images
 
 # |logit difference| allowed against transformers, scaled by max(1, max|logit|): the parity bar.

@@ -1,4 +1,4 @@
-"""vitc.distributed: evaluation on a local Ray cluster equals the single-process evaluation."""
+"""vitc.eval.ray: evaluation on a local Ray cluster equals the single-process evaluation."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ import sys
 import numpy as np
 import pytest
 from eval_factory import write_corrupt, write_image_folder
-from hf_factory import make_checkpoint
+from factories import make_checkpoint
 
 from vitc.cli import main
-from vitc.evaluate import read_output
+from vitc.eval.output import read_output
 
 PROB_ATOL = 2e-6
 
 
 def test_missing_ray_is_a_clear_import_error(tmp_path, monkeypatch):
-    from vitc.distributed import evaluate_ray
+    from vitc.eval.ray import evaluate_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"pip install 'vitc\[ray\]'"):
@@ -25,7 +25,7 @@ def test_missing_ray_is_a_clear_import_error(tmp_path, monkeypatch):
 
 
 def test_bad_worker_count(tmp_path):
-    from vitc.distributed import evaluate_ray
+    from vitc.eval.ray import evaluate_ray
 
     with pytest.raises(ValueError, match="num_workers: expected a positive int, found 0"):
         evaluate_ray(tmp_path, tmp_path, num_workers=0)

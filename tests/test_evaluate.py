@@ -1,4 +1,4 @@
-"""vitc.evaluate: results equal what the model's own outputs give, outputs resume, shards merge."""
+"""vitc.evaluate (vitc/eval/): results equal what the model's own outputs give, outputs resume, shards merge."""
 
 from __future__ import annotations
 
@@ -17,24 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from eval_factory import direct, topk, write_corrupt, write_image_folder
-from hf_factory import make_checkpoint
+from factories import make_checkpoint
 from sklearn.metrics import confusion_matrix, top_k_accuracy_score
 
 import vitc
+from vitc.cli import add_eval_parser
 from vitc.cli import main as vitc_main
-from vitc.evaluate import (
-    EvalResult,
-    add_eval_parser,
-    evaluate,
-    fingerprint_difference,
-    load_dataset,
-    merge,
-    model_fingerprint,
-    parse_shard,
-    read_output,
-    samples_digest,
-    write_output_atomic,
-)
+from vitc.eval import EvalResult, evaluate, merge
+from vitc.eval.dataset import load_dataset, parse_shard, samples_digest
+from vitc.eval.output import fingerprint_difference, model_fingerprint, read_output, write_output_atomic
 
 NUM_LABELS = 10
 # Probabilities are written with 7 decimals; batches of other sizes may differ in the last bits.

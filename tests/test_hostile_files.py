@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
-from hf_fixtures import PREPROCESSOR, make_model, save_bin
+from factories import PREPROCESSOR, make_model, save_bin
 from hostile_cases import (
     CORRUPT_ZIPS,
     HOSTILE_INDEXES,
@@ -51,9 +51,9 @@ from hostile_cases import (
 )
 
 import vitc
-from vitc import checkpoint
-from vitc.checkpoint import load_state_dict, read_safetensors, read_torch_bin
-from vitc.convert import load_converted, read_metadata
+from vitc.io import checkpoint
+from vitc.io.checkpoint import load_state_dict, read_safetensors, read_torch_bin
+from vitc.io.vitc_file import load_converted, read_metadata
 
 # A hostile tiny file must be refused quickly; generous for a loaded 2-core CI machine.
 MAX_SECONDS = 5.0
@@ -259,7 +259,7 @@ class Peak(NamedTuple):
 
 CHILD = """
 import re, sys, time
-from vitc import checkpoint
+from vitc.io import checkpoint
 
 def kb(field):
     return int(re.search(field + r":\\s*(\\d+) kB", open("/proc/self/status").read()).group(1))

@@ -1,4 +1,4 @@
-"""vitc.image_processor against transformers' PIL image processor on real photographs."""
+"""vitc.preprocess (ImageProcessor) against transformers' PIL image processor on real photographs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image, ImageOps
 from transformers import ViTConfig, ViTForImageClassification
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
-from vitc.image_processor import ImageProcessor
+from vitc.preprocess import ImageProcessor
 
 # Same arithmetic in the same order: any difference is a bug, not rounding.
 PIXEL_ATOL = 1e-6

@@ -1,4 +1,4 @@
-"""vitc's kernel ufuncs against their slow NumPy twins (vitc._slow) and against torch.
+"""vitc's kernel ufuncs against their slow NumPy twins (vitc/reference.py) and against torch.
 
 Covers dtypes, odd sizes, memory layouts, loop-dimension broadcasting, out= and aliasing, edge values,
 shape and dtype errors, threads, GIL release and the thread-count setting.
@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 import vitc
-from vitc import _core, _slow
+from vitc import _core
+from vitc import reference as _slow
 
 KERNELS = ("gelu", "gelu_tanh", "layer_norm", "softmax", "linear", "attention", "mlp")
 DTYPES = (np.float32, np.float64)

@@ -15,7 +15,7 @@ import tracemalloc
 import numpy as np
 import psutil
 import pytest
-from hf_factory import make_checkpoint
+from factories import make_checkpoint
 
 import vitc
 

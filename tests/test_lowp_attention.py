@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hf_factory import make_checkpoint
+from factories import make_checkpoint
 
 import vitc
 from vitc import _core

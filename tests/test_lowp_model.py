@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hf_factory import HF_TEST_CONFIG, hf_forward, make_checkpoint
+from factories import HF_TEST_CONFIG, hf_forward, make_checkpoint
+from mnist_data import load_default_heldout
 
 import vitc
-from vitc.datasets import load_default_heldout
 
 MODES = ("bfloat16", "int8")
 MIN_TOP1_AGREEMENT = 0.99

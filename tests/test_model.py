@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from hf_factory import HF_TEST_CONFIG, hf_forward, make_checkpoint
+from factories import HF_TEST_CONFIG, hf_forward, make_checkpoint
 
 import vitc
 

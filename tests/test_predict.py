@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 import tqdm.auto
-from hf_factory import HF_TEST_CONFIG, hf_forward, make_checkpoint
+from factories import HF_TEST_CONFIG, hf_forward, make_checkpoint
+from mnist_data import load_default_heldout
 from PIL import Image
 
 import vitc
-from vitc.datasets import load_default_heldout
 from vitc.predict import Prediction, Predictions, attention_rollout, explain, render_explanation
 
 # Probabilities: softmax of float32 logits that agree with transformers to ~1e-5.

@@ -6,7 +6,7 @@ import importlib.metadata
 
 import pytest
 from eval_factory import write_digit_folder, write_image_folder
-from hf_factory import make_checkpoint
+from factories import make_checkpoint
 
 from vitc.default_model import DEFAULT_MODEL_PATH
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from hf_factory import make_checkpoint
+from factories import make_checkpoint
 
 import vitc
 from vitc.testing import ParityReport, assert_logits_close, compare_with_transformers

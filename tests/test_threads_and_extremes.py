@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from hf_factory import make_checkpoint
+from factories import make_checkpoint
 
 import vitc
 

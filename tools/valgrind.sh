@@ -46,7 +46,7 @@ for dt in (np.float32, np.float64):
 from vitc.config import ViTConfig
 cfg = ViTConfig(image_size=8, patch_size=4, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                 intermediate_size=24, id2label={0: "a", 1: "b", 2: "c"})
-from vitc.convert import expected_shapes
+from vitc.weights import expected_shapes
 tensors = {k: (g.standard_normal(s) * 0.1).astype(np.float32) for k, s in expected_shapes(cfg, head=True, pooler=False).items()}
 m = vitc.ViT(cfg, tensors)
 for b in (1, 3):

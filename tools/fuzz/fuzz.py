@@ -46,8 +46,8 @@ import atheris
 import numpy as np
 
 with atheris.instrument_imports():
-    from vitc.checkpoint import load_state_dict, read_safetensors, read_torch_bin
-    from vitc.convert import load_converted, read_metadata
+    from vitc.io.checkpoint import load_state_dict, read_safetensors, read_torch_bin
+    from vitc.io.vitc_file import load_converted, read_metadata
 
 import vitc  # the model; not instrumented, it only runs on inputs the readers accepted
 

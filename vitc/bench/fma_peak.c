@@ -1,4 +1,4 @@
-// fma_peak.c: the machine's fp32 FMA ceiling, measured as benchmarks/run.py's "100% of peak".
+// fma_peak.c: the machine's fp32 FMA ceiling, measured as vitc bench's "100% of peak".
 // Each thread (pinned to one core) runs independent vfmadd231ps chains that never touch memory;
 // this is not a GEMM benchmark and says nothing about caches or bandwidth.
 //

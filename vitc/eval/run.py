@@ -340,7 +340,7 @@ def summarize(
 
 @dataclass
 class EvalPlan:
-    """Everything decided before the first forward pass (shared with vitc.distributed)."""
+    """Everything decided before the first forward pass (shared with vitc/eval/ray.py)."""
 
     header: dict[str, Any]
     selection: list[Sample]  # the shard's samples, dataset order

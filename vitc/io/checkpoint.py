@@ -1,7 +1,7 @@
 """Readers for Hugging Face checkpoint files: safetensors, PyTorch zip ``.bin``, and sharded indexes.
 
 Pure Python + NumPy: no torch, no safetensors package. Tensors are memory-mapped read-only views
-where the file layout allows it. This module does not rename or reshape anything (see convert.py).
+where the file layout allows it. This module does not rename or reshape anything (see hf.py).
 """
 
 from __future__ import annotations
