@@ -206,8 +206,11 @@ def test_the_parser_sees_lazy_imports_and_skips_type_checking(tmp_path):
 
 
 def test_the_cycle_finder_finds_a_circle():
-    a_b, b_c, c_a = (Edge("vitc.model", "vitc.cli", (), 1), Edge("vitc.cli", "vitc.eval", (), 2),
-                     Edge("vitc.eval", "vitc.model", (), 3))
+    a_b, b_c, c_a = (
+        Edge("vitc.model", "vitc.cli", (), 1),
+        Edge("vitc.cli", "vitc.eval", (), 2),
+        Edge("vitc.eval", "vitc.model", (), 3),
+    )
     assert find_cycle([a_b, b_c]) is None
     assert sorted(find_cycle([c_a, a_b, b_c]), key=lambda e: e.line) == [a_b, b_c, c_a]
 
@@ -246,12 +249,7 @@ def test_every_module_has_a_layer():
 
 @pytest.mark.parametrize("layer", sorted(MAY_IMPORT))
 def test_layers_depend_one_way(layer):
-    bad = [
-        e
-        for e in EDGES
-        if layer_of(e.importer) == layer
-        and layer_of(e.target) not in MAY_IMPORT[layer] | {layer}
-    ]
+    bad = [e for e in EDGES if layer_of(e.importer) == layer and layer_of(e.target) not in MAY_IMPORT[layer] | {layer}]
     assert not bad, f"{layer} may import only {sorted(MAY_IMPORT[layer])}:\n" + describe(bad)
 
 

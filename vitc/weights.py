@@ -166,7 +166,7 @@ DIM_SOURCES: dict[str, tuple[str, ...]] = {
 
 
 def shape_sources(config: ViTConfig, symbols: tuple[str | int, ...]) -> str:
-    """"hidden_size=768 (default), num_labels=len(id2label)=2": the config fields a shape comes from."""
+    """ "hidden_size=768 (default), num_labels=len(id2label)=2": the config fields a shape comes from."""
     names = dict.fromkeys(f for s in symbols if isinstance(s, str) for f in DIM_SOURCES[s])
     return ", ".join(config.field_source(n) for n in names)
 
@@ -317,4 +317,3 @@ def require_build_layout(precision: str) -> str:
             "with a new layout identifier before writing or reading packed files"
         )
     return layout
-

@@ -195,9 +195,7 @@ def convert_state_dict(config: ViTConfig, state_dict: Mapping[str, np.ndarray]) 
                     f"(expected from config.json: {shape_sources(config, rule.src_shape)})"
                 )
             if arr.dtype.kind != "f":
-                raise ValueError(
-                    f"tensor {origin.get(key, key)}: expected a floating-point dtype, found {arr.dtype}"
-                )
+                raise ValueError(f"tensor {origin.get(key, key)}: expected a floating-point dtype, found {arr.dtype}")
             if key in used:  # only possible if the table itself is wrong
                 raise ValueError(f"tensor {key} is used twice by the conversion table")
             used.add(key)
