@@ -1100,6 +1100,13 @@ def _read_checkpoint_file(path: Path) -> dict[str, np.ndarray]:
     return read_safetensors(path)
 
 
+def _cache_blobs(folder: Path) -> Path | None:
+    """The blobs folder of a Hugging Face cache snapshot (``models--o--n/snapshots/<commit>``), else None."""
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        return folder.parent.parent / "blobs"
+    return None
+
+
 def _read_sharded(index_path: Path) -> dict[str, np.ndarray]:
     folder = index_path.parent.resolve()
     size = index_path.stat().st_size
@@ -1122,10 +1129,12 @@ def _read_sharded(index_path: Path) -> dict[str, np.ndarray]:
         by_shard.setdefault(shard, []).append(name)
     out: dict[str, np.ndarray] = {}
     for shard, names in by_shard.items():
+        shard_path = folder / shard
         try:
-            shard_path = (folder / shard).resolve()
-            inside = shard_path.parent == folder
-            exists = inside and shard_path.is_file()
+            target = shard_path.resolve()
+            # In the Hugging Face cache a snapshot's files are symlinks to its repo's blobs folder.
+            inside = shard_path.parent == folder and target.parent in (folder, _cache_blobs(folder))
+            exists = inside and target.is_file()
         except OSError as exc:  # a name the file system refuses (too long, bad characters)
             raise ValueError(f"{index_path}: shard {short_repr(shard)}: unusable file name ({exc})") from None
         if not inside:

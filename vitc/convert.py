@@ -63,6 +63,7 @@ from vitc.checkpoint import (
     short_repr,
 )
 from vitc.config import ViTConfig
+from vitc.hub import resolve_model
 
 __all__ = [
     "FORMAT_VERSION",
@@ -612,8 +613,9 @@ def convert(
     *,
     dtype: str = "float32",
     progress: bool = True,
+    revision: str | None = None,
 ) -> Path:
-    """Convert an HF ViT checkpoint folder (or a weights file inside one) to one ``.vitc`` file.
+    """Convert an HF ViT checkpoint folder (or a weights file inside one, or a hub ID) to one ``.vitc`` file.
 
     The file is written to a temporary file in the destination folder (``.NAME.<pid>.<random>.tmp``),
     fsynced, then renamed over ``dst``, so ``dst`` is either absent/old or complete. A conversion that
@@ -624,7 +626,8 @@ def convert(
     Parameters
     ----------
     src : str or PathLike
-        HF model folder with config.json (+ optional preprocessor_config.json) and weights.
+        HF model folder with config.json (+ optional preprocessor_config.json) and weights, or a hub ID
+        (``"owner/name"``) found in the Hugging Face cache or downloaded (see :func:`vitc.hub.resolve_model`).
     dst : str or PathLike
         Output file; if an existing folder, ``<dst>/model.vitc``.
     dtype : {"float32", "bfloat16", "int8"}, optional
@@ -634,6 +637,8 @@ def convert(
         file gives the model ``ViT.from_pretrained(float32_file, dtype=dtype)`` gives, bit for bit.
     progress : bool, optional
         Show a tqdm bar if tqdm is installed.
+    revision : str, optional
+        For a hub ID: branch, tag, ``refs/pr/N`` or commit hash (default "main").
 
     Returns
     -------
@@ -655,7 +660,7 @@ def convert(
     header: dict[str, Any] = {"format_version": FORMAT_VERSION, "dtype": precision}
     if precision != "float32":
         header["packing"] = {precision: _require_build_layout(precision)}
-    src_path = Path(src)
+    src_path = resolve_model(src, revision=revision)
     if _is_vitc_path(src_path):
         raise ValueError(
             f"{src_path}: already a vitc file: convert reads Hugging Face checkpoints. Load this file with "
@@ -976,27 +981,30 @@ def load_converted(
 
 
 def load_stored(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str], revision: str | None = None
 ) -> tuple[ViTConfig, dict[str, Any] | None, dict[str, np.ndarray], str]:
     """:func:`load_any` and the precision of the weights it returns ("float32" for HF checkpoints)."""
-    p = Path(path)
+    p = resolve_model(path, revision=revision)
     if _is_vitc_path(p):
         return _load_converted(p)  # a damaged .vitc file is reported as one (bad magic, truncated)
     return (*_load_hf(p), "float32")
 
 
 def load_any(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str], revision: str | None = None
 ) -> tuple[ViTConfig, dict[str, Any] | None, dict[str, np.ndarray]]:
     """Load a ``.vitc`` file, or an HF folder/weights file converted in memory.
 
     Parameters
     ----------
     path : str or PathLike
-        A ``.vitc`` file, an HF model folder, or a weights file inside one.
+        A ``.vitc`` file, an HF model folder, a weights file inside one, or a hub ID (``"owner/name"``,
+        from the Hugging Face cache or downloaded; see :func:`vitc.hub.resolve_model`).
+    revision : str, optional
+        For a hub ID: branch, tag, ``refs/pr/N`` or commit hash (default "main").
 
     Returns
     -------
     (ViTConfig, preprocessor dict or None, dict of vitc tensors)
     """
-    return load_stored(path)[:3]
+    return load_stored(path, revision)[:3]

@@ -915,11 +915,13 @@ def _load_model(model: ViT | str | os.PathLike | None) -> tuple[ViT, str | None]
 
         return load_default_model(), str(DEFAULT_MODEL_PATH)
     if isinstance(model, (str, os.PathLike)):
+        from vitc.hub import resolve_model
         from vitc.model import ViT
 
-        if not Path(model).exists():
+        path = resolve_model(model)  # a hub ID: from the Hugging Face cache or downloaded
+        if not path.exists():
             raise FileNotFoundError(f"model not found: '{model}'")
-        return ViT.from_pretrained(model), str(model)
+        return ViT.from_pretrained(path), str(model)
     return model, None
 
 
@@ -1164,8 +1166,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "--model",
         "-m",
         default=None,
-        help="a .vitc file or Hugging Face model folder (default: the embedded model)",
+        help="a .vitc file, Hugging Face model folder or hub ID (default: the embedded model)",
     )
+    p.add_argument("--revision", default=None, help="for a hub ID: branch, tag, refs/pr/N or commit (default: main)")
     p.add_argument("--batch-size", "-b", type=int, default=8, help="images per forward pass (default: 8)")
     p.add_argument(
         "--top-k",
@@ -1257,6 +1260,13 @@ def _run_eval(args: argparse.Namespace) -> int:
             raise ValueError("expected a DATASET (an ImageFolder tree or a list file), or --merge FILES")
         progress = args.progress
         top_k = DEFAULT_TOP_K if args.top_k is None else args.top_k
+        if args.revision is not None or (args.ray is not None and args.model is not None):
+            from vitc.hub import resolve_model
+
+            if args.model is None:
+                raise ValueError("--revision is the revision of a hub model: give --model too")
+            # a local folder every Ray worker can read; a revision evaluate() does not take
+            args.model = str(resolve_model(args.model, revision=args.revision))
         if args.ray is not None:
             if args.shard is not None:
                 raise ValueError(
