@@ -65,12 +65,7 @@ class ModelNotFoundError(FileNotFoundError):
 
 def is_hub_id(name: str) -> bool:
     """True if ``name`` is a valid Hugging Face repo ID (``"name"`` or ``"owner/name"``)."""
-    return (
-        _REPO_ID.fullmatch(name) is not None
-        and "--" not in name
-        and ".." not in name
-        and not name.endswith(".git")
-    )
+    return _REPO_ID.fullmatch(name) is not None and "--" not in name and ".." not in name and not name.endswith(".git")
 
 
 def hub_cache_dir() -> Path:
@@ -119,9 +114,7 @@ def _shard_names(index: Path) -> list[str]:
     if not isinstance(weight_map, dict):
         raise ValueError(f"{index}: expected a 'weight_map' object, found {short_repr(weight_map)}")
     names = list(dict.fromkeys(weight_map.values()))
-    bad = [
-        n for n in names if not isinstance(n, str) or n in ("", ".", "..") or any(c in n for c in "/\\\x00")
-    ]
+    bad = [n for n in names if not isinstance(n, str) or n in ("", ".", "..") or any(c in n for c in "/\\\x00")]
     if bad:
         raise ValueError(f"{index}: expected shard file names, found {short_repr(bad[0])}")
     return names
@@ -191,8 +184,16 @@ def _hub_errors() -> dict[str, tuple[type[BaseException], ...]]:
         "gated": get("GatedRepoError"),
         "repo": get("RepositoryNotFoundError"),
         "revision": get("RevisionNotFoundError"),
+        # LocalEntryNotFoundError (no connection, not cached) subclasses EntryNotFoundError: test it first.
+        "local": get("LocalEntryNotFoundError"),
         "entry": get("RemoteEntryNotFoundError", "EntryNotFoundError"),
     }
+
+
+def _causes(exc: BaseException) -> str:
+    """'Type: first line' of an error and of its cause (huggingface_hub wraps connection errors)."""
+    chain = [exc] + ([exc.__cause__] if exc.__cause__ is not None else [])
+    return "; ".join(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}" for e in chain)
 
 
 class _HubFailure(Exception):
@@ -217,13 +218,13 @@ def _download(repo_id: str, revision: str, cache: Path, endpoint: str) -> Path:
             raise _HubFailure(f"revision {rev!r} not found on {endpoint}") from exc
         except errors["repo"] as exc:
             raise _HubFailure(f"repo not found on {endpoint} (a private repo needs a login: hf auth login)") from exc
+        except errors["local"] as exc:
+            raise _HubFailure(f"downloading {what} from {endpoint} failed ({_causes(exc)})") from exc
         except errors["entry"] as exc:
             not_a_model = ": not a transformers model" if what == CONFIG_FILE else ""
             raise _HubFailure(f"the repo on {endpoint} has no {what}{not_a_model}") from exc
         except Exception as exc:  # noqa: BLE001 - the network layer's errors: connection, HTTP status, disk
-            causes = [exc] + ([exc.__cause__] if exc.__cause__ is not None else [])
-            text = "; ".join(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}" for e in causes)
-            raise _HubFailure(f"downloading {what} from {endpoint} failed ({text})") from exc
+            raise _HubFailure(f"downloading {what} from {endpoint} failed ({_causes(exc)})") from exc
 
     def get(filename: str, rev: str) -> Path:
         def call() -> str:
@@ -252,8 +253,13 @@ def _download(repo_id: str, revision: str, cache: Path, endpoint: str) -> Path:
             f"the repo on {endpoint} has no weights vitc reads (expected one of {', '.join(WEIGHTS_FILES)}; "
             f"found {short_repr(sorted(files))})"
         )
-    if PREPROCESSOR_FILE in files:
+    try:
         get(PREPROCESSOR_FILE, commit)
+    except _HubFailure:
+        # Asked for even when the listing lacks it: the hub's 404 makes huggingface_hub record the
+        # absence (.no_exist/<commit>/), so later loads from the cache know the defaults are right.
+        if PREPROCESSOR_FILE in files:
+            raise
     index = get(weights, commit)
     if weights.endswith(".index.json"):
         for shard in _shard_names(index):  # a malformed index is a ValueError naming it
