@@ -812,7 +812,8 @@ def _finish_state_dict(path: str, obj: Any, budget: _ByteBudget) -> dict[str, np
     out: dict[str, np.ndarray] = {}
     for k, v in items:
         if id(v) not in done:
-            done[id(v)] = _to_float32(np.ascontiguousarray(v.array), v.code)
+            # not np.ascontiguousarray: it makes 0-d tensors (a scalar buffer) 1-d
+            done[id(v)] = _to_float32(np.require(v.array, requirements="C"), v.code)
         out[k] = done[id(v)]
     return out
 
