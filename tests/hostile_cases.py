@@ -253,6 +253,8 @@ HOSTILE_PICKLES: dict[str, tuple[bytes, str]] = {
     "protocol_99": (b"\x80\x63.", "malformed data.pkl.*protocol"),
     "huge_binbytes": (PROTO2 + b"\x8e" + struct.pack("<Q", 2**62) + b"x.", "malformed data.pkl|truncated|exceeds"),
     "huge_frame": (b"\x80\x04\x95" + struct.pack("<Q", 2**62) + b".", "malformed data.pkl|truncated|exceeds|frame"),
+    # the pure-Python unpickler allocates (and zeroes) BYTEARRAY8's length before reading it
+    "bytearray8_huge": (b"\x80\x05\x96" + struct.pack("<Q", 2**31) + b".", "BYTEARRAY8 claims 2147483648 bytes"),
     # ~100 bytes of Python objects per byte: each is capped (stack, MARK depth, opcode count)
     "stack_bomb": (PROTO2 + b"]" * 60_000 + b".", "on its stack"),
     "mark_bomb": (PROTO2 + b"(" * 2_000 + b".", "nested MARKs"),
@@ -396,6 +398,208 @@ HOSTILE_INDEXES: list[tuple[bytes, type[Exception], str]] = [
 
 
 # ---------------------------------------------------------------------------------------------------
+# PyTorch legacy (non-zip) checkpoints: five pickles, then each storage's count and bytes (ref:
+# torch/serialization.py _legacy_save). The header pickles are made with pickle.dumps of ints, dicts
+# and lists (pickling them runs nothing); the state dicts opcode by opcode.
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_SYS_INFO = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 8}}
+
+
+def op_legacy_storage(
+    key: str = "0", stype: str = "FloatStorage", numel: int = 6, view: tuple[str, int, int] | None = None
+) -> bytes:
+    """A legacy persistent id: ('storage', type, key, location, numel, view or None)."""
+    view_op = b"N" if view is None else b"(" + op_str(view[0]) + op_int(view[1]) + op_int(view[2]) + b"t"
+    return (
+        b"("
+        + op_str("storage")
+        + op_global("torch", stype)
+        + op_str(key)
+        + op_str("cpu")
+        + op_int(numel)
+        + view_op
+        + b"tQ"
+    )
+
+
+def op_legacy_tensor(storage: bytes | None = None, offset: int = 0, size=(6,), stride=(1,)) -> bytes:
+    return op_tensor(op_legacy_storage() if storage is None else storage, offset, size, stride)
+
+
+def legacy_record(data: bytes, itemsize: int = 4, count: int | None = None) -> bytes:
+    """A storage's record: its int64 little-endian element count, then its bytes."""
+    return struct.pack("<q", len(data) // itemsize if count is None else count) + data
+
+
+def legacy_bytes(
+    payload: bytes,
+    keys: object = ("0",),
+    records: bytes | None = None,
+    *,
+    magic: object = LEGACY_MAGIC,
+    version: object = 1001,
+    sys_info: object = None,
+    raw_head: bytes | None = None,
+) -> bytes:
+    """A legacy torch.save file around a hand-made state dict pickle. ``keys`` is pickled (a list) unless
+    bytes; ``raw_head`` replaces the three header pickles."""
+    head = raw_head
+    if head is None:
+        info = LEGACY_SYS_INFO if sys_info is None else sys_info
+        head = b"".join(pickle.dumps(v, protocol=2) for v in (magic, version, info))
+    keys_pkl = keys if isinstance(keys, bytes) else pickle.dumps(list(keys), protocol=2)
+    return head + payload + keys_pkl + (legacy_record(STORAGE_BYTES) if records is None else records)
+
+
+def good_legacy() -> bytes:
+    return legacy_bytes(op_state_dict(a=op_legacy_tensor()))
+
+
+# name -> (file bytes, match). "Never executed" is checked by the test: the directory stays as it was.
+HOSTILE_LEGACY: dict[str, tuple[bytes, str]] = {
+    "magic_wrong": (legacy_bytes(op_state_dict(a=op_legacy_tensor()), magic=12345), "expected torch.save's magic"),
+    "magic_str": (legacy_bytes(op_state_dict(), magic="torch"), "magic number .* found 'torch'"),
+    "plain_pickle": (pickle.dumps({"a": [1, 2]}, protocol=2), "magic number .* found {'a'"),
+    "magic_os_system": (
+        PROTO2 + op_global("os", "system") + op_str("touch executed") + b"\x85R." + b"rest",
+        "refusing to load global os.system",
+    ),
+    "magic_posix_system_inst": (
+        PROTO2 + b"(" + op_str("touch executed") + b"iposix\nsystem\n.",
+        "refusing to load global posix.system",
+    ),
+    "version_wrong": (
+        legacy_bytes(op_state_dict(a=op_legacy_tensor()), version=1000),
+        "protocol version 1001, found 1000",
+    ),
+    "version_bool": (
+        legacy_bytes(op_state_dict(a=op_legacy_tensor()), version=True),
+        "protocol version 1001, found True",
+    ),
+    "sys_info_list": (legacy_bytes(op_state_dict(a=op_legacy_tensor()), sys_info=[1]), "expected the sys info dict"),
+    "sys_info_eval": (
+        pickle.dumps(LEGACY_MAGIC, protocol=2)
+        + pickle.dumps(1001, protocol=2)
+        + PROTO2
+        + op_global("builtins", "eval")
+        + op_str("open('executed', 'w')")
+        + b"\x85R.",
+        "refusing to load global builtins.eval",
+    ),
+    "sys_info_persistent_id": (
+        legacy_bytes(
+            op_state_dict(),
+            raw_head=pickle.dumps(LEGACY_MAGIC, protocol=2)
+            + pickle.dumps(1001, protocol=2)
+            + PROTO2
+            + op_str("x")
+            + b"Q.",
+        ),
+        "sys info: expected no persistent id",
+    ),
+    "state_dict_exec": (
+        legacy_bytes(PROTO2 + op_global("builtins", "exec") + op_str("open('executed', 'w')") + b"\x85R."),
+        "refusing to load global builtins.exec",
+    ),
+    "state_dict_subprocess": (
+        legacy_bytes(
+            PROTO2
+            + op_global("subprocess", "check_call")
+            + b"("
+            + b"("
+            + op_str("touch")
+            + op_str("executed")
+            + b"ltR."
+        ),
+        "refusing to load global subprocess.check_call",
+    ),
+    "whole_module_pickled": (
+        legacy_bytes(PROTO2 + b"(" + op_str("module") + op_global("transformers", "ViTModel") + b"NNtQ."),
+        "refusing to load global transformers.ViTModel",
+    ),
+    "zip_style_pid": (legacy_bytes(op_state_dict(a=op_tensor())), "expected persistent id .*view"),
+    "numel_huge": (
+        legacy_bytes(op_state_dict(a=op_legacy_tensor(op_legacy_storage(numel=2**62)))),
+        r"storage 0: \d+ x 4-byte items need \d+ bytes, found a \d+-byte file",
+    ),
+    "numel_negative": (legacy_bytes(op_state_dict(a=op_legacy_tensor(op_legacy_storage(numel=-1)))), "numel >= 0"),
+    "key_slash": (
+        legacy_bytes(op_state_dict(a=op_legacy_tensor(op_legacy_storage(key="../x"))), keys=["../x"]),
+        "invalid storage key",
+    ),
+    "conflicting_types": (
+        legacy_bytes(
+            op_state_dict(
+                a=op_legacy_tensor(), b=op_legacy_tensor(op_legacy_storage(stype="LongStorage", numel=3), size=(3,))
+            )
+        ),
+        "conflicting types",
+    ),
+    "keys_not_list": (
+        legacy_bytes(op_state_dict(a=op_legacy_tensor()), keys=pickle.dumps({"0": 1})),
+        "list of storage keys",
+    ),
+    "keys_int": (legacy_bytes(op_state_dict(a=op_legacy_tensor()), keys=[0]), "list of storage keys"),
+    "keys_missing": (legacy_bytes(op_state_dict(a=op_legacy_tensor()), keys=[]), "each storage of the state dict once"),
+    "keys_duplicate": (legacy_bytes(op_state_dict(a=op_legacy_tensor()), keys=["0", "0"]), "each storage .* once"),
+    "keys_unknown": (legacy_bytes(op_state_dict(a=op_legacy_tensor()), keys=["0", "9"]), "each storage .* once"),
+    "keys_global": (
+        legacy_bytes(
+            op_state_dict(a=op_legacy_tensor()), keys=PROTO2 + op_global("os", "system") + op_str("x") + b"\x85R."
+        ),
+        "refusing to load global os.system",
+    ),
+    "count_short": (
+        legacy_bytes(op_state_dict(a=op_legacy_tensor()), records=legacy_record(STORAGE_BYTES, count=5)),
+        "storage 0 at byte \\d+: expected 6 elements .* found 5",
+    ),
+    "count_huge": (
+        legacy_bytes(op_state_dict(a=op_legacy_tensor()), records=legacy_record(STORAGE_BYTES, count=2**62)),
+        "expected 6 elements .* found 4611686018427387904",
+    ),
+    "count_negative": (
+        legacy_bytes(op_state_dict(a=op_legacy_tensor()), records=legacy_record(STORAGE_BYTES, count=-1)),
+        "expected 6 elements .* found -1",
+    ),
+    "record_short": (
+        legacy_bytes(op_state_dict(a=op_legacy_tensor()), records=legacy_record(STORAGE_BYTES[:20], count=6)),
+        r"file is truncated: storage 0 needs bytes \[\d+, \d+\), the file has",
+    ),
+    "view_past_root": (
+        legacy_bytes(op_state_dict(a=op_legacy_tensor(op_legacy_storage(view=("v", 4, 5)), size=(5,)))),
+        r"storage view v: elements \[4, 9\) of storage 0: expected them within its 6 elements",
+    ),
+    "view_metadata_str": (
+        legacy_bytes(op_state_dict(a=op_legacy_tensor(op_legacy_storage()[:-3] + op_str("x") + b"tQ"))),
+        "expected view metadata",
+    ),
+    "view_key_is_a_storage": (
+        legacy_bytes(op_state_dict(a=op_legacy_tensor(op_legacy_storage(view=("0", 0, 3)), size=(3,)))),
+        "names both a storage and a view",
+    ),
+    "tensor_past_view": (
+        legacy_bytes(op_state_dict(a=op_legacy_tensor(op_legacy_storage(view=("v", 2, 3)), size=(4,)))),
+        "at most the storage's 3 elements",
+    ),
+    "stride_past_storage": (
+        legacy_bytes(op_state_dict(a=op_legacy_tensor(size=(2, 3), stride=(3, 2)))),
+        "indices below the storage size 6",
+    ),
+    "stack_bomb": (legacy_bytes(PROTO2 + b"]" * 60_000 + b"."), "state dict pickle holds .* on its stack"),
+    "mark_bomb": (legacy_bytes(PROTO2 + b"(" * 2_000 + b"."), "nested MARKs"),
+    "opcode_bomb": (legacy_bytes(PROTO2 + b"N0" * 150_000 + b"}."), "runs more than .* opcodes"),
+    "bytearray8_huge": (
+        legacy_bytes(b"\x80\x05\x96" + struct.pack("<Q", 2**40) + b"."),
+        "BYTEARRAY8 claims 1099511627776 bytes",
+    ),
+    "binbytes8_huge": (legacy_bytes(PROTO2 + b"\x8e" + struct.pack("<Q", 2**62) + b"x."), "truncated|malformed"),
+    "long4_huge": (legacy_bytes(PROTO2 + b"\x8b" + struct.pack("<i", 2**31 - 1) + b"x."), "truncated|malformed"),
+    "not_a_dict": (legacy_bytes(PROTO2 + b"]" + op_legacy_tensor() + b"a."), "expected a state dict"),
+    "protocol_99": (b"\x80\x63.", "malformed magic number.*protocol"),
+}
+
+# ---------------------------------------------------------------------------------------------------
 # .vitc files: functions of a good converted file's bytes
 
 
@@ -473,6 +677,9 @@ def seed_files(good_vitc: dict[str, bytes]) -> dict[str, dict[str, bytes]]:
         seeds["torch_bin"][f"hostile-{name}.bin"] = fake_bin_bytes(payload)
     for i, (make, _) in enumerate(CORRUPT_ZIPS):
         seeds["torch_bin"][f"corrupt-zip-{i:02d}.bin"] = make()
+    seeds["torch_bin"]["legacy-good.bin"] = good_legacy()
+    for name, (data, _) in HOSTILE_LEGACY.items():
+        seeds["torch_bin"][f"hostile-legacy-{name}.bin"] = data
     for i, (index, _, _) in enumerate(HOSTILE_INDEXES):
         seeds["sharded"][f"hostile-{i:02d}.seed"] = index + SHARD_SEPARATOR + SHARD_BYTES
     for good_name, good in good_vitc.items():

@@ -168,10 +168,10 @@ def test_torch_global_outside_allow_list_is_refused(tmp_path):
         read_torch_bin(tmp_path / "evil.bin")
 
 
-def test_legacy_format_refused(tmp_path):
+def test_legacy_format_reads(tmp_path):
+    """The pre-1.6 format is read too (tests/test_legacy_torch.py has the rest)."""
     torch.save({"a": torch.ones(2)}, tmp_path / "old.bin", _use_new_zipfile_serialization=False)
-    with pytest.raises(ValueError, match="legacy torch.save format not supported"):
-        read_torch_bin(tmp_path / "old.bin")
+    np.testing.assert_array_equal(read_torch_bin(tmp_path / "old.bin")["a"], np.ones(2, np.float32))
 
 
 def test_unsafe_member_paths_refused(tmp_path):

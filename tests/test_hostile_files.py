@@ -26,6 +26,7 @@ from factories import PREPROCESSOR, make_model, save_bin
 from hostile_cases import (
     CORRUPT_ZIPS,
     HOSTILE_INDEXES,
+    HOSTILE_LEGACY,
     HOSTILE_PICKLES,
     NEST,
     PICKLE_BOMBS,
@@ -37,9 +38,13 @@ from hostile_cases import (
     VITC_CASES,
     crc_mismatch,
     fake_bin_bytes,
+    good_legacy,
     good_members,
+    legacy_bytes,
     op_global,
     op_int,
+    op_legacy_storage,
+    op_legacy_tensor,
     op_state_dict,
     op_storage,
     op_str,
@@ -353,6 +358,116 @@ def test_corrupt_zip(tmp_path, make, match):
     path = tmp_path / "z.bin"
     path.write_bytes(make())
     refused(read_torch_bin, path, match)
+
+
+# ---------------------------------------------------------------------------------------------------
+# PyTorch legacy (non-zip) checkpoints: the same unpickler, five pickles, storages after them
+
+
+def test_handmade_legacy_reads_as_torch_reads_it(tmp_path):
+    """The legacy builders make files torch.load reads the same way, views included (no current torch
+    writes a storage view), so the refusals below are about the one change each makes."""
+    views = op_state_dict(
+        a=op_legacy_tensor(),
+        v=op_legacy_tensor(op_legacy_storage(view=("v", 2, 3)), size=(3,)),
+        w=op_legacy_tensor(op_legacy_storage(view=("v", 2, 3)), offset=1, size=(2,)),
+    )
+    for data in (good_legacy(), legacy_bytes(views)):
+        path = tmp_path / "l.bin"
+        path.write_bytes(data)
+        ours = read_torch_bin(path)
+        ref = torch.load(path, weights_only=False)  # our own file: nothing hostile in it
+        assert list(ours) == list(ref)
+        for k in ref:
+            np.testing.assert_array_equal(ours[k], ref[k].numpy())
+    np.testing.assert_array_equal(ours["v"], [2, 3, 4])
+    np.testing.assert_array_equal(ours["w"], [3, 4])
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_LEGACY))
+def test_hostile_legacy(tmp_path, monkeypatch, name):
+    data, match = HOSTILE_LEGACY[name]
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / f"{name}.bin"
+    path.write_bytes(data)
+    refused(read_torch_bin, path, match)
+    refused(load_state_dict, path, match)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # nothing ran ("executed" absent)
+
+
+def torch_legacy_bytes(tmp_path: Path) -> bytes:
+    """A small torch-written legacy file: float32, float16, bfloat16 and int64 tensors, a view."""
+    base = torch.arange(12, dtype=torch.float32)
+    sd = {"w": base.view(3, 4), "t": base.view(3, 4).t(), "h": torch.ones(5).half(), "b": torch.ones(2).bfloat16()}
+    sd["n"] = torch.arange(3)
+    torch.save(sd, tmp_path / "t.bin", _use_new_zipfile_serialization=False)
+    return (tmp_path / "t.bin").read_bytes()
+
+
+def test_legacy_truncated_anywhere(tmp_path):
+    """Every prefix of a hand-made and of a torch-written file: a ValueError saying it is truncated."""
+    path = tmp_path / "cut.bin"
+    for whole in (good_legacy(), torch_legacy_bytes(tmp_path)):
+        for n in range(1, len(whole)):
+            path.write_bytes(whole[:n])
+            with pytest.raises(ValueError, match="truncated") as info:
+                read_torch_bin(path)
+            assert "cut.bin" in str(info.value), n
+
+
+def test_legacy_byte_flips_are_refused_or_harmless(tmp_path):
+    """Flip each byte of a torch-written file: a ValueError or a state dict, never another exception."""
+    good = torch_legacy_bytes(tmp_path)
+    path = tmp_path / "flip.bin"
+    outcomes = {"refused": 0, "loaded": 0}
+    for pos in range(len(good)):
+        for xor in (0x01, 0x80):
+            raw = bytearray(good)
+            raw[pos] ^= xor
+            path.write_bytes(bytes(raw))
+            try:
+                read_torch_bin(path)
+                outcomes["loaded"] += 1
+            except ValueError as exc:
+                assert len(str(exc)) < 3000
+                outcomes["refused"] += 1
+    assert outcomes["refused"] > len(good) // 2 and outcomes["loaded"] > 0
+
+
+def test_legacy_pickles_must_end_within_the_cap(tmp_path, monkeypatch):
+    """The pickles come before GBs of storages: they are read from the first MAX_PICKLE_BYTES only."""
+    monkeypatch.setattr(checkpoint, "MAX_PICKLE_BYTES", 1000)
+    path = tmp_path / "long.bin"
+    path.write_bytes(legacy_bytes(op_state_dict(a=op_legacy_tensor(), pad=op_str("x" * 2000))))
+    refused(read_torch_bin, path, "state dict pickle does not end within the first 1000 bytes")
+    # under the cap the pickles are read (and this one then refused for its string value)
+    path.write_bytes(legacy_bytes(op_state_dict(a=op_legacy_tensor(), pad=op_str("x" * 500))))
+    refused(read_torch_bin, path, "found 'pad' -> str")
+
+
+def test_legacy_tar_format_refused(tmp_path):
+    import tarfile
+
+    with tarfile.open(tmp_path / "old.tar", "w") as tar:
+        tar.add(__file__, arcname="storages")
+    refused(read_torch_bin, tmp_path / "old.tar", "tar format of torch.save")
+
+
+@pytest.mark.parametrize("name, match", [("stack_bomb", "on its stack"), ("bytearray8_huge", "BYTEARRAY8 claims")])
+def test_legacy_bombs_stay_small(tmp_path, name, match):
+    path = tmp_path / f"{name}.bin"
+    path.write_bytes(HOSTILE_LEGACY[name][0])
+    peak = child_peak("read_torch_bin", path)
+    assert re.search(match, peak.message), peak.message
+    assert peak.mb < MAX_BOMB_PEAK_MB, f"{path.stat().st_size}-byte file: +{peak.mb} MB"
+
+
+def test_bytearray8_length_checked_in_zip_files_too(tmp_path):
+    """13 bytes claiming 2**31 made the pure-Python unpickler allocate and zero 2 GB."""
+    path = fake_bin(tmp_path / "ba8.bin", b"\x80\x05\x96" + struct.pack("<Q", 2**31) + b".")
+    peak = child_peak("read_torch_bin", path)
+    assert "BYTEARRAY8 claims 2147483648 bytes" in peak.message, peak.message
+    assert peak.mb < MAX_BOMB_PEAK_MB
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ TOP_LEVEL_EPILOG = """examples:
   vitc predict                                  # the embedded model on its sample images
   vitc predict --model vit-large-patch16-512.vitc cat.jpg --top-k 3
   vitc convert ./vit-large-patch16-512 vit-large-patch16-512.vitc
+  vitc convert kakaobrain/vit-large-patch16-512 vit-large-patch16-512.vitc   # a hub ID: cache or download
   vitc info vit-large-patch16-512.vitc
   vitc --threads 4 predict --json cat.jpg       # options of vitc itself come before COMMAND
 
@@ -43,7 +44,9 @@ with the top-k labels most probable first and probabilities in [0, 1] (softmax o
     "convert": """examples:
   vitc convert ./vit-large-patch16-512 vit-large-patch16-512.vitc
   vitc convert ./vit-large-patch16-512 vit-large-patch16-512-int8.vitc --dtype int8
-  (the source is a Hugging Face folder: config.json + model.safetensors or pytorch_model.bin)
+  vitc convert kakaobrain/vit-large-patch16-512 vit-l.vitc --revision refs/pr/2
+  (the source is a Hugging Face folder: config.json + model.safetensors or pytorch_model.bin, or a hub
+  ID, read from the Hugging Face cache or downloaded with huggingface_hub: pip install 'vitc[hub]')
 
 --dtype bfloat16 / int8 store the blocks' four weight matrices (QKV, attention output, fc1, fc2)
 already packed for vitc's bf16 / int8 kernels: about 1/2 / 1/4 of the float32 file for ViT-sized
@@ -56,6 +59,11 @@ another one. A file is tied to the kernels' packing layout; another vitc version
   vitc info ./vit-large-patch16-512 --json""",
 }
 
+
+REVISION_HELP = (
+    "for a hub ID: the branch, tag, refs/pr/N or commit hash (default: main). Hub IDs are read from the "
+    "Hugging Face cache (HF_HUB_CACHE / HF_HOME), else downloaded with huggingface_hub unless HF_HUB_OFFLINE=1"
+)
 
 # Status after the reader of stdout went away (vitc predict | head -2): 128 + SIGPIPE, what a C tool
 # killed by SIGPIPE reports, so `set -o pipefail` scripts still see that the output was cut short,
@@ -103,12 +111,27 @@ def _explanation_names(images: list[str]) -> list[str]:
     return names
 
 
-def _model_arg(path: str | None, dtype: str | None = None):
+def _resolve(name: str | None, revision: str | None, what: str = "model") -> Path | None:
+    """A model argument as a local path: hub IDs from the Hugging Face cache or downloaded."""
+    if name is None:
+        if revision is not None:
+            raise UserError("--revision is the revision of a hub model: name the model too")
+        return None
+    from vitc.io.hub import ModelNotFoundError, resolve_model
+
+    try:
+        path = resolve_model(name, revision=revision)
+    except ModelNotFoundError as exc:
+        raise UserError(f"{what} not found: {exc.name}: {exc.detail}") from None
+    if not path.exists():
+        raise UserError(f"{what} not found: {name}")
+    return path
+
+
+def _model_arg(path: Path | None, dtype: str | None = None):
     import vitc
     from vitc.default_model import DEFAULT_MODEL_PATH
 
-    if path is not None and not Path(path).exists():
-        raise UserError(f"model not found: {path}")
     return vitc.ViT.from_pretrained(DEFAULT_MODEL_PATH if path is None else path, dtype=dtype)
 
 
@@ -131,8 +154,7 @@ def _explain_dir(text: str) -> Path:
 def cmd_predict(args: argparse.Namespace) -> int:
     from vitc.default_model import sample_images
 
-    if args.model is not None and not Path(args.model).exists():
-        raise UserError(f"model not found: {args.model}")
+    model_path = _resolve(args.model, args.revision)
     images = list(args.images)
     if not images:
         if args.model is not None:
@@ -142,7 +164,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if not Path(p).exists():
             raise UserError(f"image not found: {p}")
     out_dir = _explain_dir(args.explain) if args.explain else None
-    model = _model_arg(args.model, args.dtype)
+    model = _model_arg(model_path, args.dtype)
     on_terminal = sys.stderr.isatty()
     preds = model.predict(
         images, top_k=args.top_k, batch_size=args.batch_size, progress=None if on_terminal else False
@@ -177,20 +199,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     import vitc
 
-    if not Path(args.src).exists():
-        raise UserError(f"source not found: {args.src}")
-    dst = vitc.convert(args.src, args.dst, dtype=args.dtype, progress=sys.stderr.isatty())
+    src = _resolve(args.src, args.revision, "source")
+    dst = vitc.convert(src, args.dst, dtype=args.dtype, progress=sys.stderr.isatty())
     print(f"wrote {dst} ({args.dtype} weights, {os.path.getsize(dst) / 1e6:.1f} MB)")
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    model = _model_arg(args.model)
-    c = model.config
-    path = Path(args.model) if args.model else None
     from vitc.default_model import DEFAULT_MODEL_PATH
 
-    path = path or DEFAULT_MODEL_PATH
+    path = _resolve(args.model, args.revision) or DEFAULT_MODEL_PATH
+    model = _model_arg(path)
+    c = model.config
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
     labels = model.id2label
     info = {
@@ -268,8 +288,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "--model",
         "-m",
         default=None,
-        help="a .vitc file or Hugging Face model folder (default: the embedded model)",
+        help="a .vitc file, Hugging Face model folder or hub ID (default: the embedded model)",
     )
+    p.add_argument("--revision", default=None, help=REVISION_HELP)
     p.add_argument("--batch-size", "-b", type=int, default=8, help="images per forward pass (default: 8)")
     p.add_argument(
         "--top-k",
@@ -361,6 +382,13 @@ def _run_eval(args: argparse.Namespace) -> int:
             raise ValueError("expected a DATASET (an ImageFolder tree or a list file), or --merge FILES")
         progress = args.progress
         top_k = DEFAULT_TOP_K if args.top_k is None else args.top_k
+        if args.revision is not None or (args.ray is not None and args.model is not None):
+            from vitc.io.hub import resolve_model
+
+            if args.model is None:
+                raise ValueError("--revision is the revision of a hub model: give --model too")
+            # a local folder every Ray worker can read; a revision evaluate() does not take
+            args.model = str(resolve_model(args.model, revision=args.revision))
         if args.ray is not None:
             if args.shard is not None:
                 raise ValueError(
@@ -419,8 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("predict", "Classify images and print the top-k labels with probabilities.")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (default: the embedded model's samples)")
-    p.add_argument("--model", "-m", default=None, help="a converted .vitc file or a Hugging Face model folder "
-                   "(default: the small model embedded in vitc)")
+    p.add_argument("--model", "-m", default=None, help="a converted .vitc file, a Hugging Face model folder "
+                   "or a hub ID such as google/vit-base-patch16-224 (default: the small model embedded in vitc)")
+    p.add_argument("--revision", default=None, help=REVISION_HELP)
     p.add_argument("--top-k", "-k", type=_positive_int, default=5, help="labels per image (default: 5)")
     p.add_argument("--batch-size", "-b", type=_positive_int, default=8, help="images per forward pass (default: 8)")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "int8"],
@@ -436,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = add("convert", "Convert a Hugging Face ViT checkpoint to a vitc file that loads by memory-mapping.")
-    p.add_argument("src", metavar="SRC", help="Hugging Face model folder (or its weights file)")
+    p.add_argument("src", metavar="SRC", help="Hugging Face model folder (or its weights file), or a hub ID")
+    p.add_argument("--revision", default=None, help=REVISION_HELP)
     p.add_argument("dst", metavar="DST", help="output .vitc file (written atomically)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "int8"],
                    help="precision of the blocks' weight matrices, stored packed for the bf16 / int8 "
@@ -445,7 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("info", "Describe a model: architecture, parameters, labels, preprocessing, file size.")
     p.add_argument("model", metavar="MODEL", nargs="?", default=None,
-                   help="a .vitc file or Hugging Face folder (default: the embedded model)")
+                   help="a .vitc file, Hugging Face folder or hub ID (default: the embedded model)")
+    p.add_argument("--revision", default=None, help=REVISION_HELP)
     p.add_argument("--json", action="store_true",
                    help="print one JSON object instead of text: path, architecture, image_size, patch_size, "
                    "hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act, "

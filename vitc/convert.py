@@ -15,6 +15,7 @@ import numpy as np
 
 from vitc.io.atomic import atomic_write
 from vitc.io.hf import load_hf_folder
+from vitc.io.hub import resolve_model
 from vitc.io.vitc_file import is_vitc_path, write
 from vitc.weights import GEMM_WEIGHTS, INT8_PARTS, PRECISIONS, expected_tensors, pack_weight, require_build_layout
 
@@ -59,8 +60,9 @@ def convert(
     *,
     dtype: str = "float32",
     progress: bool = True,
+    revision: str | None = None,
 ) -> Path:
-    """Convert an HF ViT checkpoint folder (or a weights file inside one) to one ``.vitc`` file.
+    """Convert an HF ViT checkpoint folder (or a weights file inside one, or a hub ID) to one ``.vitc`` file.
 
     The file is written to a temporary file in the destination folder (``.NAME.<pid>.<random>.tmp``),
     fsynced, then renamed over ``dst``, so ``dst`` is either absent/old or complete. A conversion that
@@ -71,7 +73,8 @@ def convert(
     Parameters
     ----------
     src : str or PathLike
-        HF model folder with config.json (+ optional preprocessor_config.json) and weights.
+        HF model folder with config.json (+ optional preprocessor_config.json) and weights, or a hub ID
+        (``"owner/name"``) found in the Hugging Face cache or downloaded (see :func:`vitc.io.hub.resolve_model`).
     dst : str or PathLike
         Output file; if an existing folder, ``<dst>/model.vitc``.
     dtype : {"float32", "bfloat16", "int8"}, optional
@@ -81,6 +84,8 @@ def convert(
         file gives the model ``ViT.from_pretrained(float32_file, dtype=dtype)`` gives, bit for bit.
     progress : bool, optional
         Show a tqdm bar if tqdm is installed.
+    revision : str, optional
+        For a hub ID: branch, tag, ``refs/pr/N`` or commit hash (default "main").
 
     Returns
     -------
@@ -101,7 +106,7 @@ def convert(
         dst_path = dst_path / "model.vitc"
     if precision != "float32":
         require_build_layout(precision)  # a build that packs otherwise refuses before reading anything
-    src_path = Path(src)
+    src_path = resolve_model(src, revision=revision)
     if is_vitc_path(src_path):
         raise ValueError(
             f"{src_path}: already a vitc file: convert reads Hugging Face checkpoints. Load this file with "

@@ -252,11 +252,14 @@ class ViT:
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, dtype: str | None = None) -> ViT:
-        """Load a converted ``.vitc`` file (memory-mapped) or a Hugging Face ViT folder.
+    def from_pretrained(cls, path: str | Path, dtype: str | None = None, revision: str | None = None) -> ViT:
+        """Load a converted ``.vitc`` file (memory-mapped), a Hugging Face ViT folder or a hub ID.
 
         An HF folder (config.json + model.safetensors / pytorch_model.bin / sharded index) is
-        converted in memory; ``vitc convert`` makes a file that loads faster.
+        converted in memory; ``vitc convert`` makes a file that loads faster. A hub ID
+        (``"kakaobrain/vit-large-patch16-512"``) at ``revision`` (branch, tag, ``refs/pr/N`` or commit;
+        default "main") is read from the Hugging Face cache, or downloaded with huggingface_hub when
+        that is installed and offline mode is off (:func:`vitc.io.hub.resolve_model`).
 
         ``dtype=None`` (default) keeps the precision the weights are stored in: float32 for HF
         folders and float32 files, bfloat16 / int8 for files written by ``vitc convert --dtype``
@@ -266,7 +269,7 @@ class ViT:
         """
         if dtype is not None and dtype not in WEIGHT_DTYPES:
             raise ValueError(f"dtype: expected one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
-        config, preprocessor, tensors, stored = load_stored(path)
+        config, preprocessor, tensors, stored = load_stored(path, revision)
         if dtype is None:
             dtype = stored
         elif stored != "float32" and dtype != stored:

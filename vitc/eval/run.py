@@ -414,11 +414,13 @@ def _load_model(model: ViT | str | os.PathLike | None) -> tuple[ViT, str | None]
 
         return load_default_model(), str(DEFAULT_MODEL_PATH)
     if isinstance(model, (str, os.PathLike)):
+        from vitc.io.hub import resolve_model
         from vitc.model import ViT
 
-        if not Path(model).exists():
+        path = resolve_model(model)  # a hub ID: from the Hugging Face cache or downloaded
+        if not path.exists():
             raise FileNotFoundError(f"model not found: '{model}'")
-        return ViT.from_pretrained(model), str(model)
+        return ViT.from_pretrained(path), str(model)
     return model, None
 
 

@@ -517,8 +517,8 @@ def _guarded(op: Any) -> Any:
         self._ops_left -= 1
         if self._ops_left < 0:
             raise pickle.UnpicklingError(
-                f"{self._path}: data.pkl runs more than {self._max_ops} opcodes: expected at most one per "
-                f"{PICKLE_BYTES_PER_OP} bytes of the file and one per 2 bytes of data.pkl, plus "
+                f"{self._path}: {self._what} runs more than {self._max_ops} opcodes: expected at most one per "
+                f"{PICKLE_BYTES_PER_OP} bytes of the file and one per 2 bytes of pickle data, plus "
                 f"{MAX_PICKLE_OPS_SLACK} (a pickle bomb?)"
             )
         op(self)
@@ -529,12 +529,24 @@ def _guarded(op: Any) -> Any:
             or len(self.memo) > MAX_PICKLE_MEMO
         ):
             raise pickle.UnpicklingError(
-                f"{self._path}: data.pkl holds {len(self.stack)} objects on its stack, {len(self.metastack)} "
+                f"{self._path}: {self._what} holds {len(self.stack)} objects on its stack, {len(self.metastack)} "
                 f"nested MARKs and {len(self.memo)} memo entries: expected at most {MAX_PICKLE_STACK}, "
                 f"{MAX_PICKLE_MARKS} and {MAX_PICKLE_MEMO} (a pickle bomb?)"
             )
 
     return run
+
+
+def _load_bytearray8(self: _StateDictUnpickler) -> None:
+    """BYTEARRAY8 with its length checked first: the pure-Python unpickler allocates (and zeroes) the
+    claimed length before reading, so 13 bytes claiming 2**31 took 2 GB and 6 s."""
+    (n,) = struct.unpack("<Q", self.read(8))
+    if n > self._max_bytes:
+        raise pickle.UnpicklingError(
+            f"{self._path}: {self._what}: BYTEARRAY8 claims {n} bytes: expected at most the "
+            f"{self._max_bytes} bytes of pickle data"
+        )
+    self.append(bytearray(self.read(n)))
 
 
 class _StateDictUnpickler(pickle._Unpickler):  # noqa: SLF001 - see below
@@ -549,32 +561,42 @@ class _StateDictUnpickler(pickle._Unpickler):  # noqa: SLF001 - see below
     """
 
     dispatch = {code: _guarded(op) for code, op in pickle._Unpickler.dispatch.items()}  # noqa: SLF001
+    dispatch[pickle.BYTEARRAY8[0]] = _guarded(_load_bytearray8)
 
-    def __init__(self, file: Any, *, path: str, storage_reader: Any, max_ops: int) -> None:
-        super().__init__(file)
+    def __init__(
+        self,
+        file: Any,
+        *,
+        path: str,
+        storage_reader: Any,
+        max_ops: int,
+        max_bytes: int,
+        what: str = "data.pkl",
+        legacy: bool = False,
+        allowed: dict[tuple[str, str], Any] | None = None,
+    ) -> None:
+        # torch.load decodes Python 2 strings (old legacy files) as UTF-8, not pickle's default ASCII.
+        super().__init__(file, encoding="utf-8")
         self._path = path
-        self._read_storage = storage_reader
+        self._what = what  # names the pickle in error messages
+        self._read_storage = storage_reader  # None: the pickle may not name storages
+        self._legacy = legacy  # persistent ids have the legacy format's 6th entry (view metadata)
+        self._allowed = _ALLOWED_GLOBALS if allowed is None else allowed
         self._storages: dict[str, _Storage] = {}
+        self._views: dict[str, _Storage] = {}
         self._max_ops = self._ops_left = max_ops
+        self._max_bytes = max_bytes  # bytes of pickle data: bounds every length field
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED_GLOBALS[(module, name)]
+            return self._allowed[(module, name)]
         except (KeyError, TypeError):
             raise pickle.UnpicklingError(
                 f"refusing to load global {str(module)[:200]}.{str(name)[:200]} from {self._path}: "
                 "only tensor state dicts are allowed"
             ) from None
 
-    def persistent_load(self, pid: Any) -> _Storage:
-        if not (type(pid) is tuple and len(pid) == 5 and pid[0] == "storage"):
-            raise pickle.UnpicklingError(
-                f"{self._path}: expected persistent id ('storage', type, key, location, numel), "
-                f"found {short_repr(pid)}"
-            )
-        _, stype, key, _location, numel = pid
-        if type(stype) is not _StorageType:
-            raise pickle.UnpicklingError(f"{self._path}: expected a storage type, found {short_repr(stype)}")
+    def _check_key(self, key: Any) -> str:
         if (
             type(key) is not str
             or not key
@@ -585,18 +607,65 @@ class _StateDictUnpickler(pickle._Unpickler):  # noqa: SLF001 - see below
             or key in (".", "..")
         ):
             raise pickle.UnpicklingError(f"{self._path}: invalid storage key {short_repr(key)}")
+        return key
+
+    def persistent_load(self, pid: Any) -> _Storage:
+        size = 6 if self._legacy else 5
+        if self._read_storage is None or not (type(pid) is tuple and len(pid) == size and pid[0] == "storage"):
+            expected = "('storage', type, key, location, numel" + (", view)" if self._legacy else ")")
+            raise pickle.UnpicklingError(
+                f"{self._path}: {self._what}: expected "
+                f"{'no persistent id' if self._read_storage is None else 'persistent id ' + expected}, "
+                f"found {short_repr(pid)}"
+            )
+        stype, key, numel = pid[1], pid[2], pid[4]
+        if type(stype) is not _StorageType:
+            raise pickle.UnpicklingError(f"{self._path}: expected a storage type, found {short_repr(stype)}")
+        key = self._check_key(key)
         if not _is_int(numel) or numel < 0:
             raise pickle.UnpicklingError(
                 f"{self._path}: storage {key}: expected numel >= 0, found {short_repr(numel)}"
             )
         cached = self._storages.get(key)
         if cached is None:
+            if key in self._views:
+                raise pickle.UnpicklingError(f"{self._path}: storage key {key} names both a storage and a view")
             cached = _Storage(self._read_storage(key, stype.dtype, numel), stype.code)
             self._storages[key] = cached
         elif cached.data.dtype != stype.dtype or cached.data.size < numel:
             raise pickle.UnpicklingError(
                 f"{self._path}: storage {key} referenced with conflicting types/sizes"
             )
+        if not self._legacy or pid[5] is None:
+            return cached
+        return self._view(key, cached, pid[5])
+
+    def _view(self, root_key: str, root: _Storage, meta: Any) -> _Storage:
+        """A legacy storage view ``(view_key, offset, numel)``: elements of its root storage
+        (ref: torch/serialization.py, _legacy_load's persistent_load)."""
+        if not (type(meta) is tuple and len(meta) == 3):
+            raise pickle.UnpicklingError(
+                f"{self._path}: storage {root_key}: expected view metadata (key, offset, numel) or None, "
+                f"found {short_repr(meta)}"
+            )
+        view_key, offset, numel = self._check_key(meta[0]), meta[1], meta[2]
+        if not (_is_int(offset) and _is_int(numel) and offset >= 0 and numel >= 0):
+            raise pickle.UnpicklingError(
+                f"{self._path}: storage view {view_key}: expected offset and numel >= 0, found "
+                f"{short_repr(offset)} and {short_repr(numel)}"
+            )
+        if offset + numel > root.data.size:
+            raise pickle.UnpicklingError(
+                f"{self._path}: storage view {view_key}: elements [{offset}, {offset + numel}) of storage "
+                f"{root_key}: expected them within its {root.data.size} elements"
+            )
+        cached = self._views.get(view_key)
+        if view_key in self._storages:
+            raise pickle.UnpicklingError(f"{self._path}: storage key {view_key} names both a storage and a view")
+        if cached is None:
+            # torch keeps the first view under a key; a later reference reuses it whatever it says.
+            cached = _Storage(root.data[offset : offset + numel], root.code)
+            self._views[view_key] = cached
         return cached
 
 
@@ -688,12 +757,75 @@ def _member_bytes(
     raise ValueError(f"{path}: member {info.filename}: unsupported compression {info.compress_type}")
 
 
+def _unpickle(path: str, unpickler: _StateDictUnpickler, at_eof: Any = None) -> Any:
+    """``unpickler.load()`` with every failure as a ValueError naming the file and the pickle.
+
+    ``at_eof()`` (legacy files) tells whether the pickle ran into the end of the file: the error a
+    truncated pickle gives depends on where it was cut, so truncation is reported as such.
+    """
+    what = unpickler._what
+
+    def malformed(detail: str) -> ValueError:
+        if at_eof is not None and at_eof():
+            return ValueError(f"{path}: file is truncated: {what} ends early ({detail})")
+        return ValueError(f"{path}: malformed {what} ({detail})")
+
+    try:
+        return unpickler.load()
+    except pickle.UnpicklingError as exc:
+        msg = str(exc)
+        raise (ValueError(msg) if path in msg else malformed(msg)) from None
+    except MemoryError:
+        # Counted opcodes (BINBYTES8, FRAME, ...) allocate their claimed length before reading; the
+        # pickle data (at most MAX_PICKLE_BYTES) cannot hold what it claims.
+        raise malformed("a length field claims more memory than exists") from None
+    except ValueError as exc:  # e.g. unsupported protocol, a storage past the budget
+        msg = str(exc)
+        raise (ValueError(msg) if msg.startswith(path) else malformed(msg)) from None
+    except _MALFORMED_PICKLE_ERRORS as exc:
+        raise malformed(f"{type(exc).__name__}: {exc}") from None
+
+
+def _finish_state_dict(path: str, obj: Any, budget: _ByteBudget) -> dict[str, np.ndarray]:
+    """The unpickled state dict as C-contiguous arrays, F16/BF16 widened to float32."""
+    # Exact types: BUILD may have set instance attributes (an 'items' that shadows the method), so
+    # the dict is read through dict's own methods.
+    if type(obj) not in (dict, OrderedDict):
+        raise ValueError(f"{path}: expected a state dict (mapping), found {type(obj).__name__}")
+    items = list(dict.items(obj))
+    for k, v in items:
+        if type(k) is not str or type(v) is not _Tensor:
+            raise ValueError(
+                f"{path}: expected str -> tensor entries, found {short_repr(k)} -> {type(v).__name__}"
+            )
+    # Copies (non-contiguous views, F16/BF16 widening) are made once per distinct tensor, after
+    # checking their total against the file size (memo references can repeat one tensor many times).
+    copies: dict[int, int] = {}
+    for _, v in items:
+        a = v.array
+        if v.code in ("F16", "BF16"):
+            copies[id(v)] = a.size * 4
+        elif not a.flags.c_contiguous:
+            copies[id(v)] = a.nbytes
+    budget.spend(sum(copies.values()), "tensors' copies (the same storage referenced many times?)")
+    done: dict[int, np.ndarray] = {}
+    out: dict[str, np.ndarray] = {}
+    for k, v in items:
+        if id(v) not in done:
+            # not np.ascontiguousarray: it makes 0-d tensors (a scalar buffer) 1-d
+            done[id(v)] = _to_float32(np.require(v.array, requirements="C"), v.code)
+        out[k] = done[id(v)]
+    return out
+
+
 def read_torch_bin(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Read a PyTorch zip checkpoint (``torch.save`` default since 1.6) without importing torch.
+    """Read a PyTorch checkpoint (``torch.save``, zip or legacy format) without importing torch.
 
     The pickle may only name the tensor rebuild functions, ``collections.OrderedDict`` and torch
     storage types; any other global is refused before it can run. Uncompressed storages (what
-    torch.save writes) are memory-mapped; F16/BF16 tensors are converted to float32.
+    torch.save writes) are memory-mapped; F16/BF16 tensors are converted to float32. Files written
+    with ``_use_new_zipfile_serialization=False`` (torch < 1.6, old hub uploads) are read the same way
+    (see :func:`_read_torch_legacy`).
 
     Parameters
     ----------
@@ -708,12 +840,17 @@ def read_torch_bin(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     Raises
     ------
     ValueError
-        For a legacy (non-zip) file, a forbidden global, an unsafe archive or out-of-range tensors.
+        For a forbidden global, an unsafe archive, a truncated file or out-of-range tensors.
     """
     path = os.fspath(path)
     buf = map_file(path)
     if buf[:1] == b"\x80":  # pickle PROTO opcode: the pre-1.6 torch.save format
-        raise ValueError(f"{path}: legacy torch.save format not supported; re-save with torch>=1.6")
+        return _read_torch_legacy(path, buf)
+    if buf[257:262] == b"ustar":
+        raise ValueError(
+            f"{path}: a tar archive: the tar format of torch.save (PyTorch < 0.4) is not supported; "
+            "re-save the state dict with a newer torch"
+        )
     try:
         # zipfile.is_zipfile is not used: it raises (BadZipFile, OSError) on some corrupt
         # end-of-central-directory records instead of returning False.
@@ -768,52 +905,185 @@ def read_torch_bin(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         # (~3 bytes per opcode in protocol 4), so a 16 MB pickle inside a huge file is bounded too.
         max_ops = MAX_PICKLE_OPS_SLACK + min(len(buf) // PICKLE_BYTES_PER_OP, len(pickle_bytes) // 2)
         unpickler = _StateDictUnpickler(
-            io.BytesIO(pickle_bytes), path=path, storage_reader=read_storage, max_ops=max_ops
+            io.BytesIO(pickle_bytes),
+            path=path,
+            storage_reader=read_storage,
+            max_ops=max_ops,
+            max_bytes=len(pickle_bytes),
+        )
+        obj = _unpickle(path, unpickler)
+    return _finish_state_dict(path, obj, budget)
+
+
+# ---------------------------------------------------------------------------------------------------
+# PyTorch legacy checkpoints (torch.save(..., _use_new_zipfile_serialization=False), torch < 1.6)
+#
+# ref: torch/serialization.py _legacy_save / _legacy_load. The file is five pickles, then raw bytes:
+#   1. the magic number LEGACY_MAGIC, 2. the protocol version LEGACY_PROTOCOL_VERSION, 3. sys info (a
+#   dict: byte order, type sizes; torch ignores it when loading), 4. the state dict, whose storages are
+#   persistent ids ('storage', torch.XStorage, key, location, numel, view) with view None or
+#   (view key, offset, numel) into the storage, 5. the list of storage keys; then, per key in that
+#   order, an int64 little-endian element count (== numel) and the storage's bytes (little-endian).
+# The storages' offsets are known only after pickle 5, which follows the state dict, so the state dict
+# is unpickled twice: once to learn each storage's type and size (tensors are not built), then, with the
+# offsets computed and checked against the file, to build the tensors as views of the memory map.
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL_VERSION = 1001
+_LEGACY_COUNT = struct.Struct("<q")
+
+
+class _PickleSource:
+    """``buf[pos:end]`` as the file the unpickler reads: reads stop at ``end``, so a length field that
+    claims more than is there gets short data (then a clean error) instead of a huge allocation."""
+
+    def __init__(self, buf: Any, pos: int, end: int) -> None:
+        self.buf, self.pos, self.end = buf, pos, end
+
+    def read(self, n: int = -1) -> bytes:
+        stop = self.end if n is None or n < 0 else min(self.end, self.pos + n)
+        data = bytes(self.buf[self.pos : stop])
+        self.pos = stop
+        return data
+
+    def readline(self) -> bytes:
+        i = self.buf.find(b"\n", self.pos, self.end)
+        return self.read((self.end if i < 0 else i + 1) - self.pos)
+
+
+class _Discard:
+    """The tensor rebuild functions during the first pass over a legacy state dict: no tensors yet."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any) -> None:
+        return None
+
+
+_NO_GLOBALS: dict[tuple[str, str], Any] = {}
+_SCAN_GLOBALS = {
+    **_ALLOWED_GLOBALS,
+    ("torch._utils", "_rebuild_tensor_v2"): _Discard(),
+    ("torch._utils", "_rebuild_tensor"): _Discard(),
+}
+
+
+def _read_torch_legacy(path: str, buf: mmap.mmap) -> dict[str, np.ndarray]:
+    """The legacy (non-zip) ``torch.save`` format; see the comment above for its layout."""
+    size = len(buf)
+    budget = _ByteBudget(path, size)
+    # The pickles come first and are small (ViT-L's state dict: ~60 kB, then 1.2 GB of storages).
+    end = min(size, MAX_PICKLE_BYTES)
+    source = _PickleSource(buf, 0, end)
+    # One opcode budget for all five pickles, as for data.pkl: tied to the file and the pickle bytes.
+    ops = {"left": MAX_PICKLE_OPS_SLACK + min(size // PICKLE_BYTES_PER_OP, end // 2)}
+
+    def at_eof() -> bool:
+        return source.pos >= size
+
+    def load(what: str, allowed: dict, storage_reader: Any = None, max_ops: int | None = None) -> Any:
+        unpickler = _StateDictUnpickler(
+            source,
+            path=path,
+            storage_reader=storage_reader,
+            max_ops=ops["left"] if max_ops is None else max_ops,
+            max_bytes=end,
+            what=what,
+            legacy=True,
+            allowed=allowed,
         )
         try:
-            obj = unpickler.load()
-        except pickle.UnpicklingError as exc:
-            msg = str(exc)
-            raise ValueError(msg if path in msg else f"{path}: malformed data.pkl ({msg})") from None
-        except MemoryError:
-            # Counted opcodes (BINBYTES8, FRAME, ...) allocate their claimed length before reading; a
-            # data.pkl of at most MAX_PICKLE_BYTES cannot hold what it claims.
-            raise ValueError(
-                f"{path}: malformed data.pkl (a length field claims more memory than exists)"
-            ) from None
-        except ValueError as exc:  # e.g. unsupported protocol, a storage past the budget
-            msg = str(exc)
-            raise ValueError(msg if msg.startswith(path) else f"{path}: malformed data.pkl ({msg})") from None
-        except _MALFORMED_PICKLE_ERRORS as exc:
-            raise ValueError(f"{path}: malformed data.pkl ({type(exc).__name__}: {exc})") from None
+            obj = _unpickle(path, unpickler, at_eof)
+        except ValueError as exc:
+            if source.pos >= end and end < size:  # not truncated: the pickles are past the cap
+                raise ValueError(
+                    f"{path}: {what} does not end within the first {MAX_PICKLE_BYTES} bytes: expected "
+                    f"at most that much pickle data before the storages ({exc})"
+                ) from None
+            raise
+        if max_ops is None:
+            ops["left"] = unpickler._ops_left
+        return obj
 
-    # Exact types: BUILD may have set instance attributes (an 'items' that shadows the method), so
-    # the dict is read through dict's own methods.
-    if type(obj) not in (dict, OrderedDict):
-        raise ValueError(f"{path}: expected a state dict (mapping), found {type(obj).__name__}")
-    items = list(dict.items(obj))
-    for k, v in items:
-        if type(k) is not str or type(v) is not _Tensor:
-            raise ValueError(
-                f"{path}: expected str -> tensor entries, found {short_repr(k)} -> {type(v).__name__}"
+    magic = load("magic number", _NO_GLOBALS)
+    if type(magic) is not int or magic != LEGACY_MAGIC:
+        raise ValueError(
+            f"{path}: expected torch.save's magic number {LEGACY_MAGIC:#x} first, found {short_repr(magic)}: "
+            "not a PyTorch checkpoint"
+        )
+    version = load("protocol version", _NO_GLOBALS)
+    if type(version) is not int or version != LEGACY_PROTOCOL_VERSION:
+        raise ValueError(
+            f"{path}: expected legacy protocol version {LEGACY_PROTOCOL_VERSION}, found {short_repr(version)}"
+        )
+    sys_info = load("sys info", _NO_GLOBALS)
+    if type(sys_info) is not dict:
+        raise ValueError(f"{path}: expected the sys info dict, found {type(sys_info).__name__}")
+
+    # Pass 1: which storages, of which type and size (each must fit in the file).
+    storages: dict[str, tuple[np.dtype, int]] = {}
+
+    def record(key: str, dtype: np.dtype, numel: int) -> np.ndarray:
+        if numel * dtype.itemsize > size:
+            raise pickle.UnpicklingError(
+                f"{path}: storage {key}: {numel} x {dtype.itemsize}-byte items need {numel * dtype.itemsize} "
+                f"bytes, found a {size}-byte file"
             )
-    # Copies (non-contiguous views, F16/BF16 widening) are made once per distinct tensor, after
-    # checking their total against the file size (memo references can repeat one tensor many times).
-    copies: dict[int, int] = {}
-    for _, v in items:
-        a = v.array
-        if v.code in ("F16", "BF16"):
-            copies[id(v)] = a.size * 4
-        elif not a.flags.c_contiguous:
-            copies[id(v)] = a.nbytes
-    budget.spend(sum(copies.values()), "tensors' copies (the same storage referenced many times?)")
-    done: dict[int, np.ndarray] = {}
-    out: dict[str, np.ndarray] = {}
-    for k, v in items:
-        if id(v) not in done:
-            done[id(v)] = _to_float32(np.ascontiguousarray(v.array), v.code)
-        out[k] = done[id(v)]
-    return out
+        storages[key] = (dtype, numel)
+        # A stand-in of the right dtype and size that owns no memory; pass 1 builds no tensors from it.
+        return np.broadcast_to(np.zeros((), dtype), (numel,))
+
+    pickle_start = source.pos
+    ops_before = ops["left"]
+    load("state dict pickle", _SCAN_GLOBALS, record)
+    pickle_end, scan_ops = source.pos, ops_before - ops["left"]
+    keys = load("storage key list", _NO_GLOBALS)
+    if type(keys) is not list or not all(type(k) is str for k in keys):
+        raise ValueError(f"{path}: expected the list of storage keys, found {short_repr(keys)}")
+    if len(keys) != len(set(keys)) or set(keys) != set(storages):
+        raise ValueError(
+            f"{path}: storage key list {short_repr(keys)}: expected each storage of the state dict once, "
+            f"found {len(keys)} keys for storages {short_repr(sorted(storages))}"
+        )
+
+    # The storages' records, in the key list's order: count, then count x itemsize bytes.
+    spans: dict[str, tuple[int, int]] = {}
+    pos = source.pos
+    for key in keys:
+        dtype, numel = storages[key]
+        nbytes = numel * dtype.itemsize
+        if pos + _LEGACY_COUNT.size > size:
+            raise ValueError(
+                f"{path}: file is truncated: storage {key}'s element count at byte {pos} is past its end ({size})"
+            )
+        (count,) = _LEGACY_COUNT.unpack_from(buf, pos)
+        if count != numel:
+            raise ValueError(
+                f"{path}: storage {key} at byte {pos}: expected {numel} elements (as the state dict says), "
+                f"found {count}"
+            )
+        pos += _LEGACY_COUNT.size
+        if pos + nbytes > size:
+            raise ValueError(
+                f"{path}: file is truncated: storage {key} needs bytes [{pos}, {pos + nbytes}), the file has {size}"
+            )
+        spans[key] = (pos, nbytes)
+        pos += nbytes
+
+    def read_storage(key: str, dtype: np.dtype, numel: int) -> np.ndarray:
+        begin, nbytes = spans[key]  # pass 1 saw the same pickle name the same storages
+        if nbytes == 0:
+            return np.empty(0, dtype)
+        raw = np.frombuffer(buf, dtype=np.uint8, count=nbytes, offset=begin)
+        if begin % dtype.alignment:  # the pickles' length fixes where the records start
+            budget.spend(nbytes, f"aligning storage {key}")
+            raw = raw.copy()
+        return raw.view(dtype)
+
+    # Pass 2: the same opcodes again, so the same budget; now the tensors are views of the storages.
+    source.pos, source.end = pickle_start, pickle_end
+    obj = load("state dict pickle", _ALLOWED_GLOBALS, read_storage, max_ops=scan_ops)
+    return _finish_state_dict(path, obj, budget)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -829,6 +1099,13 @@ def _read_checkpoint_file(path: Path) -> dict[str, np.ndarray]:
     if head.startswith(b"PK") or head[:1] == b"\x80":
         return read_torch_bin(path)
     return read_safetensors(path)
+
+
+def _cache_blobs(folder: Path) -> Path | None:
+    """The blobs folder of a Hugging Face cache snapshot (``models--o--n/snapshots/<commit>``), else None."""
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        return folder.parent.parent / "blobs"
+    return None
 
 
 def _read_sharded(index_path: Path) -> dict[str, np.ndarray]:
@@ -853,10 +1130,12 @@ def _read_sharded(index_path: Path) -> dict[str, np.ndarray]:
         by_shard.setdefault(shard, []).append(name)
     out: dict[str, np.ndarray] = {}
     for shard, names in by_shard.items():
+        shard_path = folder / shard
         try:
-            shard_path = (folder / shard).resolve()
-            inside = shard_path.parent == folder
-            exists = inside and shard_path.is_file()
+            target = shard_path.resolve()
+            # In the Hugging Face cache a snapshot's files are symlinks to its repo's blobs folder.
+            inside = shard_path.parent == folder and target.parent in (folder, _cache_blobs(folder))
+            exists = inside and target.is_file()
         except OSError as exc:  # a name the file system refuses (too long, bad characters)
             raise ValueError(f"{index_path}: shard {short_repr(shard)}: unusable file name ({exc})") from None
         if not inside:
