@@ -60,7 +60,8 @@ from vitc.io import checkpoint
 from vitc.io.checkpoint import load_state_dict, read_safetensors, read_torch_bin
 from vitc.io.vitc_file import load_converted, read_metadata
 
-# A hostile tiny file must be refused quickly; generous for a loaded 2-core CI machine.
+# A hostile tiny file must be refused with little work: CPU seconds of the reading process (not wall
+# time, which a loaded shared CI machine stretches), generous for a slow 2-core machine.
 MAX_SECONDS = 5.0
 # Peak resident memory a few-kB hostile file may add to the reading process (measured: < 10 MB; the
 # bombs took 60-370 MB before the unpickler's caps and the inflate budget).
@@ -69,10 +70,10 @@ MAX_BOMB_PEAK_MB = 32
 
 def refused(fn, path, match: str | None = None) -> ValueError:
     """Call fn(path), expect a ValueError naming the file (matching ``match``) within MAX_SECONDS."""
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with pytest.raises(ValueError, match=match) as info:
         fn(path)
-    assert time.perf_counter() - t0 < MAX_SECONDS
+    assert time.process_time() - t0 < MAX_SECONDS
     assert Path(path).name in str(info.value)
     assert len(str(info.value)) < 3000  # hostile values are not echoed in full
     return info.value
@@ -270,13 +271,13 @@ def kb(field):
     return int(re.search(field + r":\\s*(\\d+) kB", open("/proc/self/status").read()).group(1))
 
 before = kb("VmRSS")
-t0 = time.perf_counter()
+t0 = time.process_time()
 try:
     getattr(checkpoint, sys.argv[1])(sys.argv[2])
     message = "loaded"
 except ValueError as exc:
     message = str(exc)
-print(time.perf_counter() - t0, (kb("VmHWM") - before) // 1024, message.replace(chr(10), " "))
+print(time.process_time() - t0, (kb("VmHWM") - before) // 1024, message.replace(chr(10), " "))
 """
 
 
@@ -485,10 +486,10 @@ def sharded(tmp_path) -> Path:
 @pytest.mark.parametrize("index, err, match", HOSTILE_INDEXES)
 def test_hostile_index(sharded, index, err, match):
     (sharded / "model.safetensors.index.json").write_bytes(index)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with pytest.raises(err, match=match):
         load_state_dict(sharded)
-    assert time.perf_counter() - t0 < MAX_SECONDS
+    assert time.process_time() - t0 < MAX_SECONDS
 
 
 def test_shard_symlink_outside_folder_refused(sharded, tmp_path):
@@ -534,14 +535,14 @@ def test_fuzz_regressions(tmp_path, path):
     (FileNotFoundError too for a sharded index naming a shard that is not there)."""
     target = path.name.split("-", 1)[0]
     assert target in FUZZ_READERS, f"{path.name}: expected a prefix in {sorted(FUZZ_READERS)}"
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     try:
         FUZZ_READERS[target](path, tmp_path)
     except ValueError as exc:
         assert len(str(exc)) < 3000
     except (FileNotFoundError, NotImplementedError):
         assert target in ("sharded", "vitc")
-    assert time.perf_counter() - t0 < MAX_SECONDS
+    assert time.process_time() - t0 < MAX_SECONDS
 
 
 def test_huge_memo_index_stays_small(tmp_path):
@@ -677,10 +678,10 @@ def hf_copy(src: Path, dst: Path) -> Path:
 def test_from_pretrained_corrupt_folder(tmp_path, hf_folder, corrupt, match):
     folder = hf_copy(hf_folder, tmp_path / "m")
     corrupt(folder)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with pytest.raises(ValueError, match=match):
         vitc.ViT.from_pretrained(folder)
-    assert time.perf_counter() - t0 < MAX_SECONDS
+    assert time.process_time() - t0 < MAX_SECONDS
 
 
 def test_from_pretrained_bin_folder_still_loads(tmp_path):
