@@ -1,46 +1,149 @@
-"""Image preprocessing that reproduces transformers' ViTImageProcessor (PIL / "slow" path).
+"""Image preprocessing that reproduces transformers' ViT image processor (the PIL backend), bit for bit.
 
-image (file, PIL image or uint8 array) -> EXIF orientation -> RGB -> Pillow resize on uint8 ->
-float64 rescale -> float32 -> float32 normalize -> (B, 3, H, W). The arithmetic follows
-``transformers.image_transforms.rescale`` / ``normalize`` step by step so pixel values match
-transformers exactly. It is not a data-augmentation library and does no cropping or padding.
+image (file, PIL image, array or torch tensor) -> decode -> channels first -> Pillow resize on uint8 ->
+center crop -> float64 rescale -> float32 -> normalize -> pad -> (B, C, H, W) float32. Each step follows
+transformers >= 5 (``ViTImageProcessorPil``, ``image_transforms``, ``image_utils.load_image``) in the
+same order and dtypes, so pixel values are identical, including its quirks. It is not a
+data-augmentation library.
+
+Two routes, as in transformers:
+
+- ``ImageProcessor(images)`` is ``ViTImageProcessorPil(**config)(images)``: a path is opened with
+  ``load_image`` (EXIF orientation, ``convert("RGB")``), PIL images, arrays and tensors are used as given
+  and converted to RGB only when ``do_convert_rgb`` is true.
+- ``ImageProcessor(pipeline_image(image))`` is what ``pipeline("image-classification")`` feeds the
+  processor: paths *and PIL images* go through ``load_image`` first, arrays and tensors do not.
+
+Decoding a file never lets a Pillow exception escape: every file gives pixels or one
+:class:`ImageLoadError` with a ``kind``.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import math
 import numbers
 import os
+import stat
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ImageLike = str | os.PathLike | Image.Image | np.ndarray
+ImageLike = Any  # str | os.PathLike | PIL.Image.Image | np.ndarray | torch.Tensor
 
-# ref: transformers.image_utils.IMAGENET_STANDARD_MEAN / _STD (the ViTImageProcessor defaults)
+# ref: transformers.image_utils.IMAGENET_STANDARD_MEAN / _STD (the ViT image processor defaults)
 IMAGENET_STANDARD_MEAN = (0.5, 0.5, 0.5)
 IMAGENET_STANDARD_STD = (0.5, 0.5, 0.5)
 DEFAULT_SIZE = 224
 # Pillow resampling codes as stored in preprocessor_config.json ("resample": 2).
 RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
-# 16-bit -> 8-bit: round(v / 257) maps 0..65535 onto 0..255 and inverts the usual 8->16 expansion
-# v * 257 exactly. (Pillow's convert("RGB") would instead clip everything above 255 to white.)
-_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
-_U16_TO_U8_DIVISOR = 257
-# Keys that would change the processing if enabled; vitc does not implement them, so refuse them
-# instead of silently producing different pixels.
-_UNSUPPORTED_IF_TRUE = ("do_center_crop", "do_pad", "do_reduce_labels")
+CHANNELS_FIRST, CHANNELS_LAST = "channels_first", "channels_last"
+# ref: transformers' PilBackend.process_image infers the channel axis among these channel counts
+_INFER_CHANNELS = (1, 3, 4)
 
-
-# Largest accepted height / width / edge of ``size``. ViT checkpoints use 224..1024; 8192 leaves room
-# for unusual ones while bounding one image's pixel buffer (8192^2 * 3 float32 = 805 MB), so a
-# hostile preprocessor config cannot ask for a multi-terabyte allocation.
+# Largest accepted height / width / edge of any size in a preprocessor config. ViT checkpoints use
+# 224..1024; 8192 leaves room for unusual ones while bounding one image's pixel buffer
+# (8192^2 * 3 float32 = 805 MB), so a hostile config cannot ask for a multi-terabyte allocation.
 MAX_IMAGE_SIDE = 8192
+# check_for_model: a preprocessor may produce sides up to this many times the model's image side.
+MAX_SIZE_RATIO = 4
+
+# Keys that configure a step (the ImagesKwargs of transformers' BaseImageProcessor that change the
+# PIL backend's pixels). Every other key (image_processor_type, data_format, device, return_tensors,
+# do_reduce_labels, ...) is ignored, as ViTImageProcessorPil keeps it as an unused attribute.
+_SIZE_KEY_SETS = (
+    {"height", "width"},
+    {"shortest_edge"},
+    {"shortest_edge", "longest_edge"},
+    {"longest_edge"},
+    {"max_height", "max_width"},
+    {"min_pixels", "max_pixels"},
+)
+# Size spellings the PIL backend's resize implements (the others are accepted in a config but
+# fail when resizing, in transformers as here).
+_RESIZABLE_KEY_SETS = (
+    {"height", "width"},
+    {"shortest_edge"},
+    {"shortest_edge", "longest_edge"},
+    {"max_height", "max_width"},
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+IMAGE_ERROR_KINDS = ("missing", "unreadable", "not_an_image", "corrupt", "too_large", "unsupported")
+
+
+class ImageLoadError(ValueError):
+    """An image that cannot be used: one line naming the file and what is wrong.
+
+    Attributes
+    ----------
+    path : str or None
+        The file, or None for an in-memory image.
+    kind : str
+        One of ``IMAGE_ERROR_KINDS``:
+
+        - ``"missing"``: no such file (the error is then also a ``FileNotFoundError``);
+        - ``"unreadable"``: permission denied, a directory, a FIFO, device or other special file;
+        - ``"not_an_image"``: a file Pillow does not recognise as an image;
+        - ``"corrupt"``: an image file that is truncated or damaged (also an empty file);
+        - ``"too_large"``: over Pillow's decompression-bomb limit (refused from the header, before
+          decoding), out of memory while decoding, or resized beyond ``MAX_IMAGE_SIDE``;
+        - ``"unsupported"``: a readable image whose mode, dtype or shape cannot be processed.
+    detail : str
+        What is wrong, without the file name.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, kind: str, detail: str):
+        if kind not in IMAGE_ERROR_KINDS:
+            raise ValueError(f"kind: expected one of {IMAGE_ERROR_KINDS}, found {kind!r}")
+        self.path = None if path is None else str(path)
+        self.kind = kind
+        self.detail = " ".join(str(detail).split())  # one line
+        where = "image" if self.path is None else f"cannot read image '{self.path}'"
+        message = f"{where}: {self.detail}"
+        super().__init__(message)
+        if isinstance(self, OSError):
+            # OSError.__new__ read (path, kind, detail) as (errno, strerror, filename): set them right
+            self.errno, self.strerror, self.filename = errno.ENOENT, message, None
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+    def __reduce__(self):  # picklable (Ray workers send errors back)
+        return (_make_image_error, (self.path, self.kind, self.detail))
+
+
+class ImageMissingError(ImageLoadError, FileNotFoundError):
+    """An ``ImageLoadError`` of kind ``"missing"``, also a ``FileNotFoundError``."""
+
+
+def _make_image_error(path: str | os.PathLike | None, kind: str, detail: str) -> ImageLoadError:
+    return (ImageMissingError if kind == "missing" else ImageLoadError)(path, kind, detail)
+
+
+def try_load_image(path: str | os.PathLike) -> tuple[Image.Image | None, ImageLoadError | None]:
+    """``(load_image(path), None)``, or ``(None, error)`` if the file cannot be used.
+
+    For a run over many files: record ``error.kind`` and ``str(error)`` and go on.
+    """
+    try:
+        return load_image(path), None
+    except ImageLoadError as e:
+        return None, e
+
+
+# ---------------------------------------------------------------------------------------------
+# Config values
 
 
 def _side(name: str, value: Any) -> int:
@@ -54,128 +157,236 @@ def _side(name: str, value: Any) -> int:
     return int(value)
 
 
-def _normalize_size(size: Any) -> dict[str, int]:
-    """Accept the size spellings HF's get_size_dict accepts for ViT (default_to_square=True)."""
-    if isinstance(size, (list, tuple)) and len(size) == 2:
-        return {"height": _side("size height", size[0]), "width": _side("size width", size[1])}
+def _size_dict(name: str, size: Any, default_to_square: bool | None = True) -> dict[str, int] | None:
+    """A size as transformers' ``get_size_dict`` reads it; None stays None.
+
+    ref: image_processing_utils.convert_to_size_dict / get_size_dict. An int is a square if
+    ``default_to_square`` is true, else ``{"shortest_edge": n}`` (also for a null default_to_square,
+    as transformers does); a pair is (height, width).
+    """
+    if size is None:
+        return None
+    if isinstance(size, (list, tuple)):
+        if len(size) != 2:
+            raise ValueError(f"{name}: expected (height, width), found {list(size)!r}")
+        return {"height": _side(f"{name} height", size[0]), "width": _side(f"{name} width", size[1])}
     if isinstance(size, dict):
-        keys = {k for k, v in size.items() if v is not None}
-        if keys not in ({"height", "width"}, {"shortest_edge"}, {"shortest_edge", "longest_edge"}):
+        keys = set(size)
+        if not all(isinstance(k, str) for k in keys) or keys not in _SIZE_KEY_SETS:
             raise ValueError(
-                "size: expected keys {'height', 'width'}, {'shortest_edge'} or "
-                f"{{'shortest_edge', 'longest_edge'}}, found {sorted(map(str, keys))}"
+                f"{name}: expected keys {{'height', 'width'}}, {{'shortest_edge'}}, {{'shortest_edge', "
+                f"'longest_edge'}}, {{'longest_edge'}}, {{'max_height', 'max_width'}} or {{'min_pixels', "
+                f"'max_pixels'}}, found {sorted(map(str, keys))}"
             )
-        order = ("height", "width", "shortest_edge", "longest_edge")
-        return {k: _side(f"size {k}", size[k]) for k in order if k in keys}
-    if isinstance(size, (numbers.Integral, float)):
-        side = _side("size", size)
-        return {"height": side, "width": side}
-    raise ValueError(f"size: expected an int, (height, width) or a dict, found {size!r}")
+        if keys == {"min_pixels", "max_pixels"}:  # pixel counts, not sides
+            out = {}
+            for k in ("min_pixels", "max_pixels"):
+                v = size[k]
+                if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                    raise ValueError(f"{name} {k}: expected a positive int, found {v!r}")
+                out[k] = int(v)
+            return out
+        order = ("height", "width", "shortest_edge", "longest_edge", "max_height", "max_width")
+        return {k: _side(f"{name} {k}", size[k]) for k in order if k in keys}
+    if isinstance(size, (numbers.Integral, float)) and not isinstance(size, bool):
+        side = _side(name, size)
+        return {"height": side, "width": side} if default_to_square else {"shortest_edge": side}
+    raise ValueError(f"{name}: expected an int, (height, width) or a dict, found {size!r}")
 
 
-def _per_channel(name: str, value: Any) -> list[float]:
-    """Three finite numbers (R, G, B) from a number or a length-3 sequence."""
+def _per_channel(name: str, value: Any) -> float | list[float] | None:
+    """A finite number (every channel) or a non-empty sequence of them (one per channel); None stays None."""
+    if value is None:
+        return None
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        value = [value] * 3
-    elif isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
-        raise ValueError(f"{name}: expected a number or 3 numbers (R, G, B), found {value!r}")
-    if len(value) != 3:
-        raise ValueError(f"{name}: expected 3 values (R, G, B), found {len(value)}: {list(value)!r}")
-    out = []
-    for v in value:
+        if not math.isfinite(value):
+            raise ValueError(f"{name}: expected finite numbers, found {value!r}")
+        return float(value)
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise ValueError(f"{name}: expected a number or one number per channel (R, G, B), found {value!r}")
+    values = list(value)
+    if not values:
+        raise ValueError(f"{name}: expected one number per channel (R, G, B), found none")
+    for v in values:
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-            raise ValueError(f"{name}: expected 3 finite numbers (R, G, B), found {list(value)!r}")
-        out.append(float(v))
-    return out
+            raise ValueError(f"{name}: expected finite numbers, one per channel (R, G, B), found {values!r}")
+    return [float(v) for v in values]
 
 
-def _flag(name: str, value: Any, allow_none: bool = False) -> bool | None:
-    """A JSON boolean (``"false"`` as a string would otherwise count as true)."""
-    if value is None and allow_none:
+def _flag(name: str, value: Any) -> bool | None:
+    """A JSON boolean or null (``"false"`` as a string would otherwise count as true)."""
+    if value is None:
         return None
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}: expected true or false{' or null' if allow_none else ''}, found {value!r}")
+        raise ValueError(f"{name}: expected true, false or null, found {value!r}")
     return bool(value)
+
+
+def _describe(image: Any) -> str:
+    if isinstance(image, np.ndarray):
+        return f"a {image.dtype} array of shape {image.shape}"
+    if isinstance(image, Image.Image):
+        return f"a PIL image of mode {image.mode!r} and size {image.width}x{image.height}"
+    return type(image).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# The processor
 
 
 @dataclass
 class ImageProcessor:
-    """Preprocess images for a ViT exactly as transformers' ViTImageProcessor (PIL path) does.
+    """Preprocess images for a ViT exactly as transformers' ``ViTImageProcessorPil`` does.
 
-    Fields mirror the keys of a Hugging Face ``preprocessor_config.json``.
+    Fields mirror the keys of a Hugging Face ``preprocessor_config.json`` with the same meaning
+    and defaults. A key that is absent takes the default; a key set to ``null`` (None) *disables*
+    the step or value, as in transformers >= 5 (``do_resize: null`` skips resizing; ``size: null``
+    with resizing on is an error). Unknown keys are ignored, as transformers ignores them.
 
     Parameters
     ----------
-    do_resize : bool
-        Resize to ``size`` with Pillow (antialiased when shrinking, result rounded to uint8).
-    size : dict
-        ``{"height": H, "width": W}`` (aspect ratio not kept), ``{"shortest_edge": S}`` (short side
-        to S, long side ``int(S * long / short)``) or ``{"shortest_edge": S, "longest_edge": L}``,
-        as in transformers' PIL backend. An int means a square. Each value is in 1..8192
-        (``MAX_IMAGE_SIDE``).
+    do_resize : bool or None
+        Resize with Pillow (antialiased when shrinking, on uint8, result rounded to uint8).
+    size : int, (height, width) or dict
+        ``{"height": H, "width": W}`` (aspect ratio not kept); ``{"shortest_edge": S}`` (short side
+        to S, long side ``int(S * long / short)``); ``{"shortest_edge": S, "longest_edge": L}``;
+        ``{"max_height": H, "max_width": W}`` (fit inside, aspect kept). An int means a square,
+        or ``{"shortest_edge": n}`` if ``default_to_square`` is false or null. Sides are in
+        1..8192 (``MAX_IMAGE_SIDE``). ``{"longest_edge"}`` and ``{"min_pixels", "max_pixels"}``
+        are valid only with resizing off, as in transformers' PIL backend.
     resample : int
         Pillow filter code: 0 NEAREST, 1 LANCZOS, 2 BILINEAR (default), 3 BICUBIC, 4 BOX, 5 HAMMING.
-    do_rescale : bool
+    do_center_crop : bool or None
+        Crop the center ``crop_size`` (padding with zeros where the image is smaller), after resizing.
+    crop_size : int, (height, width) or {"height", "width"}
+    do_rescale : bool or None
         Multiply by ``rescale_factor`` (in float64, then cast to float32).
     rescale_factor : float
         Default 1/255.
-    do_normalize : bool
-        ``(x - image_mean) / image_std`` in float32.
-    image_mean, image_std : list of float
-        Per-channel RGB values, default 0.5 each.
+    do_normalize : bool or None
+        ``(x - image_mean) / image_std`` in float32 (or the input's float dtype).
+    image_mean, image_std : float or list of float
+        One value for every channel, or one per channel; default 0.5 each.
+    do_pad : bool or None
+        Pad with zeros at the bottom and right, after normalizing, to ``pad_size``, or without it
+        to the largest image of the call (one image: no padding).
+    pad_size : int, (height, width) or {"height", "width"}
     do_convert_rgb : bool or None
-        Kept for round trips with HF files. vitc always converts to RGB, because the model needs
-        three channels; transformers would fail on a non-RGB input without it.
+        Convert PIL images and arrays to RGB first (grayscale repeated, alpha or a transparent
+        colour composited onto white). Default None: no conversion, as ViTImageProcessor; files
+        are always RGB (``load_image``), and so are PIL images in ``pipeline_image``.
+    default_to_square : bool or None
+        How an int ``size`` is read (see ``size``). Default True.
+    input_data_format : {"channels_first", "channels_last"} or None
+        Channel axis of array inputs; None infers it as transformers does: the first axis if it
+        has 1, 3 or 4 entries, else the last (so a (4, 4, 3) array counts as channels-first).
 
     Notes
     -----
-    Conversion to RGB follows transformers for each kind of input. PIL images and RGBA arrays go
-    through ``convert_to_rgb``: an alpha band or a transparency entry is composited onto white.
-    Files go through ``load_image`` first, which calls ``convert("RGB")`` and so *drops* an alpha
-    band (a transparent pixel keeps its stored colour; pass ``PIL.Image.open(path)`` to composite
-    instead). A palette transparency entry survives that as a colour, and pixels of that colour
-    become white.
-    Everything else goes through ``PIL.Image.convert("RGB")`` (CMYK, palette, 1-bit, grayscale,
-    32-bit ``I`` and float ``F``, the last two clipped to 0..255 by Pillow). Deviations: 16-bit
-    images (``I;16*`` modes) are scaled to 8 bits as ``round(v / 257)`` instead of being clipped,
-    and the EXIF orientation is applied to PIL images too (transformers does it for files only).
+    What transformers does with each input, and so vitc:
+
+    - file path: ``load_image``: frame 0, EXIF orientation, ``convert("RGB")`` (alpha dropped, not
+      composited; 16-bit and 32-bit values clipped to 255 by Pillow); a palette transparency
+      entry survives as ``info["transparency"]``, which ``do_convert_rgb`` then composites.
+    - PIL image with ``do_convert_rgb``: alpha or a transparency entry composited onto white,
+      everything else ``convert("RGB")``. No EXIF orientation (only ``load_image`` applies it).
+    - PIL image without it: ``np.array(image)`` (L, P (palette indices!), 1, I, F give one
+      channel, LA two, RGBA and CMYK four), and the steps run on that.
+    - array or tensor: channel axis inferred (see ``input_data_format``); with ``do_convert_rgb``
+      one channel is repeated and four are composited onto white. Integer and float arrays are
+      resized through a uint8 PIL image: integer-valued arrays must be in 0..255, others in
+      [0, 1] (scaled by 255 and truncated to uint8, and back by 1/255 after resizing, so
+      ``do_rescale`` then scales a second time, as transformers does).
+
+    vitc additions: a 2-D array is a grayscale (H, W) image; paths may be ``os.PathLike``;
+    tensors that require grad are detached. vitc refusals where transformers would compute
+    useless values: a zero ``image_std``, non-boolean flags, sizes above ``MAX_IMAGE_SIDE``.
+    The output is always float32 (transformers keeps uint8 or float64 when no step casts; the
+    values are the same).
     """
 
-    do_resize: bool = True
-    size: dict[str, int] = field(default_factory=lambda: {"height": DEFAULT_SIZE, "width": DEFAULT_SIZE})
-    resample: int = 2
-    do_rescale: bool = True
-    rescale_factor: float = 1 / 255
-    do_normalize: bool = True
-    image_mean: list[float] = field(default_factory=lambda: list(IMAGENET_STANDARD_MEAN))
-    image_std: list[float] = field(default_factory=lambda: list(IMAGENET_STANDARD_STD))
+    do_resize: bool | None = True
+    size: Any = field(default_factory=lambda: {"height": DEFAULT_SIZE, "width": DEFAULT_SIZE})
+    resample: int | None = 2
+    do_center_crop: bool | None = None
+    crop_size: Any = None
+    do_rescale: bool | None = True
+    rescale_factor: float | None = 1 / 255
+    do_normalize: bool | None = True
+    image_mean: Any = field(default_factory=lambda: list(IMAGENET_STANDARD_MEAN))
+    image_std: Any = field(default_factory=lambda: list(IMAGENET_STANDARD_STD))
+    do_pad: bool | None = None
+    pad_size: Any = None
     do_convert_rgb: bool | None = None
+    default_to_square: bool | None = True
+    input_data_format: str | None = None
 
     def __post_init__(self) -> None:
         # Every field is checked here, so a bad value from a file or a caller fails at construction
         # with its name, not later inside Pillow or NumPy.
-        self.do_resize = _flag("do_resize", self.do_resize)
-        self.do_rescale = _flag("do_rescale", self.do_rescale)
-        self.do_normalize = _flag("do_normalize", self.do_normalize)
-        self.do_convert_rgb = _flag("do_convert_rgb", self.do_convert_rgb, allow_none=True)
-        self.size = _normalize_size(self.size)
-        if isinstance(self.resample, float) and self.resample.is_integer():
+        for name in ("do_resize", "do_center_crop", "do_rescale", "do_normalize", "do_pad", "do_convert_rgb"):
+            setattr(self, name, _flag(name, getattr(self, name)))
+        self.default_to_square = _flag("default_to_square", self.default_to_square)
+        # ref: BaseImageProcessor._standardize_kwargs: size with default_to_square, the others square
+        self.size = _size_dict("size", self.size, self.default_to_square)
+        self.crop_size = _size_dict("crop_size", self.crop_size)
+        self.pad_size = _size_dict("pad_size", self.pad_size)
+        if self.resample is not None:
+            if isinstance(self.resample, float) and self.resample.is_integer():
+                self.resample = int(self.resample)
+            if (
+                isinstance(self.resample, bool)
+                or not isinstance(self.resample, numbers.Integral)
+                or (int(self.resample) not in RESAMPLE_NAMES)
+            ):
+                raise ValueError(
+                    f"resample: expected a Pillow filter code in {sorted(RESAMPLE_NAMES)}, found {self.resample!r}"
+                )
             self.resample = int(self.resample)
-        if isinstance(self.resample, bool) or not isinstance(self.resample, numbers.Integral) or (
-            int(self.resample) not in RESAMPLE_NAMES
-        ):
-            raise ValueError(
-                f"resample: expected a Pillow filter code in {sorted(RESAMPLE_NAMES)}, found {self.resample!r}"
-            )
-        self.resample = int(self.resample)
         factor = self.rescale_factor
-        if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not math.isfinite(factor):
-            raise ValueError(f"rescale_factor: expected a finite number such as 1/255, found {factor!r}")
-        self.rescale_factor = float(factor)
+        if factor is not None:
+            if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not math.isfinite(factor):
+                raise ValueError(f"rescale_factor: expected a finite number such as 1/255, found {factor!r}")
+            self.rescale_factor = float(factor)
         self.image_mean = _per_channel("image_mean", self.image_mean)
         self.image_std = _per_channel("image_std", self.image_std)
-        if any(s == 0 for s in self.image_std):
+        std = self.image_std if isinstance(self.image_std, list) else [self.image_std]
+        if self.image_std is not None and any(s == 0 for s in std):
             raise ValueError(f"image_std: expected non-zero values, found {self.image_std}")
+        if self.input_data_format not in (None, CHANNELS_FIRST, CHANNELS_LAST):
+            raise ValueError(
+                "input_data_format: expected 'channels_first', 'channels_last' or null, "
+                f"found {self.input_data_format!r}"
+            )
+        self._check_step_values()
+
+    def _check_step_values(self) -> None:
+        # ref: image_utils.validate_preprocess_arguments, which transformers runs on every call
+        def need(step: str, *names: str) -> None:
+            missing = [n for n in names if getattr(self, n) is None]
+            if missing:
+                raise ValueError(
+                    f"preprocessor config: {step} is true but {' and '.join(missing)} "
+                    f"{'is' if len(missing) == 1 else 'are'} null (ViTImageProcessor refuses this too)"
+                )
+
+        if self.do_resize:
+            need("do_resize", "size", "resample")
+            if set(self.size) not in _RESIZABLE_KEY_SETS:
+                raise ValueError(
+                    f"size: resizing needs 'height' and 'width', 'shortest_edge' (and 'longest_edge') or "
+                    f"'max_height' and 'max_width', found {sorted(self.size)}"
+                )
+        if self.do_rescale:
+            need("do_rescale", "rescale_factor")
+        if self.do_normalize:
+            need("do_normalize", "image_mean", "image_std")
+        if self.do_center_crop:
+            need("do_center_crop", "crop_size")
+        for name in ("crop_size", "pad_size"):
+            value = getattr(self, name)
+            if value is not None and set(value) != {"height", "width"}:
+                raise ValueError(f"{name}: expected 'height' and 'width', found {sorted(value)}")
 
     # ---- construction -------------------------------------------------------------------------
 
@@ -183,21 +394,14 @@ class ImageProcessor:
     def from_dict(cls, d: dict[str, Any]) -> ImageProcessor:
         """Build from a ``preprocessor_config.json`` dict.
 
-        Descriptive keys (``image_processor_type`` ...) and other unknown keys are ignored; enabling a
-        step vitc does not implement (center crop, padding) raises ``ValueError``, and so does a
-        value of the wrong type or out of range (the message names the key and what was expected):
-        the dict may come from an untrusted file.
+        Keys that are not fields (``image_processor_type``, ``data_format``, ...) are ignored;
+        ``null`` disables a step as in transformers; a value of the wrong type or out of range is a
+        ``ValueError`` naming the key and what was expected: the dict may come from an untrusted file.
         """
         if not isinstance(d, dict):
             raise ValueError(f"preprocessor config: expected a JSON object (dict), found {type(d).__name__}")
-        for key in _UNSUPPORTED_IF_TRUE:
-            if d.get(key):
-                raise ValueError(
-                    f"preprocessor config: '{key}: true' is not supported by vitc (ViT checkpoints do not use it)"
-                )
-        names = {f for f in cls.__dataclass_fields__}
-        kwargs = {k: v for k, v in d.items() if k in names and v is not None}
-        return cls(**kwargs)
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> ImageProcessor:
@@ -239,64 +443,96 @@ class ImageProcessor:
         image_size = config.get("image_size")
         if image_size is None:
             raise ValueError(f"{where}: no preprocessor config and no 'image_size' in the model config")
-        return cls(size=_normalize_size(image_size))
+        return cls(size=_size_dict("image_size", image_size))
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``preprocessor_config.json`` dict (``from_dict(to_dict())`` round-trips)."""
-        return {
-            "do_convert_rgb": self.do_convert_rgb,
-            "do_normalize": self.do_normalize,
-            "do_rescale": self.do_rescale,
-            "do_resize": self.do_resize,
-            "image_mean": list(self.image_mean),
-            "image_processor_type": "ViTImageProcessor",
-            "image_std": list(self.image_std),
-            "resample": self.resample,
-            "rescale_factor": self.rescale_factor,
-            "size": dict(self.size),
-        }
+        """The ``preprocessor_config.json`` dict (``from_dict(to_dict())`` round-trips).
+
+        As transformers' ``to_dict``, a null whose default is null is left out; a null that
+        disables a step on by default is kept.
+        """
+        out: dict[str, Any] = {"image_processor_type": "ViTImageProcessor"}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            if value is None and default is None:
+                continue
+            out[f.name] = dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value
+        return dict(sorted(out.items()))
+
+    def check_for_model(self, image_hw: tuple[int, int]) -> None:
+        """Refuse a preprocessing whose images are implausibly large for a model of ``image_hw``.
+
+        Rule: every side this processor can produce (``size``'s height, width, shortest and longest
+        edge, max height and width when resizing; ``crop_size``; ``pad_size``) must be at most
+        ``MAX_SIZE_RATIO`` (4) times the model's larger image side. Real ViT configs stay within
+        1.2x (resize 256, crop 224); a larger factor means a broken or hostile config whose
+        resize would allocate gigabytes (8192x8192 float32 RGB is 805 MB per image) for a model
+        that then refuses the size anyway. Called before any image is processed.
+
+        Raises
+        ------
+        ValueError
+            Naming the size, the model's image size and the limit.
+        """
+        h, w = (int(v) for v in image_hw)
+        if h < 1 or w < 1:
+            raise ValueError(f"image_hw: expected a positive (height, width), found {tuple(image_hw)}")
+        limit = MAX_SIZE_RATIO * max(h, w)
+        sides = []
+        if self.do_resize and self.size is not None:
+            sides += [(f"size {k}", v) for k, v in self.size.items() if not k.endswith("_pixels")]
+        if self.do_center_crop and self.crop_size is not None:
+            sides += [(f"crop_size {k}", v) for k, v in self.crop_size.items()]
+        if self.do_pad and self.pad_size is not None:
+            sides += [(f"pad_size {k}", v) for k, v in self.pad_size.items()]
+        for name, value in sides:
+            if value > limit:
+                raise ValueError(
+                    f"preprocessor config: {name} {value} is implausibly large for a model of {h}x{w} images "
+                    f"(more than {MAX_SIZE_RATIO}x its side, {limit}); fix the preprocessor_config.json"
+                )
 
     # ---- processing ---------------------------------------------------------------------------
 
-    def __call__(
-        self, images: ImageLike | Sequence[ImageLike], return_tensors: str | None = None
-    ) -> np.ndarray:
-        """Preprocess one image or a list of images.
+    def __call__(self, images: ImageLike | Sequence[ImageLike], return_tensors: str | None = None) -> np.ndarray:
+        """Preprocess one image or a batch, as ``ViTImageProcessorPil(...)(images)["pixel_values"]``.
 
         Parameters
         ----------
-        images : path, PIL.Image, np.ndarray or a list of them
-            Files (str / PathLike), PIL images, or uint8 arrays shaped (H, W), (H, W, 1),
-            (H, W, 3) RGB or (H, W, 4) RGBA.
+        images : image or list of images
+            File paths (str / PathLike), PIL images of any mode, NumPy arrays or torch tensors:
+            (H, W, C) or (C, H, W) with C in (1, 3, 4), (H, W), or a batch (N, ...) of them;
+            lists (and lists of lists) of any of these.
         return_tensors : {None, "np", "pt"}
             ``"pt"`` returns a torch tensor (torch imported only then).
 
         Returns
         -------
         np.ndarray
-            (B, 3, H, W) float32; a single image gives B = 1.
+            (B, C, H, W) float32; a single image gives B = 1. C is 3 for RGB input.
 
         Raises
         ------
-        FileNotFoundError
-            A file does not exist.
+        ImageLoadError
+            A file cannot be used (``kind`` says why; ``"missing"`` is also a FileNotFoundError), or
+            an image cannot be processed (an unsupported mode, dtype or channel count).
+        TypeError
+            An input is not an image.
         ValueError
-            A file is not a readable image, exceeds Pillow's decompression-bomb limit, or an array
-            has the wrong dtype or shape; with shortest-edge sizes, images that come out at
-            different sizes cannot be stacked.
+            Images of different output sizes cannot be stacked.
         """
         if return_tensors not in (None, "np", "pt"):
             raise ValueError(f"return_tensors: expected None, 'np' or 'pt', found {return_tensors!r}")
-        if isinstance(images, (list, tuple)):
-            items = list(images)
-            if not items:
-                raise ValueError("images: expected at least one image, found an empty list")
-        else:
-            items = [images]
-        out = [self.preprocess_one(item) for item in items]
+        out = [self.preprocess_one(item) for item in flatten_images(images)]
+        if self.do_pad and self.pad_size is None:
+            # ref: PilBackend.pad with pad_size None: to the largest height and width of the batch
+            ph = max(x.shape[1] for x in out)
+            pw = max(x.shape[2] for x in out)
+            out = [_pad(x, ph, pw) for x in out]
         shapes = {x.shape for x in out}
         if len(shapes) > 1:
-            raise ValueError(f"images resized to different shapes {sorted(shapes)} cannot form one batch")
+            raise ValueError(f"images processed to different shapes {sorted(shapes)} cannot form one batch")
         batch = np.stack(out)
         if return_tensors == "pt":
             import torch
@@ -305,42 +541,125 @@ class ImageProcessor:
         return batch
 
     def preprocess_one(self, image: ImageLike) -> np.ndarray:
-        """Preprocess a single image to (3, H, W) float32."""
-        rgb = to_rgb_pil(image)
-        if self.do_resize:
-            height, width = self.output_size(rgb.height, rgb.width)
-            # ref: transformers.image_transforms.resize -> PIL.Image.resize((width, height), resample)
-            rgb = rgb.resize((width, height), resample=self.resample)
-        x = np.asarray(rgb)  # (H, W, 3) uint8
-        if self.do_rescale:
-            # ref: image_transforms.rescale: upcast to float64 first, multiply, then cast to float32
-            x = (x.astype(np.float64) * self.rescale_factor).astype(np.float32)
-        else:
-            x = x.astype(np.float32)
-        if self.do_normalize:
-            # ref: image_transforms.normalize: mean/std as float32 arrays, subtract then divide
-            mean = np.asarray(self.image_mean, dtype=np.float32)
-            std = np.asarray(self.image_std, dtype=np.float32)
-            x = (x - mean) / std
-        return np.ascontiguousarray(x.transpose(2, 0, 1))
+        """Preprocess a single image to (C, H, W) float32 (see ``__call__``)."""
+        kind = _image_type(image)
+        if kind == "batch" or kind is None:
+            raise TypeError(f"image: expected one image, found {_describe(image)}")
+        path = image if kind == "path" else None
+        try:
+            x = self._to_channels_first(image, kind)
+            if self.do_resize:
+                x = self._resize(x)
+            if self.do_center_crop:
+                x = _center_crop(x, self.crop_size["height"], self.crop_size["width"])
+            if self.do_rescale:
+                x = _rescale(x, self.rescale_factor)
+            if self.do_normalize:
+                x = _normalize(x, self.image_mean, self.image_std)
+            if self.do_pad and self.pad_size is not None:
+                x = _pad(x, self.pad_size["height"], self.pad_size["width"])
+        except ImageLoadError as e:
+            if path is not None and e.path is None:
+                raise _make_image_error(path, e.kind, e.detail) from None
+            raise
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def try_preprocess_one(self, image: ImageLike) -> tuple[np.ndarray | None, ImageLoadError | None]:
+        """``(preprocess_one(image), None)``, or ``(None, error)`` if this image cannot be used.
+
+        For runs over many images: record ``error.kind`` / ``str(error)`` and go on. Only errors
+        about the image are returned; a wrong input type still raises.
+        """
+        try:
+            return self.preprocess_one(image), None
+        except ImageLoadError as e:
+            return None, e
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) of the pixel values for an image of this size (resize, crop, fixed pad)."""
+        if self.do_resize:
+            height, width = self.resize_size(height, width)
+        if self.do_center_crop:
+            height, width = self.crop_size["height"], self.crop_size["width"]
+        if self.do_pad and self.pad_size is not None:
+            height, width = self.pad_size["height"], self.pad_size["width"]
+        return height, width
+
+    def resize_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) after resizing an image of the given size (transformers' rules)."""
         size = self.size
         if "height" in size:
             return size["height"], size["width"]
-        s = size["shortest_edge"]
-        if "longest_edge" in size:
-            return _size_with_aspect_ratio(height, width, s, size["longest_edge"])
-        # ref: image_transforms.get_resize_output_image_size(default_to_square=False)
-        short, long = (width, height) if width <= height else (height, width)
-        new_short, new_long = s, int(s * long / short)
-        if new_long > MAX_IMAGE_SIDE:
-            raise ValueError(
-                f"image of {width}x{height} pixels: resizing its short side to {s} makes the long side "
-                f"{new_long} > {MAX_IMAGE_SIDE} (too elongated for size {{'shortest_edge': {s}}})"
+        if "max_height" in size:
+            # ref: image_utils.get_image_size_for_max_height_width
+            scale = min(size["max_height"] / height, size["max_width"] / width)
+            new_h, new_w = int(height * scale), int(width * scale)
+        elif "longest_edge" in size:
+            new_h, new_w = _size_with_aspect_ratio(height, width, size["shortest_edge"], size["longest_edge"])
+        else:
+            # ref: image_transforms.get_resize_output_image_size(default_to_square=False)
+            s = size["shortest_edge"]
+            short, long = (width, height) if width <= height else (height, width)
+            new_short, new_long = s, int(s * long / short)
+            new_h, new_w = (new_long, new_short) if width <= height else (new_short, new_long)
+        if max(new_h, new_w) > MAX_IMAGE_SIDE:
+            raise ImageLoadError(
+                None,
+                "too_large",
+                f"{width}x{height} pixels would be resized to {new_w}x{new_h}, beyond {MAX_IMAGE_SIDE} "
+                f"(too elongated for size {size})",
             )
-        return (new_long, new_short) if width <= height else (new_short, new_long)
+        if min(new_h, new_w) < 1:
+            raise ImageLoadError(None, "unsupported", f"{width}x{height} pixels would be resized to {new_w}x{new_h}")
+        return new_h, new_w
+
+    # ---- steps ------------------------------------------------------------------------------
+
+    def _to_channels_first(self, image: Any, kind: str) -> np.ndarray:
+        """One image as a (C, H, W) array, converted as transformers' process_image converts it."""
+        if kind == "path":
+            image, kind = load_image(image), "pil"
+        if kind == "pil":
+            try:
+                # ref: PilBackend.process_image: convert first, so that the PIL mode is still known
+                x = _convert_to_rgb_pil(image) if self.do_convert_rgb else np.array(image)
+            except ImageLoadError:
+                raise
+            except Exception as e:
+                raise _pillow_error(None, e, f"cannot read {_describe(image)}") from None
+            return x[None] if x.ndim == 2 else np.moveaxis(x, -1, 0)
+        x = _tensor_to_numpy(image) if kind == "tensor" else image
+        _check_array(x)
+        fmt = self.input_data_format
+        if x.ndim == 2:  # vitc: a grayscale (H, W) array is an (H, W, 1) one
+            x, fmt = x[..., None], CHANNELS_LAST
+        if self.do_convert_rgb:
+            x = _convert_to_rgb_array(x, fmt)
+        if fmt is None:
+            fmt = _infer_channel_format(x)
+        return np.moveaxis(x, -1, 0) if fmt == CHANNELS_LAST else x
+
+    def _resize(self, x: np.ndarray) -> np.ndarray:
+        """ref: PilBackend.resize -> image_transforms.resize (channels first in and out)."""
+        new_h, new_w = self.resize_size(x.shape[1], x.shape[2])
+        scaled = _needs_scaling_for_pil(x)
+        hwc = np.moveaxis(x, 0, -1)
+        if hwc.shape[-1] == 1:
+            hwc = hwc[..., 0]
+        if scaled:
+            hwc = _rescale(hwc, 255)
+        hwc = hwc.astype(np.uint8)
+        try:
+            pil = Image.fromarray(hwc)
+        except TypeError:
+            raise ImageLoadError(
+                None, "unsupported", f"cannot resize an image of {x.shape[0]} channels (Pillow takes 1, 3 or 4)"
+            ) from None
+        out = np.array(pil.resize((new_w, new_h), resample=self.resample, reducing_gap=None))
+        if out.ndim == 2:
+            out = out[..., None]
+        out = np.moveaxis(out, -1, 0)
+        return _rescale(out, 1 / 255) if scaled else out
 
 
 def _size_with_aspect_ratio(height: int, width: int, size: int, max_size: int) -> tuple[int, int]:
@@ -349,7 +668,7 @@ def _size_with_aspect_ratio(height: int, width: int, size: int, max_size: int) -
     min_side, max_side = float(min(height, width)), float(max(height, width))
     if max_side / min_side * size > max_size:
         raw_size = max_size * min_side / max_side
-        size = round(raw_size)
+        size = int(round(raw_size))
     if (height <= width and height == size) or (width <= height and width == size):
         return height, width
     if width < height:
@@ -366,103 +685,503 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ValueError(f"cannot parse '{path}' as JSON: {e}") from None
 
 
-# ---- loading and RGB conversion ---------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------
+# Array steps (channels first), each the NumPy code of transformers.image_transforms
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file, apply its EXIF orientation and return it fully decoded.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the file does not exist.
-    ValueError
-        If it is not an image Pillow can decode, is truncated, or exceeds Pillow's
-        decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``).
-    """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"image file not found: '{p}'")
-    if p.is_dir():
-        raise ValueError(f"cannot read image '{p}': it is a directory")
-    try:
-        with Image.open(p) as img:
-            img.load()
-            return ImageOps.exif_transpose(img)
-    except UnidentifiedImageError:
-        raise ValueError(f"cannot read image '{p}': not an image file (PIL could not identify it)") from None
-    except Image.DecompressionBombError as e:
-        raise ValueError(
-            f"cannot read image '{p}': too many pixels for Pillow's decompression-bomb limit "
-            f"(PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}): {e}"
-        ) from None
-    # Truncated or corrupt data; Pillow raises SyntaxError for some broken formats.
-    except (OSError, SyntaxError) as e:
-        raise ValueError(f"cannot read image '{p}': {e}") from None
+def _rescale(x: np.ndarray, scale: float) -> np.ndarray:
+    # ref: image_transforms.rescale: upcast to float64, multiply, cast to float32
+    return (x.astype(np.float64) * scale).astype(np.float32)
 
 
-def to_rgb_pil(image: ImageLike) -> Image.Image:
-    """Turn a file path, PIL image or uint8 array into an RGB PIL image (see ImageProcessor Notes).
-
-    Each input kind is converted as transformers converts it: a file goes through ``load_image``
-    (``convert("RGB")``, which drops an alpha band) and then ``convert_to_rgb`` like a PIL image,
-    which composites alpha or a transparency entry onto white; RGBA arrays are blended onto white.
-    """
-    if isinstance(image, (str, os.PathLike)):
-        img = load_image(image)
-        if img.mode not in _SIXTEEN_BIT_MODES:
-            # ref: transformers.image_utils.load_image ends with image.convert("RGB"): alpha is dropped.
-            # Pillow keeps a palette transparency entry as an RGB colour in info["transparency"],
-            # which convert_to_rgb below then composites (pixels of that colour become white).
-            img = _convert(img, "RGB")
-        return _pil_to_rgb(img)
-    if isinstance(image, Image.Image):
-        return _pil_to_rgb(ImageOps.exif_transpose(image))
-    if isinstance(image, np.ndarray):
-        return Image.fromarray(_array_to_rgb(image))
-    raise TypeError(
-        f"image: expected a file path, PIL.Image.Image or numpy uint8 array, found {type(image).__name__}"
+def _needs_scaling_for_pil(x: np.ndarray) -> bool:
+    """ref: image_transforms._rescale_for_pil_conversion: may this image become uint8 as is?"""
+    if x.dtype == np.uint8:
+        return False
+    with np.errstate(invalid="ignore", over="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        integral = np.allclose(x, x.astype(int))
+        in_byte_range = bool(np.all(x >= 0) and np.all(x <= 255))
+        in_unit_range = bool(np.all(x >= 0) and np.all(x <= 1))
+    if integral:
+        if in_byte_range:
+            return False
+        raise ImageLoadError(
+            None,
+            "unsupported",
+            f"cannot resize a {x.dtype} image with values in [{x.min()}, {x.max()}]: integer values must be in 0..255",
+        )
+    if in_unit_range:
+        return True
+    raise ImageLoadError(
+        None,
+        "unsupported",
+        f"cannot resize a {x.dtype} image with values in [{np.nanmin(x) if x.size else 0}, "
+        f"{np.nanmax(x) if x.size else 0}]: float values must be in [0, 1] or integers in 0..255",
     )
 
 
-def _convert(img: Image.Image, mode: str) -> Image.Image:
+def _center_crop(x: np.ndarray, crop_h: int, crop_w: int) -> np.ndarray:
+    # ref: image_transforms.center_crop (channels first): zero padding where the image is smaller
+    h, w = x.shape[-2:]
+    top, left = (h - crop_h) // 2, (w - crop_w) // 2
+    bottom, right = top + crop_h, left + crop_w
+    if top >= 0 and bottom <= h and left >= 0 and right <= w:
+        return x[..., top:bottom, left:right]
+    new_h, new_w = max(crop_h, h), max(crop_w, w)
+    canvas = np.zeros_like(x, shape=x.shape[:-2] + (new_h, new_w))
+    top_pad, left_pad = math.ceil((new_h - h) / 2), math.ceil((new_w - w) / 2)
+    canvas[..., top_pad : top_pad + h, left_pad : left_pad + w] = x
+    top, bottom, left, right = top + top_pad, bottom + top_pad, left + left_pad, right + left_pad
+    return canvas[..., max(0, top) : min(new_h, bottom), max(0, left) : min(new_w, right)]
+
+
+def _normalize(x: np.ndarray, mean: float | list[float], std: float | list[float]) -> np.ndarray:
+    # ref: image_transforms.normalize: float32 unless already float; mean/std in the image's dtype
+    channels = x.shape[0]
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+    for name, v in (("image_mean", mean), ("image_std", std)):
+        if isinstance(v, list) and len(v) != channels:
+            raise ImageLoadError(
+                None,
+                "unsupported",
+                f"{name} has {len(v)} values but the image has {channels} channel{'s' if channels != 1 else ''} "
+                "(set do_convert_rgb to true to convert images to RGB)",
+            )
+    mean_a = np.array(mean if isinstance(mean, list) else [mean] * channels, dtype=x.dtype)
+    std_a = np.array(std if isinstance(std, list) else [std] * channels, dtype=x.dtype)
+    return ((x.T - mean_a) / std_a).T
+
+
+def _pad(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    # ref: PilBackend.pad: zeros at the bottom and right
+    ph, pw = height - x.shape[1], width - x.shape[2]
+    if ph < 0 or pw < 0:
+        raise ImageLoadError(
+            None,
+            "unsupported",
+            f"an image of {x.shape[2]}x{x.shape[1]} pixels is larger than pad_size {width}x{height}",
+        )
+    if ph == 0 and pw == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="constant", constant_values=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Input kinds and RGB conversion
+
+
+def _is_tensor(x: Any) -> bool:
+    # torch is imported only by whoever made the tensor: check the type's module, not isinstance
+    return type(x).__module__.split(".")[0] == "torch" and hasattr(x, "numpy")
+
+
+def _image_type(x: Any) -> str | None:
+    """'path', 'pil', 'array', 'tensor', 'batch' (4-D array or tensor) or None (not an image)."""
+    if isinstance(x, (str, os.PathLike)):
+        return "path"
+    if isinstance(x, Image.Image):
+        return "pil"
+    if isinstance(x, np.ndarray) or _is_tensor(x):
+        ndim = x.ndim if isinstance(x, np.ndarray) else x.dim()
+        if ndim == 4:
+            return "batch"
+        return "array" if isinstance(x, np.ndarray) else "tensor"
+    return None
+
+
+def flatten_images(images: Any) -> list[Any]:
+    """The single images in ``images``, as transformers' ``make_flat_list_of_images`` finds them.
+
+    A path, PIL image or 2-D/3-D array or tensor is one image; a 4-D array or tensor is a batch;
+    a list or tuple holds images, batches or lists of images (one level). Returns a non-empty list.
+
+    Raises
+    ------
+    TypeError
+        Something that is not an image, naming what was found.
+    ValueError
+        An empty list, or an array of another number of dimensions.
+    """
+
+    def expand(x: Any, nested: bool) -> list[Any]:
+        kind = _image_type(x)
+        if kind == "batch":
+            return list(x)
+        if kind is not None:
+            if kind in ("array", "tensor"):
+                ndim = x.ndim if kind == "array" else x.dim()
+                if ndim not in (2, 3):
+                    raise ValueError(
+                        f"image array: expected (H, W, C), (C, H, W), (H, W) or a batch (N, H, W, C), found "
+                        f"shape {tuple(x.shape)}"
+                    )
+            return [x]
+        if isinstance(x, (list, tuple)) and not nested:
+            return [y for item in x for y in expand(item, True)]
+        raise TypeError(
+            "image: expected a file path, PIL.Image.Image, numpy array or torch tensor (or a list of them), "
+            f"found {type(x).__name__}"
+        )
+
+    if isinstance(images, (list, tuple)):
+        items = [y for item in images for y in expand(item, False)]
+    else:
+        items = expand(images, True)
+    if not items:
+        raise ValueError("images: expected at least one image, found an empty list")
+    return items
+
+
+def pipeline_image(image: ImageLike) -> ImageLike:
+    """The image as ``pipeline("image-classification")`` hands it to the image processor.
+
+    Paths and PIL images go through :func:`load_image` (EXIF orientation, ``convert("RGB")``);
+    arrays and tensors are returned unchanged. ``processor(pipeline_image(x))`` is the pipeline's
+    ``pixel_values`` for ``x``.
+    """
+    kind = _image_type(image)
+    if kind in ("path", "pil"):
+        return load_image(image)
+    if kind in ("array", "tensor", "batch"):
+        return image
+    raise TypeError(
+        f"image: expected a file path, PIL.Image.Image, numpy array or torch tensor, found {type(image).__name__}"
+    )
+
+
+def _tensor_to_numpy(t: Any) -> np.ndarray:
+    # ref: PilBackend.process_image: image.numpy() (vitc detaches and moves to the CPU first)
     try:
-        return img.convert(mode)
-    except ValueError as e:
-        raise ValueError(f"cannot convert a PIL image of mode {img.mode!r} to {mode}: {e}") from None
+        return t.detach().cpu().numpy()
+    except (TypeError, RuntimeError) as e:
+        raise ImageLoadError(
+            None, "unsupported", f"cannot read a torch tensor of dtype {t.dtype} as a NumPy array ({e})"
+        ) from None
 
 
-def _pil_to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode in _SIXTEEN_BIT_MODES:
-        v = np.asarray(img).astype(np.uint32)
-        gray = ((v + _U16_TO_U8_DIVISOR // 2) // _U16_TO_U8_DIVISOR).astype(np.uint8)
-        return Image.fromarray(np.repeat(gray[..., None], 3, axis=-1))
-    # ref: transformers.image_transforms.convert_to_rgb: alpha or a transparency entry -> on white.
-    # (LAB's "A" band is a colour axis, not alpha.)
-    has_alpha = (img.mode != "LAB" and "A" in img.getbands()) or img.info.get("transparency") is not None
+def _check_array(x: np.ndarray) -> None:
+    if x.dtype.kind not in "biuf":
+        raise ImageLoadError(
+            None, "unsupported", f"image array: expected a bool, integer or float dtype, found dtype {x.dtype}"
+        )
+    if x.size == 0:
+        raise ImageLoadError(None, "unsupported", f"image array: expected a non-empty image, found shape {x.shape}")
+
+
+def _infer_channel_format(x: np.ndarray) -> str:
+    # ref: image_utils.infer_channel_dimension_format(num_channels=(1, 3, 4)): first axis wins ties
+    if x.shape[0] in _INFER_CHANNELS:
+        return CHANNELS_FIRST
+    if x.shape[-1] in _INFER_CHANNELS:
+        return CHANNELS_LAST
+    raise ImageLoadError(
+        None,
+        "unsupported",
+        f"image array: cannot find the channel axis of shape {x.shape} (expected 1, 3 or 4 channels first or last)",
+    )
+
+
+def _convert_to_rgb_array(x: np.ndarray, fmt: str | None) -> np.ndarray:
+    """ref: image_transforms.convert_to_rgb, the NumPy branch: 1 channel repeated, 4 composited on white."""
+    fmt = _infer_channel_format(x) if fmt is None else fmt
+    axis = -1 if fmt == CHANNELS_LAST else 0
+    x = np.moveaxis(x, axis, -1)
+    channels = x.shape[-1]
+    if channels == 1:
+        rgb = np.repeat(x, 3, axis=-1)
+    elif channels == 4:
+        if np.issubdtype(x.dtype, np.floating) and (x.min() < 0.0 or x.max() > 1.0):
+            raise ImageLoadError(
+                None,
+                "unsupported",
+                f"a float RGBA array must be in [0, 1] to be composited onto white, found [{x.min()}, {x.max()}]",
+            )
+        white = 255 if np.issubdtype(x.dtype, np.integer) else 1.0
+        alpha = x[..., 3:4] / white
+        composite = alpha * x[..., :3] + (1 - alpha) * white
+        rgb = np.round(composite).astype(x.dtype) if white == 255 else composite.astype(x.dtype)
+    else:
+        rgb = x
+    return np.moveaxis(rgb, -1, axis)
+
+
+def _convert_to_rgb_pil(image: Image.Image) -> np.ndarray:
+    """ref: image_transforms.convert_to_rgb, the PIL branch: alpha or a transparency entry onto white."""
+    has_alpha = "A" in image.getbands() or image.info.get("transparency") is not None
     if has_alpha:
-        rgba = _convert(img, "RGBA")
+        rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img if img.mode == "RGB" else _convert(img, "RGB")
+        return np.array(Image.alpha_composite(background, rgba).convert("RGB"))
+    return np.array(image.convert("RGB"))
 
 
-def _array_to_rgb(a: np.ndarray) -> np.ndarray:
-    if a.dtype != np.uint8:
-        raise ValueError(
-            f"image array: expected dtype uint8 (H, W) or (H, W, C) with C in (1, 3, 4), found dtype {a.dtype}"
+def to_rgb_pil(image: ImageLike) -> Image.Image:
+    """An RGB PIL image to show for ``image`` (explain, attention maps).
+
+    Paths and PIL images: :func:`load_image`, as the pipeline sees them. Arrays and tensors:
+    converted as with ``do_convert_rgb`` (grayscale repeated, alpha composited onto white),
+    floats in [0, 1] scaled to 0..255.
+    """
+    kind = _image_type(image)
+    if kind in ("path", "pil"):
+        return load_image(image)
+    if kind not in ("array", "tensor"):
+        raise TypeError(
+            f"image: expected one file path, PIL.Image.Image, numpy array or torch tensor, found {_describe(image)}"
         )
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3 or a.shape[-1] not in (1, 3, 4) or a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(
-            f"image array: expected shape (H, W) or (H, W, C) with C in (1, 3, 4), found {a.shape}"
+    x = ImageProcessor(do_resize=False, do_rescale=False, do_normalize=False, do_convert_rgb=True)._to_channels_first(
+        image, kind
+    )
+    if x.shape[0] != 3:
+        raise ImageLoadError(None, "unsupported", f"image array: expected 1, 3 or 4 channels, found {x.shape[0]}")
+    if _needs_scaling_for_pil(x):
+        x = _rescale(x, 255)
+    return Image.fromarray(np.ascontiguousarray(np.moveaxis(x, 0, -1).astype(np.uint8)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding files
+
+
+_ORIENTATION_TAG = 0x0112
+# ref: PIL.ImageOps.exif_transpose
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# First bytes of formats Pillow decodes: a file that starts like an image but cannot be identified
+# is a damaged image, not "not an image".
+_SIGNATURES = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"II*\x00",  # TIFF
+    b"MM\x00*",
+)
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _looks_like_image(head: bytes) -> bool:
+    bmp = head[:2] == b"BM" and len(head) >= 10 and head[6:10] == b"\x00\x00\x00\x00"  # reserved bytes
+    return head.startswith(_SIGNATURES) or bmp or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def _pillow_error(path: Any, e: BaseException, context: str = "") -> ImageLoadError:
+    """Classify an exception raised by Pillow while decoding or converting."""
+    prefix = f"{context}: " if context else ""
+    text = str(e) or type(e).__name__
+    if isinstance(e, Image.DecompressionBombError):
+        return _make_image_error(
+            path,
+            "too_large",
+            f"too many pixels for Pillow's decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS = "
+            f"{Image.MAX_IMAGE_PIXELS}): {text}",
         )
-    if a.shape[-1] == 1:
-        return np.repeat(a, 3, axis=-1)
-    if a.shape[-1] == 4:
-        # ref: transformers.image_transforms.convert_to_rgb (numpy branch): blend onto white
-        alpha = a[..., 3:4] / 255
-        composite = alpha * a[..., :3] + (1 - alpha) * 255
-        return np.round(composite).astype(np.uint8)
-    return np.ascontiguousarray(a)
+    if isinstance(e, MemoryError):
+        return _make_image_error(path, "too_large", f"{prefix}out of memory while decoding ({text})")
+    if isinstance(e, OSError) and ("not available" in text or "not supported" in text):
+        return _make_image_error(path, "unsupported", f"{prefix}{text}")
+    if isinstance(e, ValueError) and not isinstance(e, SyntaxError) and ("conversion" in text or "mode" in text):
+        return _make_image_error(path, "unsupported", f"{prefix}{text}")
+    # OSError ("image file is truncated", "broken data stream"), SyntaxError, EOFError, struct.error, ...
+    return _make_image_error(path, "corrupt", f"{prefix}truncated or corrupt image data ({type(e).__name__}: {text})")
+
+
+def _open_regular_file(name: str) -> io.BufferedReader:
+    """Open a regular file for reading, refusing special files without blocking on them."""
+    try:
+        st = os.stat(name)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ImageMissingError(name, "missing", "file not found") from None
+    except OSError as e:
+        raise ImageLoadError(name, "unreadable", e.strerror or str(e)) from None
+    except ValueError as e:  # an embedded NUL byte
+        raise ImageLoadError(name, "unreadable", str(e)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageLoadError(name, "unreadable", "it is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageLoadError(name, "unreadable", f"not a regular file ({_file_type(st.st_mode)})")
+    try:
+        # O_NONBLOCK: should the path have become a FIFO since the stat, open() still returns at once.
+        fd = os.open(name, _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise ImageMissingError(name, "missing", "file not found") from None
+    except OSError as e:
+        raise ImageLoadError(name, "unreadable", e.strerror or str(e)) from None
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise ImageLoadError(name, "unreadable", "not a regular file")
+    return f
+
+
+def _file_type(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def _jpeg_without_exif(data: bytes) -> tuple[bytes, bytes] | None:
+    """(JPEG bytes with the EXIF APP1 segments removed, the EXIF payload), or None if there are none.
+
+    Pillow parses EXIF while opening a JPEG (for its dpi), so a damaged EXIF block can make a
+    JPEG with intact pixels unopenable; without the block it decodes.
+    """
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    out, exif, i = [data[:2]], b"", 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            out.append(data[i : i + 1])
+            i += 1
+            continue
+        if marker == 0xDA:  # start of scan: entropy-coded data follows, no more headers to strip
+            break
+        if marker in (0x01, *range(0xD0, 0xD8)):
+            out.append(data[i : i + 2])
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        segment = data[i : i + 2 + length]
+        if marker == 0xE1 and segment[4:10] == b"Exif\x00\x00":
+            exif = exif or segment[4:]  # Pillow reads the first block's header
+        else:
+            out.append(segment)
+        i += 2 + length
+    if not exif:
+        return None
+    out.append(data[i:])
+    return b"".join(out), exif
+
+
+def _orientation_method(get_orientation) -> Image.Transpose | None:
+    """The transpose of an EXIF orientation, or None if there is none or it cannot be read."""
+    try:
+        return _TRANSPOSE.get(get_orientation())
+    except Exception:  # damaged EXIF: keep the pixels as stored
+        return None
+
+
+def _upright(img: Image.Image, name: str | None, exif: bytes | None = None) -> Image.Image:
+    """Decode ``img`` and apply its EXIF orientation (ref: ImageOps.exif_transpose in load_image).
+
+    If the EXIF block is damaged, the pixels are kept: the orientation is applied when it can
+    still be read, else the image stays as stored.
+    """
+    try:
+        img.load()
+    except Exception as e:
+        raise _pillow_error(name, e) from None
+    if exif is None:
+        try:
+            return ImageOps.exif_transpose(img)
+        except MemoryError as e:
+            raise _pillow_error(name, e) from None
+        except Exception:
+            method = _orientation_method(lambda: img.getexif().get(_ORIENTATION_TAG, 1))
+    else:  # the EXIF block that had to be removed for the image to open
+
+        def from_block() -> Any:
+            block = Image.Exif()
+            block.load(exif)
+            return block.get(_ORIENTATION_TAG, 1)
+
+        method = _orientation_method(from_block)
+    try:
+        return img.transpose(method) if method is not None else img.copy()
+    except Exception as e:
+        raise _pillow_error(name, e) from None
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Decode an image file: frame 0, EXIF orientation applied, in the mode it is stored in.
+
+    What ``transformers.image_utils.load_image`` does before ``convert("RGB")``, except that no
+    Pillow exception escapes and a damaged EXIF block does not lose the pixels (the orientation
+    is applied if it can still be read). Special files are refused without being opened for long
+    (a FIFO never blocks), and images over Pillow's decompression-bomb limit
+    (``2 * PIL.Image.MAX_IMAGE_PIXELS`` pixels) are refused from their header, before decoding.
+
+    Raises
+    ------
+    ImageLoadError
+        With ``kind`` "missing" (also a FileNotFoundError), "unreadable", "not_an_image",
+        "corrupt", "too_large" or "unsupported".
+    """
+    name = os.fspath(path)
+    name = name.decode(errors="replace") if isinstance(name, bytes) else name
+    with _open_regular_file(name) as f:
+        head = f.read(16)
+        if not head:
+            raise ImageLoadError(name, "corrupt", "empty file (0 bytes)")
+        f.seek(0)
+        try:
+            img = Image.open(f)
+        except Exception as e:
+            return _open_after_failure(f, name, head, e)
+        with img:
+            return _upright(img, name)
+
+
+def _open_after_failure(f: io.BufferedReader, name: str, head: bytes, error: Exception) -> Image.Image:
+    """Image.open failed: a JPEG whose EXIF block breaks Pillow's parser still decodes without it."""
+    if isinstance(error, Image.DecompressionBombError):
+        raise _pillow_error(name, error) from None
+    if head.startswith(b"\xff\xd8"):
+        f.seek(0)
+        stripped = _jpeg_without_exif(f.read())
+        if stripped is not None:
+            try:
+                img = Image.open(io.BytesIO(stripped[0]), formats=["JPEG"])
+            except Exception:
+                pass
+            else:
+                with img:
+                    return _upright(img, name, exif=stripped[1])
+    if isinstance(error, UnidentifiedImageError):
+        if _looks_like_image(head):
+            raise ImageLoadError(name, "corrupt", "truncated or corrupt image header (Pillow cannot identify it)")
+        raise ImageLoadError(name, "not_an_image", "not an image file (PIL could not identify it)")
+    raise _pillow_error(name, error) from None
+
+
+def load_image(image: str | os.PathLike | Image.Image) -> Image.Image:
+    """An image file or PIL image as transformers' ``image_utils.load_image`` returns it (RGB).
+
+    Frame 0, EXIF orientation applied, then ``convert("RGB")``: an alpha band is dropped (the
+    stored colours stay, no compositing), a palette transparency entry is kept as
+    ``info["transparency"]``, 16-bit and 32-bit values above 255 are clipped by Pillow.
+    Files are decoded by :func:`open_image`.
+
+    Raises
+    ------
+    ImageLoadError
+        The file cannot be used (``kind`` says why; ``"missing"`` is also a FileNotFoundError).
+    TypeError
+        ``image`` is neither a path nor a PIL image.
+    """
+    if isinstance(image, Image.Image):
+        name, img = None, _upright(image, None)
+    elif isinstance(image, (str, os.PathLike)):
+        name, img = os.fspath(image), open_image(image)
+    else:
+        raise TypeError(f"load_image: expected a file path or PIL.Image.Image, found {type(image).__name__}")
+    try:
+        return img.convert("RGB")
+    except Exception as e:
+        raise _pillow_error(name, e, f"cannot convert mode {img.mode!r} to RGB") from None
