@@ -47,6 +47,7 @@ RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "b
 CHANNELS_FIRST, CHANNELS_LAST = "channels_first", "channels_last"
 # ref: transformers' PilBackend.process_image infers the channel axis among these channel counts
 _INFER_CHANNELS = (1, 3, 4)
+_PER_CHANNEL_LENGTHS = (1, 3, 4)
 
 # Largest accepted height / width / edge of any size in a preprocessor config. ViT checkpoints use
 # 224..1024; 8192 leaves room for unusual ones while bounding one image's pixel buffer
@@ -205,8 +206,10 @@ def _per_channel(name: str, value: Any) -> float | list[float] | None:
     if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
         raise ValueError(f"{name}: expected a number or one number per channel (R, G, B), found {value!r}")
     values = list(value)
-    if not values:
-        raise ValueError(f"{name}: expected one number per channel (R, G, B), found none")
+    if len(values) not in _PER_CHANNEL_LENGTHS:
+        # An image has 1, 3 or 4 channels when normalized (transformers infers no other count); any
+        # other length would fail on every image.
+        raise ValueError(f"{name}: expected 1, 3 or 4 values (one per channel), found {len(values)}: {values!r}")
     for v in values:
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
             raise ValueError(f"{name}: expected finite numbers, one per channel (R, G, B), found {values!r}")
@@ -460,8 +463,8 @@ class ImageProcessor:
             out[f.name] = dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value
         return dict(sorted(out.items()))
 
-    def check_for_model(self, image_hw: tuple[int, int]) -> None:
-        """Refuse a preprocessing whose images are implausibly large for a model of ``image_hw``.
+    def check_for_model(self, image_hw: tuple[int, int], num_channels: int = 3) -> None:
+        """Refuse a preprocessing that cannot fit a model of ``image_hw`` images with ``num_channels``.
 
         Rule: every side this processor can produce (``size``'s height, width, shortest and longest
         edge, max height and width when resizing; ``crop_size``; ``pad_size``) must be at most
@@ -470,10 +473,13 @@ class ImageProcessor:
         resize would allocate gigabytes (8192x8192 float32 RGB is 805 MB per image) for a model
         that then refuses the size anyway. Called before any image is processed.
 
+        Also refused: per-channel ``image_mean`` / ``image_std`` lists whose length is not
+        ``num_channels`` (transformers would fail on every image).
+
         Raises
         ------
         ValueError
-            Naming the size, the model's image size and the limit.
+            Naming the value, the model's image size or channels, and the limit.
         """
         h, w = (int(v) for v in image_hw)
         if h < 1 or w < 1:
@@ -486,6 +492,15 @@ class ImageProcessor:
             sides += [(f"crop_size {k}", v) for k, v in self.crop_size.items()]
         if self.do_pad and self.pad_size is not None:
             sides += [(f"pad_size {k}", v) for k, v in self.pad_size.items()]
+        if self.do_normalize:
+            for name in ("image_mean", "image_std"):
+                value = getattr(self, name)
+                if isinstance(value, list) and len(value) != num_channels:
+                    n, plural = len(value), "s" if num_channels != 1 else ""
+                    raise ValueError(
+                        f"preprocessor config: {name} has {n} value{'s' if n != 1 else ''} for a model of "
+                        f"{num_channels} channel{plural}"
+                    )
         for name, value in sides:
             if value > limit:
                 raise ValueError(
@@ -648,7 +663,7 @@ class ImageProcessor:
             hwc = hwc[..., 0]
         if scaled:
             hwc = _rescale(hwc, 255)
-        hwc = hwc.astype(np.uint8)
+        hwc = hwc.astype(np.uint8, copy=False)
         try:
             pil = Image.fromarray(hwc)
         except TypeError:
