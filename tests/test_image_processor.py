@@ -189,6 +189,8 @@ def test_array_refusals_name_what_was_found() -> None:
         ImageProcessor()(np.zeros((8, 8, 3), np.complex64))
     with pytest.raises(ImageLoadError, match=r"non-empty image, found shape \(0, 8, 3\)"):
         ImageProcessor()(np.zeros((0, 8, 3), np.uint8))
+    with pytest.raises(ImageLoadError, match="non-empty image, found a PIL image of mode 'RGB' and size 0x5"):
+        ImageProcessor()(Image.new("RGB", (0, 5)))
     with pytest.raises(ImageLoadError, match="float RGBA array must be in"):
         ImageProcessor(do_convert_rgb=True)(arrays["hwc4"].astype(np.float32))
 

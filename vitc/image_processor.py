@@ -27,7 +27,6 @@ import math
 import numbers
 import os
 import stat
-import warnings
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -56,9 +55,7 @@ MAX_IMAGE_SIDE = 8192
 # check_for_model: a preprocessor may produce sides up to this many times the model's image side.
 MAX_SIZE_RATIO = 4
 
-# Keys that configure a step (the ImagesKwargs of transformers' BaseImageProcessor that change the
-# PIL backend's pixels). Every other key (image_processor_type, data_format, device, return_tensors,
-# do_reduce_labels, ...) is ignored, as ViTImageProcessorPil keeps it as an unused attribute.
+# ref: image_processing_utils.VALID_SIZE_DICT_KEYS
 _SIZE_KEY_SETS = (
     {"height", "width"},
     {"shortest_edge"},
@@ -397,7 +394,10 @@ class ImageProcessor:
     def from_dict(cls, d: dict[str, Any]) -> ImageProcessor:
         """Build from a ``preprocessor_config.json`` dict.
 
-        Keys that are not fields (``image_processor_type``, ``data_format``, ...) are ignored;
+        The fields are the keys of transformers' ``ImagesKwargs`` that change the PIL backend's
+        pixels. Other keys (``image_processor_type``, ``data_format``, which the PIL backend does
+        not use, ``device``, ``do_reduce_labels``, unknown ones) are ignored, as
+        ``ViTImageProcessorPil`` keeps them as unused attributes;
         ``null`` disables a step as in transformers; a value of the wrong type or out of range is a
         ``ValueError`` naming the key and what was expected: the dict may come from an untrusted file.
         """
@@ -642,6 +642,8 @@ class ImageProcessor:
                 raise
             except Exception as e:
                 raise _pillow_error(None, e, f"cannot read {_describe(image)}") from None
+            if x.size == 0:
+                raise ImageLoadError(None, "unsupported", f"expected a non-empty image, found {_describe(image)}")
             return x[None] if x.ndim == 2 else np.moveaxis(x, -1, 0)
         x = _tensor_to_numpy(image) if kind == "tensor" else image
         _check_array(x)
@@ -713,8 +715,7 @@ def _needs_scaling_for_pil(x: np.ndarray) -> bool:
     """ref: image_transforms._rescale_for_pil_conversion: may this image become uint8 as is?"""
     if x.dtype == np.uint8:
         return False
-    with np.errstate(invalid="ignore", over="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN / inf cast to int: only the answer matters
         integral = np.allclose(x, x.astype(int))
         in_byte_range = bool(np.all(x >= 0) and np.all(x <= 255))
         in_unit_range = bool(np.all(x >= 0) and np.all(x <= 1))
