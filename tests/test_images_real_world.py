@@ -474,6 +474,10 @@ def test_real_pipeline_preprocessing_matches(tmp_path) -> None:
             ref = pipe.preprocess(x)["pixel_values"].numpy()
             ours = ImageProcessor(**kw)(pipeline_image(x))
             np.testing.assert_array_equal(ours, ref, err_msg=name)
+            np.testing.assert_array_equal(ImageProcessor(**kw).preprocess_one(x, pipeline=True), ref[0], err_msg=name)
+            pixels, error = ImageProcessor(**kw).try_preprocess_one(x, pipeline=True)
+            assert error is None
+            np.testing.assert_array_equal(pixels, ref[0], err_msg=name)
 
 
 def test_transformers_skips_exif_for_pil_images_in_the_processor_route(tmp_path) -> None:
@@ -492,8 +496,13 @@ def test_transformers_skips_exif_for_pil_images_in_the_processor_route(tmp_path)
 def test_truncated_pil_image_passed_in_gives_an_image_load_error(corpus) -> None:
     img = Image.open(corpus["jpeg_half.jpg"])  # opens lazily: decoding fails later
     try:
-        for call in (lambda: ImageProcessor()(img), lambda: ImageProcessor(do_convert_rgb=True)(img),
-                     lambda: pipeline_image(img)):  # fmt: skip
+        calls = [
+            lambda: ImageProcessor()(img),
+            lambda: ImageProcessor(do_convert_rgb=True)(img),
+            lambda: pipeline_image(img),
+            lambda: ImageProcessor().preprocess_one(img, pipeline=True),
+        ]
+        for call in calls:
             with pytest.raises(ImageLoadError) as info:
                 call()
             assert info.value.kind == "corrupt" and info.value.path is None

@@ -555,13 +555,20 @@ class ImageProcessor:
             return torch.from_numpy(batch)
         return batch
 
-    def preprocess_one(self, image: ImageLike) -> np.ndarray:
-        """Preprocess a single image to (C, H, W) float32 (see ``__call__``)."""
+    def preprocess_one(self, image: ImageLike, pipeline: bool = False) -> np.ndarray:
+        """Preprocess a single image to (C, H, W) float32 (see ``__call__``).
+
+        ``pipeline=True`` gives what ``pipeline("image-classification")`` computes: a PIL image is
+        first passed through :func:`load_image` (EXIF orientation, ``convert("RGB")``), as
+        ``pipeline_image`` does; paths, arrays and tensors are processed the same either way.
+        """
         kind = _image_type(image)
         if kind == "batch" or kind is None:
             raise TypeError(f"image: expected one image, found {_describe(image)}")
         path = image if kind == "path" else None
         try:
+            if pipeline and kind == "pil":
+                image = load_image(image)
             x = self._to_channels_first(image, kind)
             if self.do_resize:
                 x = self._resize(x)
@@ -579,14 +586,16 @@ class ImageProcessor:
             raise
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def try_preprocess_one(self, image: ImageLike) -> tuple[np.ndarray | None, ImageLoadError | None]:
-        """``(preprocess_one(image), None)``, or ``(None, error)`` if this image cannot be used.
+    def try_preprocess_one(
+        self, image: ImageLike, pipeline: bool = False
+    ) -> tuple[np.ndarray | None, ImageLoadError | None]:
+        """``(preprocess_one(image, pipeline), None)``, or ``(None, error)`` if this image cannot be used.
 
         For runs over many images: record ``error.kind`` / ``str(error)`` and go on. Only errors
         about the image are returned; a wrong input type still raises.
         """
         try:
-            return self.preprocess_one(image), None
+            return self.preprocess_one(image, pipeline), None
         except ImageLoadError as e:
             return None, e
 
