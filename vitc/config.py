@@ -12,7 +12,7 @@ import math
 import numbers
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -320,21 +320,39 @@ class ViTConfig:
 # preprocessor_config.json: the settings of ImageProcessor (vitc/preprocess.py), checked here without
 # Pillow so that the readers (vitc/io/) can refuse a bad file when they load it.
 
-# ref: transformers.image_utils.IMAGENET_STANDARD_MEAN / _STD (the ViTImageProcessor defaults)
+# ref: transformers.image_utils.IMAGENET_STANDARD_MEAN / _STD (the ViT image processor defaults)
 IMAGENET_STANDARD_MEAN = (0.5, 0.5, 0.5)
 IMAGENET_STANDARD_STD = (0.5, 0.5, 0.5)
 DEFAULT_SIZE = 224
 # Pillow resampling codes as stored in preprocessor_config.json ("resample": 2).
 RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
-# Keys that would change the processing if enabled; vitc does not implement them, so refuse them
-# instead of silently producing different pixels.
-_UNSUPPORTED_IF_TRUE = ("do_center_crop", "do_pad", "do_reduce_labels")
+CHANNELS_FIRST, CHANNELS_LAST = "channels_first", "channels_last"
+_PER_CHANNEL_LENGTHS = (1, 3, 4)
 
-
-# Largest accepted height / width / edge of ``size``. ViT checkpoints use 224..1024; 8192 leaves room
-# for unusual ones while bounding one image's pixel buffer (8192^2 * 3 float32 = 805 MB), so a
-# hostile preprocessor config cannot ask for a multi-terabyte allocation.
+# Largest accepted height / width / edge of any size in a preprocessor config. ViT checkpoints use
+# 224..1024; 8192 leaves room for unusual ones while bounding one image's pixel buffer
+# (8192^2 * 3 float32 = 805 MB), so a hostile config cannot ask for a multi-terabyte allocation.
 MAX_IMAGE_SIDE = 8192
+# check_for_model: a preprocessor may produce sides up to this many times the model's image side.
+MAX_SIZE_RATIO = 4
+
+# ref: image_processing_utils.VALID_SIZE_DICT_KEYS
+_SIZE_KEY_SETS = (
+    {"height", "width"},
+    {"shortest_edge"},
+    {"shortest_edge", "longest_edge"},
+    {"longest_edge"},
+    {"max_height", "max_width"},
+    {"min_pixels", "max_pixels"},
+)
+# Size spellings the PIL backend's resize implements (the others are accepted in a config but
+# fail when resizing, in transformers as here).
+_RESIZABLE_KEY_SETS = (
+    {"height", "width"},
+    {"shortest_edge"},
+    {"shortest_edge", "longest_edge"},
+    {"max_height", "max_width"},
+)
 
 
 def _side(name: str, value: Any) -> int:
@@ -348,132 +366,314 @@ def _side(name: str, value: Any) -> int:
     return int(value)
 
 
-def _normalize_size(size: Any) -> dict[str, int]:
-    """Accept the size spellings HF's get_size_dict accepts for ViT (default_to_square=True)."""
-    if isinstance(size, (list, tuple)) and len(size) == 2:
-        return {"height": _side("size height", size[0]), "width": _side("size width", size[1])}
+def _size_dict(name: str, size: Any, default_to_square: bool | None = True) -> dict[str, int] | None:
+    """A size as transformers' ``get_size_dict`` reads it; None stays None.
+
+    ref: image_processing_utils.convert_to_size_dict / get_size_dict. An int is a square if
+    ``default_to_square`` is true, else ``{"shortest_edge": n}`` (also for a null default_to_square,
+    as transformers does); a pair is (height, width).
+    """
+    if size is None:
+        return None
+    if isinstance(size, (list, tuple)):
+        if len(size) != 2:
+            raise ValueError(f"{name}: expected (height, width), found {list(size)!r}")
+        return {"height": _side(f"{name} height", size[0]), "width": _side(f"{name} width", size[1])}
     if isinstance(size, dict):
-        keys = {k for k, v in size.items() if v is not None}
-        if keys not in ({"height", "width"}, {"shortest_edge"}, {"shortest_edge", "longest_edge"}):
+        keys = set(size)
+        if not all(isinstance(k, str) for k in keys) or keys not in _SIZE_KEY_SETS:
             raise ValueError(
-                "size: expected keys {'height', 'width'}, {'shortest_edge'} or "
-                f"{{'shortest_edge', 'longest_edge'}}, found {sorted(map(str, keys))}"
+                f"{name}: expected keys {{'height', 'width'}}, {{'shortest_edge'}}, {{'shortest_edge', "
+                f"'longest_edge'}}, {{'longest_edge'}}, {{'max_height', 'max_width'}} or {{'min_pixels', "
+                f"'max_pixels'}}, found {sorted(map(str, keys))}"
             )
-        order = ("height", "width", "shortest_edge", "longest_edge")
-        return {k: _side(f"size {k}", size[k]) for k in order if k in keys}
-    if isinstance(size, (numbers.Integral, float)):
-        side = _side("size", size)
-        return {"height": side, "width": side}
-    raise ValueError(f"size: expected an int, (height, width) or a dict, found {size!r}")
+        if keys == {"min_pixels", "max_pixels"}:  # pixel counts, not sides
+            out = {}
+            for k in ("min_pixels", "max_pixels"):
+                v = size[k]
+                if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                    raise ValueError(f"{name} {k}: expected a positive int, found {v!r}")
+                out[k] = int(v)
+            return out
+        order = ("height", "width", "shortest_edge", "longest_edge", "max_height", "max_width")
+        return {k: _side(f"{name} {k}", size[k]) for k in order if k in keys}
+    if isinstance(size, (numbers.Integral, float)) and not isinstance(size, bool):
+        side = _side(name, size)
+        return {"height": side, "width": side} if default_to_square else {"shortest_edge": side}
+    raise ValueError(f"{name}: expected an int, (height, width) or a dict, found {size!r}")
 
 
-def _per_channel(name: str, value: Any) -> list[float]:
-    """Three finite numbers (R, G, B) from a number or a length-3 sequence."""
+def _per_channel(name: str, value: Any) -> float | list[float] | None:
+    """A finite number (every channel) or a non-empty sequence of them (one per channel); None stays None."""
+    if value is None:
+        return None
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        value = [value] * 3
-    elif isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
-        raise ValueError(f"{name}: expected a number or 3 numbers (R, G, B), found {value!r}")
-    if len(value) != 3:
-        raise ValueError(f"{name}: expected 3 values (R, G, B), found {len(value)}: {list(value)!r}")
-    out = []
-    for v in value:
+        if not math.isfinite(value):
+            raise ValueError(f"{name}: expected finite numbers, found {value!r}")
+        return float(value)
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise ValueError(f"{name}: expected a number or one number per channel (R, G, B), found {value!r}")
+    values = list(value)
+    if len(values) not in _PER_CHANNEL_LENGTHS:
+        # An image has 1, 3 or 4 channels when normalized (transformers infers no other count); any
+        # other length would fail on every image.
+        raise ValueError(f"{name}: expected 1, 3 or 4 values (one per channel), found {len(values)}: {values!r}")
+    for v in values:
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-            raise ValueError(f"{name}: expected 3 finite numbers (R, G, B), found {list(value)!r}")
-        out.append(float(v))
-    return out
+            raise ValueError(f"{name}: expected finite numbers, one per channel (R, G, B), found {values!r}")
+    return [float(v) for v in values]
 
 
-def _flag(name: str, value: Any, allow_none: bool = False) -> bool | None:
-    """A JSON boolean (``"false"`` as a string would otherwise count as true)."""
-    if value is None and allow_none:
+def _flag(name: str, value: Any) -> bool | None:
+    """A JSON boolean or null (``"false"`` as a string would otherwise count as true)."""
+    if value is None:
         return None
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}: expected true or false{' or null' if allow_none else ''}, found {value!r}")
+        raise ValueError(f"{name}: expected true, false or null, found {value!r}")
     return bool(value)
 
 
 @dataclass
 class PreprocessorConfig:
-    """The settings of a ``preprocessor_config.json``, each checked; :class:`vitc.ImageProcessor` adds the
-    image processing (its docstring describes every field)."""
+    """The settings of a ``preprocessor_config.json``, each checked, with transformers' meaning and defaults;
+    :class:`vitc.ImageProcessor` adds the image processing (``ViTImageProcessorPil``'s steps).
 
-    do_resize: bool = True
-    size: dict[str, int] = field(default_factory=lambda: {"height": DEFAULT_SIZE, "width": DEFAULT_SIZE})
-    resample: int = 2
-    do_rescale: bool = True
-    rescale_factor: float = 1 / 255
-    do_normalize: bool = True
-    image_mean: list[float] = field(default_factory=lambda: list(IMAGENET_STANDARD_MEAN))
-    image_std: list[float] = field(default_factory=lambda: list(IMAGENET_STANDARD_STD))
+    Fields mirror the keys of a Hugging Face ``preprocessor_config.json`` with the same meaning
+    and defaults. A key that is absent takes the default; a key set to ``null`` (None) *disables*
+    the step or value, as in transformers >= 5 (``do_resize: null`` skips resizing; ``size: null``
+    with resizing on is an error). Unknown keys are ignored, as transformers ignores them.
+
+    Parameters
+    ----------
+    do_resize : bool or None
+        Resize with Pillow (antialiased when shrinking, on uint8, result rounded to uint8).
+    size : int, (height, width) or dict
+        ``{"height": H, "width": W}`` (aspect ratio not kept); ``{"shortest_edge": S}`` (short side
+        to S, long side ``int(S * long / short)``); ``{"shortest_edge": S, "longest_edge": L}``;
+        ``{"max_height": H, "max_width": W}`` (fit inside, aspect kept). An int means a square,
+        or ``{"shortest_edge": n}`` if ``default_to_square`` is false or null. Sides are in
+        1..8192 (``MAX_IMAGE_SIDE``). ``{"longest_edge"}`` and ``{"min_pixels", "max_pixels"}``
+        are valid only with resizing off, as in transformers' PIL backend.
+    resample : int
+        Pillow filter code: 0 NEAREST, 1 LANCZOS, 2 BILINEAR (default), 3 BICUBIC, 4 BOX, 5 HAMMING.
+    do_center_crop : bool or None
+        Crop the center ``crop_size`` (padding with zeros where the image is smaller), after resizing.
+    crop_size : int, (height, width) or {"height", "width"}
+    do_rescale : bool or None
+        Multiply by ``rescale_factor`` (in float64, then cast to float32).
+    rescale_factor : float
+        Default 1/255.
+    do_normalize : bool or None
+        ``(x - image_mean) / image_std`` in float32 (or the input's float dtype).
+    image_mean, image_std : float or list of float
+        One value for every channel, or one per channel; default 0.5 each.
+    do_pad : bool or None
+        Pad with zeros at the bottom and right, after normalizing, to ``pad_size``, or without it
+        to the largest image of the call (one image: no padding).
+    pad_size : int, (height, width) or {"height", "width"}
+    do_convert_rgb : bool or None
+        Convert PIL images and arrays to RGB first (grayscale repeated, alpha or a transparent
+        colour composited onto white). Default None: no conversion, as ViTImageProcessor; files
+        are always RGB (``load_image``), and so are PIL images in ``pipeline_image``.
+    default_to_square : bool or None
+        How an int ``size`` is read (see ``size``). Default True.
+    input_data_format : {"channels_first", "channels_last"} or None
+        Channel axis of array inputs; None infers it as transformers does: the first axis if it
+        has 1, 3 or 4 entries, else the last (so a (4, 4, 3) array counts as channels-first).
+
+    Notes
+    -----
+    What transformers does with each input, and so vitc:
+
+    - file path: ``load_image``: frame 0, EXIF orientation, ``convert("RGB")`` (alpha dropped, not
+      composited; 16-bit and 32-bit values clipped to 255 by Pillow); a palette transparency
+      entry survives as ``info["transparency"]``, which ``do_convert_rgb`` then composites.
+    - PIL image with ``do_convert_rgb``: alpha or a transparency entry composited onto white,
+      everything else ``convert("RGB")``. No EXIF orientation (only ``load_image`` applies it).
+    - PIL image without it: ``np.array(image)`` (L, P (palette indices!), 1, I, F give one
+      channel, LA two, RGBA and CMYK four), and the steps run on that.
+    - array or tensor: channel axis inferred (see ``input_data_format``); with ``do_convert_rgb``
+      one channel is repeated and four are composited onto white. Integer and float arrays are
+      resized through a uint8 PIL image: integer-valued arrays must be in 0..255, others in
+      [0, 1] (scaled by 255 and truncated to uint8, and back by 1/255 after resizing, so
+      ``do_rescale`` then scales a second time, as transformers does).
+
+    vitc additions: a 2-D array is a grayscale (H, W) image; paths may be ``os.PathLike``;
+    tensors that require grad are detached. vitc refusals where transformers would compute
+    useless values: a zero ``image_std``, non-boolean flags, sizes above ``MAX_IMAGE_SIDE``.
+    The output is always float32 (transformers keeps uint8 or float64 when no step casts; the
+    values are the same).
+    """
+
+    do_resize: bool | None = True
+    size: Any = field(default_factory=lambda: {"height": DEFAULT_SIZE, "width": DEFAULT_SIZE})
+    resample: int | None = 2
+    do_center_crop: bool | None = None
+    crop_size: Any = None
+    do_rescale: bool | None = True
+    rescale_factor: float | None = 1 / 255
+    do_normalize: bool | None = True
+    image_mean: Any = field(default_factory=lambda: list(IMAGENET_STANDARD_MEAN))
+    image_std: Any = field(default_factory=lambda: list(IMAGENET_STANDARD_STD))
+    do_pad: bool | None = None
+    pad_size: Any = None
     do_convert_rgb: bool | None = None
+    default_to_square: bool | None = True
+    input_data_format: str | None = None
+
+    # ---- construction and checks -------------------------------------------------------------
 
     def __post_init__(self) -> None:
         # Every field is checked here, so a bad value from a file or a caller fails at construction
         # with its name, not later inside Pillow or NumPy.
-        self.do_resize = _flag("do_resize", self.do_resize)
-        self.do_rescale = _flag("do_rescale", self.do_rescale)
-        self.do_normalize = _flag("do_normalize", self.do_normalize)
-        self.do_convert_rgb = _flag("do_convert_rgb", self.do_convert_rgb, allow_none=True)
-        self.size = _normalize_size(self.size)
-        if isinstance(self.resample, float) and self.resample.is_integer():
+        for name in ("do_resize", "do_center_crop", "do_rescale", "do_normalize", "do_pad", "do_convert_rgb"):
+            setattr(self, name, _flag(name, getattr(self, name)))
+        self.default_to_square = _flag("default_to_square", self.default_to_square)
+        # ref: BaseImageProcessor._standardize_kwargs: size with default_to_square, the others square
+        self.size = _size_dict("size", self.size, self.default_to_square)
+        self.crop_size = _size_dict("crop_size", self.crop_size)
+        self.pad_size = _size_dict("pad_size", self.pad_size)
+        if self.resample is not None:
+            if isinstance(self.resample, float) and self.resample.is_integer():
+                self.resample = int(self.resample)
+            if (
+                isinstance(self.resample, bool)
+                or not isinstance(self.resample, numbers.Integral)
+                or (int(self.resample) not in RESAMPLE_NAMES)
+            ):
+                raise ValueError(
+                    f"resample: expected a Pillow filter code in {sorted(RESAMPLE_NAMES)}, found {self.resample!r}"
+                )
             self.resample = int(self.resample)
-        if isinstance(self.resample, bool) or not isinstance(self.resample, numbers.Integral) or (
-            int(self.resample) not in RESAMPLE_NAMES
-        ):
-            raise ValueError(
-                f"resample: expected a Pillow filter code in {sorted(RESAMPLE_NAMES)}, found {self.resample!r}"
-            )
-        self.resample = int(self.resample)
         factor = self.rescale_factor
-        if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not math.isfinite(factor):
-            raise ValueError(f"rescale_factor: expected a finite number such as 1/255, found {factor!r}")
-        self.rescale_factor = float(factor)
+        if factor is not None:
+            if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not math.isfinite(factor):
+                raise ValueError(f"rescale_factor: expected a finite number such as 1/255, found {factor!r}")
+            self.rescale_factor = float(factor)
         self.image_mean = _per_channel("image_mean", self.image_mean)
         self.image_std = _per_channel("image_std", self.image_std)
-        if any(s == 0 for s in self.image_std):
+        std = self.image_std if isinstance(self.image_std, list) else [self.image_std]
+        if self.image_std is not None and any(s == 0 for s in std):
             raise ValueError(f"image_std: expected non-zero values, found {self.image_std}")
+        if self.input_data_format not in (None, CHANNELS_FIRST, CHANNELS_LAST):
+            raise ValueError(
+                "input_data_format: expected 'channels_first', 'channels_last' or null, "
+                f"found {self.input_data_format!r}"
+            )
+        self._check_step_values()
 
-    # ---- construction -------------------------------------------------------------------------
+    def _check_step_values(self) -> None:
+        # ref: image_utils.validate_preprocess_arguments, which transformers runs on every call
+        def need(step: str, *names: str) -> None:
+            missing = [n for n in names if getattr(self, n) is None]
+            if missing:
+                raise ValueError(
+                    f"preprocessor config: {step} is true but {' and '.join(missing)} "
+                    f"{'is' if len(missing) == 1 else 'are'} null (ViTImageProcessor refuses this too)"
+                )
+
+        if self.do_resize:
+            need("do_resize", "size", "resample")
+            if set(self.size) not in _RESIZABLE_KEY_SETS:
+                raise ValueError(
+                    f"size: resizing needs 'height' and 'width', 'shortest_edge' (and 'longest_edge') or "
+                    f"'max_height' and 'max_width', found {sorted(self.size)}"
+                )
+        if self.do_rescale:
+            need("do_rescale", "rescale_factor")
+        if self.do_normalize:
+            need("do_normalize", "image_mean", "image_std")
+        if self.do_center_crop:
+            need("do_center_crop", "crop_size")
+        for name in ("crop_size", "pad_size"):
+            value = getattr(self, name)
+            if value is not None and set(value) != {"height", "width"}:
+                raise ValueError(f"{name}: expected 'height' and 'width', found {sorted(value)}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessorConfig:
         """Build from a ``preprocessor_config.json`` dict.
 
-        Descriptive keys (``image_processor_type`` ...) and other unknown keys are ignored; enabling a
-        step vitc does not implement (center crop, padding) raises ``ValueError``, and so does a
-        value of the wrong type or out of range (the message names the key and what was expected):
-        the dict may come from an untrusted file.
+        The fields are the keys of transformers' ``ImagesKwargs`` that change the PIL backend's
+        pixels. Other keys (``image_processor_type``, ``data_format``, which the PIL backend does
+        not use, ``device``, ``do_reduce_labels``, unknown ones) are ignored, as
+        ``ViTImageProcessorPil`` keeps them as unused attributes;
+        ``null`` disables a step as in transformers; a value of the wrong type or out of range is a
+        ``ValueError`` naming the key and what was expected: the dict may come from an untrusted file.
         """
         if not isinstance(d, dict):
             raise ValueError(f"preprocessor config: expected a JSON object (dict), found {type(d).__name__}")
-        for key in _UNSUPPORTED_IF_TRUE:
-            if d.get(key):
-                raise ValueError(
-                    f"preprocessor config: '{key}: true' is not supported by vitc (ViT checkpoints do not use it)"
-                )
-        names = {f for f in cls.__dataclass_fields__}
-        kwargs = {k: v for k, v in d.items() if k in names and v is not None}
-        return cls(**kwargs)
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def _from_model_config(cls, config: dict[str, Any], where: str) -> PreprocessorConfig:
+        image_size = config.get("image_size")
+        if image_size is None:
+            raise ValueError(f"{where}: no preprocessor config and no 'image_size' in the model config")
+        return cls(size=_size_dict("image_size", image_size))
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``preprocessor_config.json`` dict (``from_dict(to_dict())`` round-trips)."""
-        return {
-            "do_convert_rgb": self.do_convert_rgb,
-            "do_normalize": self.do_normalize,
-            "do_rescale": self.do_rescale,
-            "do_resize": self.do_resize,
-            "image_mean": list(self.image_mean),
-            "image_processor_type": "ViTImageProcessor",
-            "image_std": list(self.image_std),
-            "resample": self.resample,
-            "rescale_factor": self.rescale_factor,
-            "size": dict(self.size),
-        }
+        """The ``preprocessor_config.json`` dict (``from_dict(to_dict())`` round-trips).
+
+        As transformers' ``to_dict``, a null whose default is null is left out; a null that
+        disables a step on by default is kept.
+        """
+        out: dict[str, Any] = {"image_processor_type": "ViTImageProcessor"}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            if value is None and default is None:
+                continue
+            out[f.name] = dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value
+        return dict(sorted(out.items()))
+
+    def check_for_model(self, image_hw: tuple[int, int], num_channels: int = 3) -> None:
+        """Refuse a preprocessing that cannot fit a model of ``image_hw`` images with ``num_channels``.
+
+        Rule: every side this processor can produce (``size``'s height, width, shortest and longest
+        edge, max height and width when resizing; ``crop_size``; ``pad_size``) must be at most
+        ``MAX_SIZE_RATIO`` (4) times the model's larger image side. Real ViT configs stay within
+        1.2x (resize 256, crop 224); a larger factor means a broken or hostile config whose
+        resize would allocate gigabytes (8192x8192 float32 RGB is 805 MB per image) for a model
+        that then refuses the size anyway. Called before any image is processed.
+
+        Also refused: per-channel ``image_mean`` / ``image_std`` lists whose length is not
+        ``num_channels`` (transformers would fail on every image).
+
+        Raises
+        ------
+        ValueError
+            Naming the value, the model's image size or channels, and the limit.
+        """
+        h, w = (int(v) for v in image_hw)
+        if h < 1 or w < 1:
+            raise ValueError(f"image_hw: expected a positive (height, width), found {tuple(image_hw)}")
+        limit = MAX_SIZE_RATIO * max(h, w)
+        sides = []
+        if self.do_resize and self.size is not None:
+            sides += [(f"size {k}", v) for k, v in self.size.items() if not k.endswith("_pixels")]
+        if self.do_center_crop and self.crop_size is not None:
+            sides += [(f"crop_size {k}", v) for k, v in self.crop_size.items()]
+        if self.do_pad and self.pad_size is not None:
+            sides += [(f"pad_size {k}", v) for k, v in self.pad_size.items()]
+        if self.do_normalize:
+            for name in ("image_mean", "image_std"):
+                value = getattr(self, name)
+                if isinstance(value, list) and len(value) != num_channels:
+                    n, plural = len(value), "s" if num_channels != 1 else ""
+                    raise ValueError(
+                        f"preprocessor config: {name} has {n} value{'s' if n != 1 else ''} for a model of "
+                        f"{num_channels} channel{plural}"
+                    )
+        for name, value in sides:
+            if value > limit:
+                raise ValueError(
+                    f"preprocessor config: {name} {value} is implausibly large for a model of {h}x{w} images "
+                    f"(more than {MAX_SIZE_RATIO}x its side, {limit}); fix the preprocessor_config.json"
+                )
 
 
-# What ViTConfig.from_dict / PreprocessorConfig.from_dict can raise on a hostile config besides
-# ValueError (values of the wrong type reaching arithmetic or comparisons); the readers report all of
-# them as ValueError naming the file.
 CONFIG_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError, RecursionError)
 
 
