@@ -1,12 +1,10 @@
 // lowp_py.c: private Python hooks (vitc._core._pack_bf16, _linear_bf16, _pack_int8, _linear_int8,
-// _attention_bf16, _lowp_kernels, _set_lowp_kernels) to test and benchmark the reduced-precision kernels of
-// kernels_gemm_lowp.c. Not the user API and not the model wiring: every argument is checked here
+// _attention_bf16) to test and benchmark the reduced-precision kernels (kernels/gemm_bf16.c,
+// gemm_int8.c, attention_amx.c). Not the user API and not the model wiring: every argument is checked here
 // so a caller cannot make the kernels read or write out of bounds; compute runs without the GIL.
-#include <string.h>
-
 #include "vitc_py.h"
 
-#include "vitc_kernels.h"
+#include "kernels/kernels.h"
 
 // An aligned C-contiguous array of `type` with ndim dimensions (ndim < 0: any), or NULL with
 // ValueError/TypeError naming the function and argument.
@@ -247,47 +245,4 @@ PyObject *vitc_py_attention_bf16(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     Py_DECREF(scratch);
     return (PyObject *)out;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Dispatch report and test hook
-
-// _lowp_kernels() -> {"bf16": "amx_bf16" | "avx512_bf16" | "fallback",
-//                     "int8": "amx_int8" | "avx512_vnni" | "fallback",
-//                     "attention": "amx_bf16" | "float32"}
-// (AMX runs when K is a multiple of 32 (bf16) / 64 (int8); other shapes take the AVX-512 kernels.)
-PyObject *vitc_py_lowp_kernels(PyObject *self, PyObject *noargs) {
-    (void)self;
-    (void)noargs;
-    const char *bf16 = linear_bf16_uses_amx()    ? "amx_bf16"
-                       : linear_bf16_uses_simd() ? "avx512_bf16"
-                                                 : "fallback";
-    const char *int8 = linear_int8_uses_amx()    ? "amx_int8"
-                       : linear_int8_uses_simd() ? "avx512_vnni"
-                                                 : "fallback";
-    // attention of the bf16/int8 models with 64-wide heads (ViT-B, ViT-L)
-    const char *attention = attention_bf16_supported(64) ? "amx_bf16" : "float32";
-    return Py_BuildValue("{ssssss}", "bf16", bf16, "int8", int8, "attention", attention);
-}
-
-// _set_lowp_kernels(level: str): "best" (AMX, else AVX-512, else fallback; the default),
-// "avx512" (no AMX) or "fallback" (portable C).
-PyObject *vitc_py_set_lowp_kernels(PyObject *self, PyObject *arg) {
-    (void)self;
-    static const struct {
-        const char *name;
-        vitc_lowp_level level;
-    } levels[] = {{"best", VITC_LOWP_BEST}, {"avx512", VITC_LOWP_AVX512},
-                  {"fallback", VITC_LOWP_FALLBACK}};
-    const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
-    if (name == NULL && PyErr_Occurred()) return NULL;
-    for (size_t i = 0; name && i < sizeof levels / sizeof levels[0]; i++) {
-        if (strcmp(name, levels[i].name) == 0) {
-            vitc_set_lowp_level(levels[i].level);
-            Py_RETURN_NONE;
-        }
-    }
-    PyErr_Format(PyExc_ValueError, "_set_lowp_kernels: expected 'best', 'avx512' or 'fallback', got %R",
-                 arg);
-    return NULL;
 }

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vitc_blas.h"
-#include "vitc_kernels.h"
+#include "kernels/blas.h"
+#include "threads.h"
 
 enum { MAX_THREADS = 256 };
 

@@ -1,4 +1,4 @@
-// ufuncs.c: the NumPy ufunc loops of vitc's kernels and their registration.
+// ufuncs_py.c: the NumPy ufunc loops of vitc's kernels and their registration.
 // Loops read dimensions/steps, take the direct (BLAS) path when strides allow, copy operands to one
 // scratch block otherwise, and set errors (with the GIL) only on resource failures. Shapes are
 // checked before the loop (process_core_dims_func), dtypes by a type resolver. No math here.
@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels_internal.h"
+#include "kernels/kernels.h"
+#include "threads.h"
 
 // ---------------------------------------------------------------------------------------------
 // Per-ufunc description, passed as the loop data of every loop and read by the type resolver.
@@ -748,26 +749,6 @@ static const ufunc_def UFUNCS[] = {
      DOC_MLP},
 };
 
-// Test hook: vitc._core._set_simd(False) forces the scalar kernels.
-static PyObject *py_set_simd(PyObject *self, PyObject *arg) {
-    const int enabled = PyObject_IsTrue(arg);
-    if (enabled < 0) return NULL;
-    vitc_set_simd_enabled(enabled);
-    Py_RETURN_NONE;
-}
-
-static PyObject *py_simd_active(PyObject *self, PyObject *unused) {
-    return PyBool_FromLong(vitc_simd_avx512());
-}
-
-static PyMethodDef ufunc_module_methods[] = {
-    {"_set_simd", py_set_simd, METH_O,
-     "_set_simd(enabled)\n\nInternal (tests): False forces the scalar kernel fallbacks."},
-    {"_simd_active", py_simd_active, METH_NOARGS,
-     "_simd_active() -> bool\n\nInternal (tests): whether the AVX-512 kernels run."},
-    {NULL, NULL, 0, NULL},
-};
-
 // NumPy builds a ufunc's __doc__ as its generic signature line ("layer_norm(x1, x2, x3, x4, /,
 // ...") followed by the doc given at creation; vitc's docs start with the real call signature.
 // NumPy >= 2.2 gives ufuncs a __dict__ whose "__doc__" entry replaces that text; older NumPy keeps
@@ -788,7 +769,6 @@ static int set_ufunc_doc(PyObject *uf, const char *doc) {
 
 int vitc_register_ufuncs(PyObject *module) {
     PyObject *uf = NULL;
-    if (PyModule_AddFunctions(module, ufunc_module_methods) < 0) goto fail;
     for (size_t i = 0; i < sizeof(UFUNCS) / sizeof(UFUNCS[0]); i++) {
         const ufunc_def *d = &UFUNCS[i];
         const int ntypes = 2;  // float32, float64 (one entry per *_funcs element)

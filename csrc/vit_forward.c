@@ -12,7 +12,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "vitc_blas.h"
+#include "kernels/blas.h"
+#include "threads.h"
 
 // Workspace carve-up, in floats; one place so vit_workspace_len and vit_forward agree.
 typedef struct {

@@ -1,9 +1,9 @@
 // vit_forward.h: the whole ViT forward pass (patch embedding -> L pre-norm blocks -> final norm
-// -> classifier / pooler) composed of the kernels of vitc_kernels.h. No Python here.
+// -> classifier / pooler) composed of the kernels of kernels/kernels.h. No Python here.
 #ifndef VITC_VIT_FORWARD_H
 #define VITC_VIT_FORWARD_H
 
-#include "vitc_kernels.h"
+#include "kernels/kernels.h"
 
 // Precision of the four weight matrices of each block (the rest of the model stays float32).
 typedef enum {

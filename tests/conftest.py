@@ -5,9 +5,17 @@ from __future__ import annotations
 import pytest
 from default_model_hf import load_default_hf
 from hf_fixtures import make_model
+from tiers import TIERS, at_tier
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 import vitc
+
+
+@pytest.fixture(params=TIERS)
+def tier(request):
+    """Each supported kernel tier in turn (cpu.h): the test runs once per tier."""
+    with at_tier(request.param):
+        yield request.param
 
 
 @pytest.fixture(scope="module")

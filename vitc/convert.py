@@ -108,7 +108,7 @@ PRECISIONS = ("float32", "bfloat16", "int8")
 GEMM_WEIGHTS = ("attn.qkv.weight", "attn.proj.weight", "mlp.fc1.weight", "mlp.fc2.weight")
 # Suffixes of the int8 matrices' companion tensors, in the order _core._pack_int8 returns them.
 INT8_PARTS = ("", ".scales", ".col_sums")
-# Packing layout of each reduced precision, as csrc/kernels_gemm_lowp.c packs it: an (N, K) weight
+# Packing layout of each reduced precision, as csrc/kernels/gemm_bf16.c and gemm_int8.c pack it: an (N, K) weight
 # becomes panels of 32 output channels (N padded to 32 with zeros) with K pairs (bf16, round to
 # nearest even) or K quads (int8, symmetric per-channel scale amax/127) interleaved, K padded with
 # zeros: bf16 (N/32, K/2, 32, 2) uint16, int8 (N/32, K/4, 32, 4) int8. A kernel change that alters

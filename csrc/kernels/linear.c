@@ -1,10 +1,10 @@
-// kernels_linear.c: linear layer (BLAS GEMM + fused bias/activation pass) and the ViT MLP
+// linear.c: linear layer (BLAS GEMM + fused bias/activation pass) and the ViT MLP
 // (fc1 + bias + activation into scratch, then fc2), float32 and float64.
 // Pure C: no Python, no allocation (scratch comes from the caller). BLAS sizes are 32-bit ints.
 #include <string.h>
 
-#include "kernels_internal.h"
-#include "vitc_blas.h"
+#include "internal.h"
+#include "blas.h"
 
 // Rows of the MLP hidden activation kept at once: bounds scratch to MLP_ROW_BLOCK * F elements
 // (32 MiB at F = 4096) while each GEMM stays large enough for BLAS to run at full speed.
