@@ -5,6 +5,7 @@
 #include "vitc_py.h"
 
 #include "kernels/kernels.h"
+#include "threads.h"
 
 // An aligned C-contiguous array of `type` with ndim dimensions (ndim < 0: any), or NULL with
 // ValueError/TypeError naming the function and argument.
@@ -42,9 +43,10 @@ static int check_size(PyArrayObject *arr, const char *fn, const char *arg, npy_i
     return 0;
 }
 
+// The MLP activations (the blocks' GEMMs are what these kernels serve).
 static int check_act(int act, const char *fn) {
     if (act < VITC_ACT_NONE || act > VITC_ACT_RELU) {
-        PyErr_Format(PyExc_ValueError, "%s: act: expected 0..4, got %d", fn, act);
+        PyErr_Format(PyExc_ValueError, "%s: act: expected 0..%d, got %d", fn, VITC_ACT_RELU, act);
         return -1;
     }
     return 0;
@@ -96,8 +98,9 @@ PyObject *vitc_py_pack_bf16(PyObject *self, PyObject *w_obj) {
     if (check_dims(N, K, "_pack_bf16") < 0) return NULL;
     PyArrayObject *packed = new_1d(pack_bf16_len(N, K), NPY_UINT16);
     if (!packed) return NULL;
-    Py_BEGIN_ALLOW_THREADS
+    Py_BEGIN_ALLOW_THREADS vitc_busy_enter();  // the exit hook waits for busy calls
     pack_weights_bf16((uint16_t *)PyArray_DATA(packed), (const float *)PyArray_DATA(w), N, K);
+    vitc_busy_leave();
     Py_END_ALLOW_THREADS
     return (PyObject *)packed;
 }
@@ -129,10 +132,11 @@ PyObject *vitc_py_linear_bf16(PyObject *self, PyObject *args) {
         Py_DECREF(out);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
+    Py_BEGIN_ALLOW_THREADS vitc_busy_enter();  // the exit hook waits for busy calls
     linear_bf16_forward((float *)PyArray_DATA(out), (const float *)PyArray_DATA(x),
                         (const uint16_t *)PyArray_DATA(w), b, (vitc_act)act, M, N, K, N, K,
                         (uint16_t *)PyArray_DATA(scratch));
+    vitc_busy_leave();
     Py_END_ALLOW_THREADS
     Py_DECREF(scratch);
     return (PyObject *)out;
@@ -153,9 +157,10 @@ PyObject *vitc_py_pack_int8(PyObject *self, PyObject *w_obj) {
     PyArrayObject *scales = new_1d(N, NPY_FLOAT32);
     PyArrayObject *sums = new_1d(N, NPY_INT32);
     if (!packed || !scales || !sums) goto fail;
-    Py_BEGIN_ALLOW_THREADS
+    Py_BEGIN_ALLOW_THREADS vitc_busy_enter();  // the exit hook waits for busy calls
     pack_weights_int8((int8_t *)PyArray_DATA(packed), (float *)PyArray_DATA(scales),
                       (int32_t *)PyArray_DATA(sums), (const float *)PyArray_DATA(w), N, K);
+    vitc_busy_leave();
     Py_END_ALLOW_THREADS
     return Py_BuildValue("(NNN)", packed, scales, sums);
 fail:
@@ -194,11 +199,12 @@ PyObject *vitc_py_linear_int8(PyObject *self, PyObject *args) {
         Py_DECREF(out);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
+    Py_BEGIN_ALLOW_THREADS vitc_busy_enter();  // the exit hook waits for busy calls
     linear_int8_forward((float *)PyArray_DATA(out), (const float *)PyArray_DATA(x),
                         (const int8_t *)PyArray_DATA(w), (const float *)PyArray_DATA(scales),
                         (const int32_t *)PyArray_DATA(sums), b, (vitc_act)act, M, N, K, N, K,
                         (uint8_t *)PyArray_DATA(scratch));
+    vitc_busy_leave();
     Py_END_ALLOW_THREADS
     Py_DECREF(scratch);
     return (PyObject *)out;
@@ -238,10 +244,11 @@ PyObject *vitc_py_attention_bf16(PyObject *self, PyObject *args) {
         Py_DECREF(out);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
+    Py_BEGIN_ALLOW_THREADS vitc_busy_enter();  // the exit hook waits for busy calls
     attention_forward_bf16((float *)PyArray_DATA(out), (const float *)PyArray_DATA(q),
                            (const float *)PyArray_DATA(k), (const float *)PyArray_DATA(v), scale,
                            S, T, D, D, D, D, D, PyArray_DATA(scratch));
+    vitc_busy_leave();
     Py_END_ALLOW_THREADS
     Py_DECREF(scratch);
     return (PyObject *)out;

@@ -1,6 +1,6 @@
 // module.c: the vitc._core extension module: a registration table and nothing else.
-// Functions live in runtime_py.c (settings, reports, tiers), model_py.c (the model), lowp_py.c
-// (reduced-precision kernel hooks); ufuncs_py.c registers the ufuncs.
+// Functions live in runtime_py.c (settings, reports, tiers, exit), lowp_py.c (reduced-precision
+// kernel hooks); ufuncs_py.c registers the ufuncs, model_py.c the Model type.
 #define VITC_MODULE_INIT
 #include "vitc_py.h"
 
@@ -24,7 +24,13 @@ static PyMethodDef module_methods[] = {
     {"kernels", vitc_py_kernels, METH_NOARGS,
      "kernels() -> dict[str, str]\n\nFor each op with several implementations, the code it runs "
      "at the active tier."},
-    VITC_PY_FORWARD_METHODS VITC_PY_LOWP_METHODS{NULL, NULL, 0, NULL},
+    {"_at_exit", vitc_py_at_exit, METH_NOARGS,
+     "_at_exit() -> bool\n\nInternal (registered with atexit at import): stop running vitc calls "
+     "and wait until none is in vitc's code; False if one was still running after the bound."},
+    {"_set_workspace_limit", vitc_py_set_workspace_limit, METH_O,
+     "_set_workspace_limit(nbytes)\n\nInternal (tests): a Model workspace larger than nbytes fails "
+     "with MemoryError as an allocation failure does; None or 0: no limit."},
+    VITC_PY_LOWP_METHODS{NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
@@ -41,7 +47,8 @@ PyMODINIT_FUNC PyInit__core(void) {
     import_umath();
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
-    if (vitc_register_ufuncs(m) < 0) goto fail;
+    if (vitc_register_ufuncs(m) < 0 || vitc_register_model(m) < 0 || vitc_init_runtime(m) < 0)
+        goto fail;
     return m;
 fail:
     Py_DECREF(m);

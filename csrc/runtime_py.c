@@ -155,3 +155,47 @@ int vitc_check_tier_env(void) {
                  bad);
     return -1;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Main thread and exit
+
+// Seconds the exit hook waits for running calls to leave vitc's code: every kernel stops within
+// one work item (threads.h), far less than this.
+static const double EXIT_WAIT_SECONDS = 10.0;
+static unsigned long g_main_thread = 0;
+
+int vitc_py_is_main_thread(void) {
+    return PyThread_get_thread_ident() == g_main_thread;
+}
+
+// At interpreter exit, daemon threads may still be inside vitc (a forward, a ufunc) when the
+// process tears OpenBLAS down (seen: segfaults, and hangs in blas_thread_shutdown_). Python runs
+// this hook before it finalizes: every kernel stops at its next work item, and the hook waits for
+// the calls to leave vitc's code; they then block on the GIL, which they never get back.
+PyObject *vitc_py_at_exit(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    vitc_begin_exit();
+    int idle;
+    Py_BEGIN_ALLOW_THREADS idle = vitc_wait_idle(EXIT_WAIT_SECONDS);
+    Py_END_ALLOW_THREADS return PyBool_FromLong(idle);
+}
+
+int vitc_init_runtime(PyObject *module) {
+    PyObject *threading = PyImport_ImportModule("threading");
+    PyObject *main = threading ? PyObject_CallMethod(threading, "main_thread", NULL) : NULL;
+    PyObject *ident = main ? PyObject_GetAttrString(main, "ident") : NULL;
+    Py_XDECREF(threading);
+    Py_XDECREF(main);
+    if (ident == NULL) return -1;
+    g_main_thread = PyLong_AsUnsignedLong(ident);
+    Py_DECREF(ident);
+    if (PyErr_Occurred()) return -1;
+    PyObject *atexit = PyImport_ImportModule("atexit");
+    PyObject *hook = atexit ? PyObject_GetAttrString(module, "_at_exit") : NULL;
+    PyObject *r = hook ? PyObject_CallMethod(atexit, "register", "O", hook) : NULL;
+    Py_XDECREF(atexit);
+    Py_XDECREF(hook);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}

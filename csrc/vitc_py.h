@@ -32,12 +32,16 @@ PyObject *vitc_py_kernels(PyObject *self, PyObject *unused);
 // -1 with ValueError set when the VITC_TIER environment variable names no tier.
 int vitc_check_tier_env(void);
 
-// model_py.c: method table entries for the model forward.
-PyObject *vitc_py_vit_forward(PyObject *self, PyObject *args);
-PyObject *vitc_py_vit_workspace_len(PyObject *self, PyObject *args);
-#define VITC_PY_FORWARD_METHODS                                                               \
-    {"vit_forward", vitc_py_vit_forward, METH_VARARGS, "internal: see vitc.model.ViT"},        \
-    {"vit_workspace_len", vitc_py_vit_workspace_len, METH_VARARGS, "internal: see vitc.model"},
+// At import: remember the main thread, register the exit hook (atexit.register(_core._at_exit)).
+int vitc_init_runtime(PyObject *module);
+// Whether the calling thread is Python's main thread (the one that runs signal handlers).
+int vitc_py_is_main_thread(void);
+// _at_exit(): stop every running vitc call and wait (bounded) until none runs vitc or BLAS code.
+PyObject *vitc_py_at_exit(PyObject *self, PyObject *unused);
+
+// model_py.c: the Model type and the names it accepts (ACTIVATIONS, PRECISIONS, POOLS, PACKING).
+int vitc_register_model(PyObject *module);
+PyObject *vitc_py_set_workspace_limit(PyObject *self, PyObject *arg);
 
 // lowp_py.c: private hooks to test and benchmark the bf16/int8 kernels (kernels/gemm_*.c).
 PyObject *vitc_py_pack_bf16(PyObject *self, PyObject *w);

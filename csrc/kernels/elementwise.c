@@ -1,4 +1,4 @@
-// elementwise.c: element-wise activations (exact GELU, tanh GELU, quick GELU, ReLU) and the
+// elementwise.c: element-wise activations (exact GELU, tanh GELU, quick GELU, ReLU, tanh) and the
 // exp pass of softmax, float32 and float64. AVX-512 versions are chosen at run time; scalar
 // fallbacks compute in double. Pure C: no Python, no allocation.
 #include <math.h>
@@ -292,6 +292,10 @@ void act_forward_f32(float *out, const float *inp, vitc_act act, vitc_int n) {
     case VITC_ACT_RELU:
         for (vitc_int i = 0; i < n; i++) out[i] = (float)relu_scalar(inp[i]);
         return;
+    case VITC_ACT_TANH:
+        for (vitc_int i = 0; i < n; i++) out[i] = (float)tanh((double)inp[i]);
+        return;
+    case VITC_ACT_COUNT: return;  // not an activation
     }
 }
 
@@ -309,6 +313,10 @@ void act_forward_f64(double *out, const double *inp, vitc_act act, vitc_int n) {
     case VITC_ACT_RELU:
         for (vitc_int i = 0; i < n; i++) out[i] = relu_scalar(inp[i]);
         return;
+    case VITC_ACT_TANH:
+        for (vitc_int i = 0; i < n; i++) out[i] = tanh(inp[i]);
+        return;
+    case VITC_ACT_COUNT: return;  // not an activation
     }
 }
 

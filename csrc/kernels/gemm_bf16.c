@@ -248,6 +248,7 @@ static void bf16_gemm_panels(void *vctx, vitc_int begin, vitc_int end, int threa
         const vitc_int kc = min_int(BF16_KC, K2 - p0);
         const int first = p0 == 0, last = p0 + BF16_KC >= K2;
         for (vitc_int panel = begin; panel < end; panel++) {
+            if (vitc_stopping()) return;  // the caller discards the output
             const vitc_int n0 = panel * NR, cols = min_int(NR, c->N - n0);
             const uint32_t *b = c->w + n0 * K2 + p0 * NR;
             const float *bias = c->b ? c->b + n0 : NULL;

@@ -391,6 +391,7 @@ static void int8_gemm_panels(void *vctx, vitc_int begin, vitc_int end, int threa
         const vitc_int kc = min_int(INT8_KC, K4 - p0);
         const int first = p0 == 0, last = p0 + INT8_KC >= K4;
         for (vitc_int panel = begin; panel < end; panel++) {
+            if (vitc_stopping()) return;  // the caller discards the output
             const vitc_int n0 = panel * NR, cols = min_int(NR, c->N - n0);
             const int8_t *b = c->w + n0 * K4 * 4 + p0 * NR * 4;
             const float *bias = c->b ? c->b + n0 : NULL;

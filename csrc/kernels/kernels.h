@@ -14,13 +14,15 @@
 
 typedef ptrdiff_t vitc_int;
 
-// Activations a ViT MLP may use (HF hidden_act names in comments).
+// Activations a ViT MLP or pooler may use (HF ACT2FN names in comments).
 typedef enum {
     VITC_ACT_NONE = 0,
     VITC_ACT_GELU = 1,        // "gelu": exact, 0.5 x (1 + erf(x / sqrt 2))
     VITC_ACT_GELU_TANH = 2,   // "gelu_new", "gelu_pytorch_tanh", "gelu_fast": tanh approximation
     VITC_ACT_QUICK_GELU = 3,  // "quick_gelu": x * sigmoid(1.702 x)
     VITC_ACT_RELU = 4,        // "relu"
+    VITC_ACT_TANH = 5,        // "tanh" (the ViT pooler's default)
+    VITC_ACT_COUNT = 6,
 } vitc_act;
 
 // ---------------------------------------------------------------------------------------------
@@ -105,6 +107,10 @@ void mlp_forward_f64(double *out, const double *inp, const double *w1, const dou
 // bf16: w and inp are rounded to bf16 (nearest even; NaN stays NaN; float denormals become
 // signed zero, as vcvtne2ps2bf16/vdpbf16ps treat them); products are exact in fp32 and summed in
 // fp32. The fallback adds the odd then the even product of each K pair like vdpbf16ps does.
+// Layout identifiers of the packed weights, as .vitc files record them: a change to a packing
+// layout or to the quantization needs a new identifier (then old files are refused, not misread).
+#define VITC_BF16_PACKING "nr32-k2"  // (N/32, K/2, 32, 2) uint16, N and K zero-padded
+#define VITC_INT8_PACKING "nr32-k4"  // (N/32, K/4, 32, 4) int8, per-channel scale amax/127
 vitc_int pack_bf16_len(vitc_int N, vitc_int K);  // uint16 elements
 // packed (pack_bf16_len(N,K)), 4-byte aligned; w (N,K) contiguous
 void pack_weights_bf16(uint16_t *packed, const float *w, vitc_int N, vitc_int K);

@@ -99,7 +99,7 @@ void mlp_forward_f32(float *out, const float *inp, const float *w1, const float 
                      vitc_int F, vitc_int ld_out, vitc_int ld_inp, float *scratch) {
     const vitc_int block = mlp_block_rows(M);
     const vitc_int ld_h = F > 0 ? F : 1;
-    for (vitc_int m0 = 0; m0 < M; m0 += block) {
+    for (vitc_int m0 = 0; m0 < M && !vitc_stopping(); m0 += block) {
         const vitc_int rows = M - m0 < block ? M - m0 : block;
         linear_forward_f32(scratch, inp + m0 * ld_inp, w1, b1, act, rows, F, C, ld_h, ld_inp,
                            C > 0 ? C : 1);
