@@ -635,13 +635,18 @@ static int poll_signals(void *ctx) {
 // A float32 array of `ndim` dimensions, native, aligned and C-contiguous (a copy only if needed);
 // NULL with an error naming `what` and `expected`.
 static PyArrayObject *input_f32(PyObject *obj, const char *what, int ndim, const char *expected) {
-    if (!PyArray_Check(obj) || PyArray_TYPE((PyArrayObject *)obj) != NPY_FLOAT32 ||
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "forward: %s: expected a float32 numpy array %s, got %s", what,
+                     expected, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    if (PyArray_TYPE((PyArrayObject *)obj) != NPY_FLOAT32 ||
         PyArray_NDIM((PyArrayObject *)obj) != ndim) {
-        PyObject *shape = PyArray_Check(obj) ? PyObject_GetAttrString(obj, "shape") : NULL;
-        PyErr_Format(
-            PyExc_ValueError, "forward: %s: expected a float32 array %s, got %s %R %S", what,
-            expected, Py_TYPE(obj)->tp_name, shape ? shape : Py_None,
-            PyArray_Check(obj) ? (PyObject *)PyArray_DESCR((PyArrayObject *)obj) : Py_None);
+        PyArrayObject *arr = (PyArrayObject *)obj;
+        PyObject *shape = shape_tuple(PyArray_NDIM(arr), PyArray_DIMS(arr));
+        if (shape)
+            PyErr_Format(PyExc_ValueError, "forward: %s: expected a float32 array %s, got %S %R",
+                         what, expected, (PyObject *)PyArray_DESCR(arr), shape);
         Py_XDECREF(shape);
         return NULL;
     }
@@ -752,7 +757,7 @@ static PyObject *Model_forward(ModelObject *self, PyObject *args, PyObject *kwds
         vitc_stop_scope_end();
         vitc_busy_leave();
         Py_END_ALLOW_THREADS ws_release(self, ws_id);
-        if (rc != VIT_DONE) {
+        if (rc != VIT_DONE || err.type) {  // (a handler may raise at the forward's last check)
             if (err.type)
                 PyErr_Restore(err.type, err.value, err.tb);
             else

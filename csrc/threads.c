@@ -128,6 +128,32 @@ static void run_serial(vitc_int n, vitc_task_fn fn, void *ctx) {
     if (n > 0) fn(ctx, 0, n, 0);
 }
 
+// Wait for the region's workers. A caller whose stop scope polls (Ctrl-C on the main thread) keeps
+// polling while it waits, so workers slower than the caller still hear a stop within a work item.
+static void wait_for_workers(void) {
+    const int polls = tls_stop != NULL && tls_owner && tls_stop->poll != NULL;
+    pthread_mutex_lock(&pool.lock);
+    while (pool.pending > 0) {
+        if (!polls) {
+            pthread_cond_wait(&pool.done, &pool.lock);
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 20 * 1000 * 1000;  // 20 ms
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        if (pthread_cond_timedwait(&pool.done, &pool.lock, &until) == 0 || pool.pending == 0)
+            continue;
+        pthread_mutex_unlock(&pool.lock);  // the poll may take the GIL: hold no lock of ours
+        vitc_stopping();
+        pthread_mutex_lock(&pool.lock);
+    }
+    pthread_mutex_unlock(&pool.lock);
+}
+
 void vitc_parallel_for(vitc_int n, int max_threads, vitc_task_fn fn, void *ctx) {
     int want = vitc_get_num_threads();
     if (want > max_threads) want = max_threads;
@@ -162,9 +188,7 @@ void vitc_parallel_for(vitc_int n, int max_threads, vitc_task_fn fn, void *ctx) 
     chunk(n, nthreads, 0, &begin, &end);
     if (begin < end) fn(ctx, begin, end, 0);
 
-    pthread_mutex_lock(&pool.lock);
-    while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.lock);
-    pthread_mutex_unlock(&pool.lock);
+    wait_for_workers();
     // The setting as it is now: a set_num_threads during the region only recorded its value.
     pthread_mutex_lock(&setting.lock);
     setting.region_active = 0;

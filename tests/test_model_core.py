@@ -311,8 +311,14 @@ def test_deit_with_teacher_matches_transformers():
 
     torch.manual_seed(0)
     cfg = DeiTConfig(
-        image_size=30, patch_size=2, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=37, num_labels=7, attn_implementation="eager",
+        image_size=30,
+        patch_size=2,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        num_labels=7,
+        attn_implementation="eager",
     )
     hf = DeiTForImageClassificationWithTeacher(cfg).eval()
     with torch.no_grad():
@@ -357,8 +363,15 @@ def test_pooler_size_and_activation_match_transformers(tmp_path):
     cfg = ViTConfig.from_dict({**HF_TEST_CONFIG, "pooler_output_size": 20})
     t = convert_state_dict(cfg, {k: v.detach().numpy() for k, v in hf.state_dict().items()})
     sizes = dict(
-        num_layers=2, hidden_size=32, num_heads=4, mlp_size=37, num_channels=3, patch_size=2, image_size=30,
-        layer_norm_eps=cfg.layer_norm_eps, hidden_act="gelu",
+        num_layers=2,
+        hidden_size=32,
+        num_heads=4,
+        mlp_size=37,
+        num_channels=3,
+        patch_size=2,
+        image_size=30,
+        layer_norm_eps=cfg.layer_norm_eps,
+        hidden_act="gelu",
     )
     model = _core.Model(t, **sizes, pooler_act="relu")
     assert model.pooler_size == 20
@@ -382,8 +395,15 @@ def test_timm_average_pooling_against_numpy_on_transformers_weights(tmp_path):
     t = convert_state_dict(cfg, {k: v.detach().numpy() for k, v in hf.state_dict().items()})
     t["fc_norm.weight"], t["fc_norm.bias"] = t.pop("norm.weight"), t.pop("norm.bias")
     sizes = dict(
-        num_layers=2, hidden_size=32, num_heads=4, mlp_size=37, num_channels=3, patch_size=2, image_size=30,
-        layer_norm_eps=cfg.layer_norm_eps, hidden_act="gelu",
+        num_layers=2,
+        hidden_size=32,
+        num_heads=4,
+        mlp_size=37,
+        num_channels=3,
+        patch_size=2,
+        image_size=30,
+        layer_norm_eps=cfg.layer_norm_eps,
+        hidden_act="gelu",
     )
     model = _core.Model(t, **sizes, pool="avg")
     x = pixels(3, 30, 30)

@@ -170,7 +170,6 @@ class ViT:
         self.preprocessor = preprocessor
         self.dtype = dtype
         self._tensors = dict(tensors)
-        self._num_parameters = self._count_parameters()
         if dtype != "float32":
             self._pack_gemm_weights()
         # Built once: _core.Model checks every tensor's shape and dtype (naming it), keeps the arrays
@@ -190,6 +189,7 @@ class ViT:
             pooler_act=config.pooler_act,
             pool=getattr(config, "global_pool", "token"),  # timm's "avg" (set by a timm converter)
         )
+        self._num_parameters = self._count_parameters()
         self._pos_cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._pos_lock = threading.Lock()
         self._processor: ImageProcessor | None = None
