@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--peak-gflops", type=float, default=170.0, help="fp32 FMA peak per core")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    print(f"kernels: {_core._lowp_kernels()}  M={M}  min of {args.repeats} runs")
+    print(f"tier: {_core.tier()}  kernels: {_core.kernels()}  M={M}  min of {args.repeats} runs")
     head = (
         f"{'shape':>5} {'N':>5} {'K':>5} {'thr':>3} | {'fp32':>6} {'bf16':>6} {'int8':>6} GFLOP/s | "
         f"{'bf16/fp32':>9} {'int8/fp32':>9} | {'%pk fp32':>8} {'%pk bf16':>8} {'%pk int8':>8}"

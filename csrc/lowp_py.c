@@ -1,12 +1,11 @@
 // lowp_py.c: private Python hooks (vitc._core._pack_bf16, _linear_bf16, _pack_int8, _linear_int8,
-// _attention_bf16, _lowp_kernels, _set_lowp_kernels) to test and benchmark the reduced-precision kernels of
-// kernels_gemm_lowp.c. Not the user API and not the model wiring: every argument is checked here
+// _attention_bf16) to test and benchmark the reduced-precision kernels (kernels/gemm_bf16.c,
+// gemm_int8.c, attention_amx.c). Not the user API and not the model wiring: every argument is checked here
 // so a caller cannot make the kernels read or write out of bounds; compute runs without the GIL.
-#include <string.h>
-
 #include "vitc_py.h"
 
-#include "vitc_kernels.h"
+#include "kernels/kernels.h"
+#include "threads.h"
 
 // An aligned C-contiguous array of `type` with ndim dimensions (ndim < 0: any), or NULL with
 // ValueError/TypeError naming the function and argument.
@@ -44,9 +43,10 @@ static int check_size(PyArrayObject *arr, const char *fn, const char *arg, npy_i
     return 0;
 }
 
+// The MLP activations (the blocks' GEMMs are what these kernels serve).
 static int check_act(int act, const char *fn) {
     if (act < VITC_ACT_NONE || act > VITC_ACT_RELU) {
-        PyErr_Format(PyExc_ValueError, "%s: act: expected 0..4, got %d", fn, act);
+        PyErr_Format(PyExc_ValueError, "%s: act: expected 0..%d, got %d", fn, VITC_ACT_RELU, act);
         return -1;
     }
     return 0;
@@ -98,8 +98,9 @@ PyObject *vitc_py_pack_bf16(PyObject *self, PyObject *w_obj) {
     if (check_dims(N, K, "_pack_bf16") < 0) return NULL;
     PyArrayObject *packed = new_1d(pack_bf16_len(N, K), NPY_UINT16);
     if (!packed) return NULL;
-    Py_BEGIN_ALLOW_THREADS
+    Py_BEGIN_ALLOW_THREADS vitc_busy_enter();  // the exit hook waits for busy calls
     pack_weights_bf16((uint16_t *)PyArray_DATA(packed), (const float *)PyArray_DATA(w), N, K);
+    vitc_busy_leave();
     Py_END_ALLOW_THREADS
     return (PyObject *)packed;
 }
@@ -131,10 +132,11 @@ PyObject *vitc_py_linear_bf16(PyObject *self, PyObject *args) {
         Py_DECREF(out);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
+    Py_BEGIN_ALLOW_THREADS vitc_busy_enter();  // the exit hook waits for busy calls
     linear_bf16_forward((float *)PyArray_DATA(out), (const float *)PyArray_DATA(x),
                         (const uint16_t *)PyArray_DATA(w), b, (vitc_act)act, M, N, K, N, K,
                         (uint16_t *)PyArray_DATA(scratch));
+    vitc_busy_leave();
     Py_END_ALLOW_THREADS
     Py_DECREF(scratch);
     return (PyObject *)out;
@@ -155,9 +157,10 @@ PyObject *vitc_py_pack_int8(PyObject *self, PyObject *w_obj) {
     PyArrayObject *scales = new_1d(N, NPY_FLOAT32);
     PyArrayObject *sums = new_1d(N, NPY_INT32);
     if (!packed || !scales || !sums) goto fail;
-    Py_BEGIN_ALLOW_THREADS
+    Py_BEGIN_ALLOW_THREADS vitc_busy_enter();  // the exit hook waits for busy calls
     pack_weights_int8((int8_t *)PyArray_DATA(packed), (float *)PyArray_DATA(scales),
                       (int32_t *)PyArray_DATA(sums), (const float *)PyArray_DATA(w), N, K);
+    vitc_busy_leave();
     Py_END_ALLOW_THREADS
     return Py_BuildValue("(NNN)", packed, scales, sums);
 fail:
@@ -196,11 +199,12 @@ PyObject *vitc_py_linear_int8(PyObject *self, PyObject *args) {
         Py_DECREF(out);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
+    Py_BEGIN_ALLOW_THREADS vitc_busy_enter();  // the exit hook waits for busy calls
     linear_int8_forward((float *)PyArray_DATA(out), (const float *)PyArray_DATA(x),
                         (const int8_t *)PyArray_DATA(w), (const float *)PyArray_DATA(scales),
                         (const int32_t *)PyArray_DATA(sums), b, (vitc_act)act, M, N, K, N, K,
                         (uint8_t *)PyArray_DATA(scratch));
+    vitc_busy_leave();
     Py_END_ALLOW_THREADS
     Py_DECREF(scratch);
     return (PyObject *)out;
@@ -240,54 +244,12 @@ PyObject *vitc_py_attention_bf16(PyObject *self, PyObject *args) {
         Py_DECREF(out);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
+    Py_BEGIN_ALLOW_THREADS vitc_busy_enter();  // the exit hook waits for busy calls
     attention_forward_bf16((float *)PyArray_DATA(out), (const float *)PyArray_DATA(q),
                            (const float *)PyArray_DATA(k), (const float *)PyArray_DATA(v), scale,
                            S, T, D, D, D, D, D, PyArray_DATA(scratch));
+    vitc_busy_leave();
     Py_END_ALLOW_THREADS
     Py_DECREF(scratch);
     return (PyObject *)out;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Dispatch report and test hook
-
-// _lowp_kernels() -> {"bf16": "amx_bf16" | "avx512_bf16" | "fallback",
-//                     "int8": "amx_int8" | "avx512_vnni" | "fallback",
-//                     "attention": "amx_bf16" | "float32"}
-// (AMX runs when K is a multiple of 32 (bf16) / 64 (int8); other shapes take the AVX-512 kernels.)
-PyObject *vitc_py_lowp_kernels(PyObject *self, PyObject *noargs) {
-    (void)self;
-    (void)noargs;
-    const char *bf16 = linear_bf16_uses_amx()    ? "amx_bf16"
-                       : linear_bf16_uses_simd() ? "avx512_bf16"
-                                                 : "fallback";
-    const char *int8 = linear_int8_uses_amx()    ? "amx_int8"
-                       : linear_int8_uses_simd() ? "avx512_vnni"
-                                                 : "fallback";
-    // attention of the bf16/int8 models with 64-wide heads (ViT-B, ViT-L)
-    const char *attention = attention_bf16_supported(64) ? "amx_bf16" : "float32";
-    return Py_BuildValue("{ssssss}", "bf16", bf16, "int8", int8, "attention", attention);
-}
-
-// _set_lowp_kernels(level: str): "best" (AMX, else AVX-512, else fallback; the default),
-// "avx512" (no AMX) or "fallback" (portable C).
-PyObject *vitc_py_set_lowp_kernels(PyObject *self, PyObject *arg) {
-    (void)self;
-    static const struct {
-        const char *name;
-        vitc_lowp_level level;
-    } levels[] = {{"best", VITC_LOWP_BEST}, {"avx512", VITC_LOWP_AVX512},
-                  {"fallback", VITC_LOWP_FALLBACK}};
-    const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
-    if (name == NULL && PyErr_Occurred()) return NULL;
-    for (size_t i = 0; name && i < sizeof levels / sizeof levels[0]; i++) {
-        if (strcmp(name, levels[i].name) == 0) {
-            vitc_set_lowp_level(levels[i].level);
-            Py_RETURN_NONE;
-        }
-    }
-    PyErr_Format(PyExc_ValueError, "_set_lowp_kernels: expected 'best', 'avx512' or 'fallback', got %R",
-                 arg);
-    return NULL;
 }

@@ -2,13 +2,16 @@
 // While a vitc parallel region runs, OpenBLAS is set to one thread, so BLAS calls inside the
 // region run on the calling worker and vitc's workers and OpenBLAS's never compete for the
 // cores; outside regions, BLAS calls use the same number of threads as vitc. Not a general task
-// system: one static partition of [0, n) per region.
+// system: one static partition of [0, n) per region. Also the stop scopes (Ctrl-C, exit) that
+// regions carry to their workers, and the busy count the exit hook waits on.
+#define _POSIX_C_SOURCE 200809L  // clock_gettime, nanosleep under -std=c11
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "vitc_blas.h"
-#include "vitc_kernels.h"
+#include "kernels/blas.h"
+#include "threads.h"
 
 enum { MAX_THREADS = 256 };
 
@@ -43,8 +46,15 @@ static struct {
     vitc_int n;
     vitc_task_fn fn;
     void *ctx;
+    vitc_stop *stop;  // the region owner's stop scope, carried to the workers
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, NULL, NULL};
+          PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, NULL, NULL, NULL};
+
+// The calling thread's stop scope; `owner`: this thread opened it (and may poll it).
+static _Thread_local vitc_stop *tls_stop = NULL;
+static _Thread_local int tls_owner = 0;
+static atomic_int g_busy = 0;  // calls into vitc running without the GIL
+static atomic_int g_exit = 0;  // the interpreter is exiting
 
 static void chunk(vitc_int n, int nthreads, int t, vitc_int *begin, vitc_int *end) {
     *begin = n * t / nthreads;
@@ -63,10 +73,13 @@ static void *worker_main(void *arg) {
         const int nthreads = pool.nthreads;
         vitc_task_fn fn = pool.fn;
         void *ctx = pool.ctx;
+        tls_stop = pool.stop;
+        tls_owner = 0;  // only the scope's own thread polls
         pthread_mutex_unlock(&pool.lock);
         vitc_int begin, end;
         chunk(n, nthreads, id, &begin, &end);
         if (begin < end) fn(ctx, begin, end, id);
+        tls_stop = NULL;
         pthread_mutex_lock(&pool.lock);
         if (--pool.pending == 0) pthread_cond_signal(&pool.done);
     }
@@ -83,6 +96,7 @@ static void reset_after_fork(void) {
     pthread_cond_init(&pool.done, NULL);
     pool.started = 0;
     pool.pending = 0;
+    atomic_store(&g_busy, 0);  // the threads that were busy do not exist in the child
 }
 
 // Registered once, before the first use of any lock here (the setting's included): a fork while
@@ -114,6 +128,32 @@ static void run_serial(vitc_int n, vitc_task_fn fn, void *ctx) {
     if (n > 0) fn(ctx, 0, n, 0);
 }
 
+// Wait for the region's workers. A caller whose stop scope polls (Ctrl-C on the main thread) keeps
+// polling while it waits, so workers slower than the caller still hear a stop within a work item.
+static void wait_for_workers(void) {
+    const int polls = tls_stop != NULL && tls_owner && tls_stop->poll != NULL;
+    pthread_mutex_lock(&pool.lock);
+    while (pool.pending > 0) {
+        if (!polls) {
+            pthread_cond_wait(&pool.done, &pool.lock);
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 20 * 1000 * 1000;  // 20 ms
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        if (pthread_cond_timedwait(&pool.done, &pool.lock, &until) == 0 || pool.pending == 0)
+            continue;
+        pthread_mutex_unlock(&pool.lock);  // the poll may take the GIL: hold no lock of ours
+        vitc_stopping();
+        pthread_mutex_lock(&pool.lock);
+    }
+    pthread_mutex_unlock(&pool.lock);
+}
+
 void vitc_parallel_for(vitc_int n, int max_threads, vitc_task_fn fn, void *ctx) {
     int want = vitc_get_num_threads();
     if (want > max_threads) want = max_threads;
@@ -137,6 +177,7 @@ void vitc_parallel_for(vitc_int n, int max_threads, vitc_task_fn fn, void *ctx) 
     pool.n = n;
     pool.fn = fn;
     pool.ctx = ctx;
+    pool.stop = tls_stop;
     pool.nthreads = nthreads;
     pool.pending = nthreads - 1;
     pool.generation++;
@@ -147,9 +188,7 @@ void vitc_parallel_for(vitc_int n, int max_threads, vitc_task_fn fn, void *ctx) 
     chunk(n, nthreads, 0, &begin, &end);
     if (begin < end) fn(ctx, begin, end, 0);
 
-    pthread_mutex_lock(&pool.lock);
-    while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.lock);
-    pthread_mutex_unlock(&pool.lock);
+    wait_for_workers();
     // The setting as it is now: a set_num_threads during the region only recorded its value.
     pthread_mutex_lock(&setting.lock);
     setting.region_active = 0;
@@ -175,4 +214,56 @@ int vitc_get_num_threads(void) {
     const int n = num_threads_locked();
     pthread_mutex_unlock(&setting.lock);
     return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stop scopes, busy count, exit
+
+static double monotonic_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void vitc_stop_scope_begin(vitc_stop *stop) {
+    stop->next_poll = monotonic_seconds() + stop->poll_interval;
+    tls_stop = stop;
+    tls_owner = 1;
+}
+
+void vitc_stop_scope_end(void) {
+    tls_stop = NULL;
+    tls_owner = 0;
+}
+
+int vitc_stopping(void) {
+    if (atomic_load_explicit(&g_exit, memory_order_relaxed)) return 1;
+    vitc_stop *s = tls_stop;
+    if (s == NULL) return 0;
+    if (atomic_load_explicit(&s->requested, memory_order_relaxed)) return 1;
+    if (!tls_owner || s->poll == NULL) return 0;
+    const double now = monotonic_seconds();
+    if (now < s->next_poll) return 0;
+    s->next_poll = now + s->poll_interval;
+    if (!s->poll(s->poll_ctx)) return 0;
+    atomic_store_explicit(&s->requested, 1, memory_order_relaxed);
+    return 1;
+}
+
+void vitc_busy_enter(void) { atomic_fetch_add(&g_busy, 1); }
+
+void vitc_busy_leave(void) { atomic_fetch_sub(&g_busy, 1); }
+
+void vitc_begin_exit(void) { atomic_store(&g_exit, 1); }
+
+int vitc_exiting(void) { return atomic_load_explicit(&g_exit, memory_order_relaxed); }
+
+int vitc_wait_idle(double seconds) {
+    const double deadline = monotonic_seconds() + seconds;
+    const struct timespec nap = {0, 1000000};  // 1 ms
+    while (atomic_load(&g_busy) > 0) {
+        if (monotonic_seconds() >= deadline) return 0;
+        nanosleep(&nap, NULL);
+    }
+    return 1;
 }

@@ -12,14 +12,30 @@
 #include <math.h>
 #include <string.h>
 
-#include "vitc_blas.h"
+#include "kernels/blas.h"
+#include "threads.h"
 
-// Workspace carve-up, in floats; one place so vit_workspace_len and vit_forward agree.
-typedef struct {
-    vitc_int x, a, qkv, ctx, big, lowp, attn;  // offsets
-    vitc_int attn_len;                         // attention scratch per thread
-    vitc_int total;
-} workspace_plan;
+// ---------------------------------------------------------------------------------------------
+// Names the Python side uses (model_py.c exports them; Python mirrors none)
+
+// ref: transformers activations.py ACT2FN ("gelu_fast" is the tanh form written differently:
+// 0.5x(1+tanh(0.79788456x(1+0.044715x^2))), the same function as "gelu_new").
+const vitc_named VIT_ACTIVATIONS[] = {
+    {"gelu", VITC_ACT_GELU},
+    {"gelu_new", VITC_ACT_GELU_TANH},
+    {"gelu_pytorch_tanh", VITC_ACT_GELU_TANH},
+    {"gelu_fast", VITC_ACT_GELU_TANH},
+    {"quick_gelu", VITC_ACT_QUICK_GELU},
+    {"relu", VITC_ACT_RELU},
+    {"tanh", VITC_ACT_TANH},
+};
+const int VIT_NUM_ACTIVATIONS = (int)(sizeof(VIT_ACTIVATIONS) / sizeof(VIT_ACTIVATIONS[0]));
+const char *const VIT_PRECISIONS[VITC_WEIGHTS_COUNT] = {"float32", "bfloat16", "int8"};
+const char *const VIT_POOLS[VITC_POOL_COUNT] = {"token", "avg"};
+
+// ---------------------------------------------------------------------------------------------
+// Workspace plan: one place, so the size the caller allocates and the carve-up vit_forward uses
+// agree.
 
 // Floats of scratch the reduced-precision GEMMs need for their converted activations.
 static vitc_int lowp_scratch_floats(const vit_model *m, vitc_int BT) {
@@ -34,37 +50,54 @@ static vitc_int lowp_scratch_floats(const vit_model *m, vitc_int BT) {
     return (bytes + (vitc_int)sizeof(float) - 1) / (vitc_int)sizeof(float);
 }
 
-// Reduced-precision models run attention in bf16 on AMX where the CPU has it (measured on
-// ViT-L/16-512, int8: attention 0.67 s -> see README); the fp32 kernel otherwise and whenever the
-// attention probabilities are requested.
-static int bf16_attention(const vit_model *m) {
-    return m->wdtype != VITC_WEIGHTS_F32 && attention_bf16_supported(m->C / m->H);
-}
+// Beyond this many floats (4 PiB) a plan is refused: no machine has it, and the offsets below
+// stay far from overflowing.
+static const double PLAN_MAX_FLOATS = 1e15;
 
-static workspace_plan plan_workspace(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int Wi,
-                                     int threads) {
-    const vitc_int Np = (Hi / m->P) * (Wi / m->P), T = Np + 1, BT = B * T, C = m->C;
-    const vitc_int patch_len = B * Np * m->Cin * m->P * m->P;  // im2col patches
-    const vitc_int mlp_len = BT * m->F;                        // fc1 output
-    workspace_plan p;
+vit_plan vit_plan_forward(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int Wi, int threads) {
+    vit_plan p;
+    memset(&p, 0, sizeof p);
+    p.B = B;
+    p.Hi = Hi;
+    p.Wi = Wi;
+    p.threads = threads > 0 ? threads : 1;
+    // ref: ViTPatchEmbeddings / Conv2d(kernel=stride=patch): the grid drops a remainder
+    p.gh = Hi / m->Ph;
+    p.gw = Wi / m->Pw;
+    p.Np = p.gh * p.gw;
+    p.T = m->prefix + p.Np;
+    const vitc_int T = p.T, C = m->C, D = m->C / m->H;
+    const vitc_int row_len = m->Cin * m->Ph * m->Pw;
+    // A bound on everything below (attention scratch: T^2 per thread, at most 16 T D + 64 T more).
+    const double est = (double)B * (double)T * (8.0 * C + 2.0 * m->F + row_len + 64.0) +
+                       (double)p.threads * ((double)T * T + 16.0 * T * D + 64.0 * T + 65536.0);
+    if (!(est < PLAN_MAX_FLOATS)) {
+        p.total = -1;
+        return p;
+    }
+    const vitc_int BT = B * T;
+    const vitc_int patch_len = B * p.Np * row_len;  // im2col patches
+    const vitc_int mlp_len = BT * m->F;             // fc1 output
+    // Reduced-precision models run attention in bf16 on AMX where the tier allows it (measured on
+    // ViT-L/16-512, int8: attention 0.67 s -> see README); the fp32 kernel otherwise and whenever
+    // the attention probabilities are requested. Decided here, once per forward.
+    p.bf16_attention = m->wdtype != VITC_WEIGHTS_F32 && attention_bf16_supported(D);
     p.x = 0;                     // (B*T, C) residual stream
     p.a = p.x + BT * C;          // (B*T, C) layernorm output
     p.qkv = p.a + BT * C;        // (B*T, 3C)
     p.ctx = p.qkv + BT * 3 * C;  // (B*T, C) attention context, heads concatenated
     p.big = p.ctx + BT * C;      // patches, then the MLP hidden (B*T, F)
     p.lowp = p.big + (patch_len > mlp_len ? patch_len : mlp_len);
-    p.attn = p.lowp + lowp_scratch_floats(m, BT);
-    p.attn_len = attention_scratch_len(T, T, C / m->H, C / m->H);
-    if (bf16_attention(m)) {
-        const vitc_int bf16_len = attention_bf16_scratch_bytes(T, C / m->H) / (vitc_int)sizeof(float) + 1;
+    p.head = p.lowp + lowp_scratch_floats(m, BT);  // (B, C) pooled head input
+    p.acc = (p.head + B * C + 1) / 2 * 2;  // (C) doubles (8-byte aligned): the avg pool's sums
+    p.attn = p.acc + 2 * C;
+    p.attn_len = attention_scratch_len(T, T, D, D);
+    if (p.bf16_attention) {
+        const vitc_int bf16_len = attention_bf16_scratch_bytes(T, D) / (vitc_int)sizeof(float) + 1;
         if (bf16_len > p.attn_len) p.attn_len = bf16_len;
     }
-    p.total = p.attn + (threads > 0 ? threads : 1) * p.attn_len;
+    p.total = p.attn + p.threads * p.attn_len;
     return p;
-}
-
-vitc_int vit_workspace_len(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int Wi, int threads) {
-    return plan_workspace(m, B, Hi, Wi, threads).total;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -103,13 +136,16 @@ static void gemm_task(void *ctx, vitc_int begin, vitc_int end, int tid) {
         const vitc_int n1 = n0 + GEMM_COL_BLOCK < j->N ? n0 + GEMM_COL_BLOCK : j->N;
         const float *w = j->w + n0 * j->K, *b = j->b ? j->b + n0 : NULL;
         for (vitc_int m0 = 0; m0 < j->M; m0 += j->rows_per_call) {
+            if (vitc_stopping()) return;  // between BLAS calls: each is one image by one block
             const vitc_int rows = j->M - m0 < j->rows_per_call ? j->M - m0 : j->rows_per_call;
             float *out = j->out + m0 * j->N + n0;
             const float *inp = j->inp + m0 * j->ld_inp;
             if (j->residual)
-                linear_residual_forward_f32(out, inp, w, b, rows, n1 - n0, j->K, j->N, j->ld_inp, j->K);
+                linear_residual_forward_f32(out, inp, w, b, rows, n1 - n0, j->K, j->N, j->ld_inp,
+                                            j->K);
             else
-                linear_forward_f32(out, inp, w, b, j->act, rows, n1 - n0, j->K, j->N, j->ld_inp, j->K);
+                linear_forward_f32(out, inp, w, b, j->act, rows, n1 - n0, j->K, j->N, j->ld_inp,
+                                   j->K);
         }
     }
 }
@@ -199,6 +235,7 @@ static void attention_task(void *arg, vitc_int begin, vitc_int end, int tid) {
     const vitc_int T = j->T, C = j->C, D = C / j->H;
     float *scratch = j->scratch + tid * j->scratch_len;
     for (vitc_int i = begin; i < end; i++) {
+        if (vitc_stopping()) return;
         const vitc_int b = i / j->H, h = i % j->H;
         const float *q = j->qkv + b * T * 3 * C + h * D;  // row stride 3C: q | k | v
         float *probs = j->probs ? j->probs + i * T * T : NULL;
@@ -215,96 +252,172 @@ static void attention_task(void *arg, vitc_int begin, vitc_int end, int tid) {
 // ---------------------------------------------------------------------------------------------
 // Forward
 
-// patches (B*Np, Cin*P*P) from pixels (B, Cin, Hi, Wi): each row one patch in (c, y, x) order,
-// patches row-major over the grid, the layout of Conv2d(kernel=P, stride=P) as a GEMM.
+// patches (B*Np, Cin*Ph*Pw) from pixels (B, Cin, Hi, Wi): each row one patch in (c, y, x) order,
+// patches row-major over the (gh, gw) grid, the layout of Conv2d(kernel=stride=(Ph, Pw)) as a
+// GEMM; pixels past the grid (a remainder the patch does not divide) are not read, as Conv2d
+// drops them.
 static void im2col_patches(float *patches, const float *pixels, vitc_int B, vitc_int Cin,
-                           vitc_int Hi, vitc_int Wi, vitc_int P) {
-    const vitc_int gh = Hi / P, gw = Wi / P, row_len = Cin * P * P;
+                           vitc_int Hi, vitc_int Wi, vitc_int Ph, vitc_int Pw, vitc_int gh,
+                           vitc_int gw) {
+    const vitc_int row_len = Cin * Ph * Pw;
     for (vitc_int b = 0; b < B; b++)
         for (vitc_int py = 0; py < gh; py++)
             for (vitc_int px = 0; px < gw; px++) {
                 float *row = patches + ((b * gh + py) * gw + px) * row_len;
                 for (vitc_int c = 0; c < Cin; c++)
-                    for (vitc_int y = 0; y < P; y++) {
-                        const float *src = pixels + ((b * Cin + c) * Hi + py * P + y) * Wi + px * P;
-                        memcpy(row + (c * P + y) * P, src, (size_t)P * sizeof(float));
+                    for (vitc_int y = 0; y < Ph; y++) {
+                        const float *src =
+                            pixels + ((b * Cin + c) * Hi + py * Ph + y) * Wi + px * Pw;
+                        memcpy(row + (c * Ph + y) * Pw, src, (size_t)Pw * sizeof(float));
                     }
             }
 }
 
-// ref: modeling_vit.py ViTEmbeddings.forward: cat(cls, patch_embeddings(pixels)) + position table
-static void embed(const vit_model *m, float *x, float *patches, const float *pixels, vitc_int B,
-                  vitc_int Hi, vitc_int Wi, int threads) {
-    const vitc_int C = m->C, Np = (Hi / m->P) * (Wi / m->P), T = Np + 1;
-    const vitc_int row_len = m->Cin * m->P * m->P;
-    im2col_patches(patches, pixels, B, m->Cin, Hi, Wi, m->P);
-    for (vitc_int b = 0; b < B; b++) {
+// x (B, T, C) = cat(prefix tokens, patch_embeddings(pixels)) + pos (T, C).
+// ref: modeling_vit.py ViTEmbeddings.forward (modeling_deit.py DeiTEmbeddings: cls, distillation)
+static void embed(const vit_model *m, const vit_plan *p, float *x, float *patches,
+                  const float *pixels, const float *pos) {
+    const vitc_int C = m->C, Np = p->Np, T = p->T, P0 = m->prefix;
+    const vitc_int row_len = m->Cin * m->Ph * m->Pw;
+    im2col_patches(patches, pixels, p->B, m->Cin, p->Hi, p->Wi, m->Ph, m->Pw, p->gh, p->gw);
+    for (vitc_int b = 0; b < p->B; b++) {
         float *xb = x + b * T * C;
-        for (vitc_int c = 0; c < C; c++) xb[c] = m->cls[c] + m->pos[c];
+        for (vitc_int t = 0; t < P0; t++)
+            for (vitc_int c = 0; c < C; c++) xb[t * C + c] = m->prefix_rows[t][c] + pos[t * C + c];
         // patch projection (bias) then + position: the order of transformers' additions
-        linear(xb + C, patches + b * Np * row_len, m->patch_w, m->patch_b, VITC_ACT_NONE, 0, Np,
-               C, row_len, Np, threads);
-        for (vitc_int t = 1; t < T; t++) {
+        linear(xb + P0 * C, patches + b * Np * row_len, m->patch_w, m->patch_b, VITC_ACT_NONE, 0,
+               Np, C, row_len, Np, p->threads);
+        for (vitc_int t = P0; t < T; t++) {
             float *row = xb + t * C;
-            const float *pos = m->pos + t * C;
-            for (vitc_int c = 0; c < C; c++) row[c] += pos[c];
+            for (vitc_int c = 0; c < C; c++) row[c] += pos[t * C + c];
         }
     }
 }
 
 // ref: modeling_vit.py ViTLayer.forward (pre-norm: attention then MLP, each with a residual)
-static void block_forward(const vit_model *m, const vit_block *blk, const workspace_plan *p,
-                          float *ws, float *attn_probs, vitc_int B, vitc_int T, int threads) {
-    const vitc_int C = m->C, H = m->H, BT = B * T;
+static int block_forward(const vit_model *m, const vit_block *blk, const vit_plan *p, float *ws,
+                         float *attn_probs) {
+    const vitc_int C = m->C, H = m->H, T = p->T, BT = p->B * T;
+    const int threads = p->threads;
     float *x = ws + p->x, *a = ws + p->a, *qkv = ws + p->qkv, *ctx = ws + p->ctx;
     float *hidden = ws + p->big;
     void *lowp = ws + p->lowp;
 
     // `a` is free again once the GEMM after each layernorm has read it: it holds the
-    // reduced-precision GEMM outputs before their residual adds.
+    // reduced-precision GEMM outputs before their residual adds. A stop request is honoured
+    // between the stages (and inside the long ones).
     layernorm(a, x, blk->norm1_w, blk->norm1_b, m->eps, BT, C, threads);
-    block_linear(m, qkv, a, &blk->qkv_w, blk->qkv_b, VITC_ACT_NONE, 0, NULL, lowp, BT, 3 * C, C,
-                 T, threads);
-    attention_job job = {ctx, attn_probs, ws + p->attn, qkv, T, C, H, p->attn_len,
-                         1.0f / sqrtf((float)(C / H)), !attn_probs && bf16_attention(m)};
-    vitc_parallel_for(B * H, threads, attention_task, &job);
-    block_linear(m, x, ctx, &blk->proj_w, blk->proj_b, VITC_ACT_NONE, 1, a, lowp, BT, C, C, T, threads);
+    block_linear(m, qkv, a, &blk->qkv_w, blk->qkv_b, VITC_ACT_NONE, 0, NULL, lowp, BT, 3 * C, C, T,
+                 threads);
+    if (vitc_stopping()) return VIT_STOPPED;
+    attention_job job = {ctx,
+                         attn_probs,
+                         ws + p->attn,
+                         qkv,
+                         T,
+                         C,
+                         H,
+                         p->attn_len,
+                         1.0f / sqrtf((float)(C / H)),
+                         !attn_probs && p->bf16_attention};
+    vitc_parallel_for(p->B * H, threads, attention_task, &job);
+    if (vitc_stopping()) return VIT_STOPPED;
+    block_linear(m, x, ctx, &blk->proj_w, blk->proj_b, VITC_ACT_NONE, 1, a, lowp, BT, C, C, T,
+                 threads);
+    if (vitc_stopping()) return VIT_STOPPED;
 
     layernorm(a, x, blk->norm2_w, blk->norm2_b, m->eps, BT, C, threads);
-    block_linear(m, hidden, a, &blk->fc1_w, blk->fc1_b, m->act, 0, NULL, lowp, BT, m->F, C,
-                 T, threads);
-    block_linear(m, x, hidden, &blk->fc2_w, blk->fc2_b, VITC_ACT_NONE, 1, a, lowp, BT, C, m->F,
-                 T, threads);
+    block_linear(m, hidden, a, &blk->fc1_w, blk->fc1_b, m->act, 0, NULL, lowp, BT, m->F, C, T,
+                 threads);
+    if (vitc_stopping()) return VIT_STOPPED;
+    block_linear(m, x, hidden, &blk->fc2_w, blk->fc2_b, VITC_ACT_NONE, 1, a, lowp, BT, C, m->F, T,
+                 threads);
+    return vitc_stopping() ? VIT_STOPPED : VIT_DONE;
 }
 
-void vit_forward(const vit_model *m, const vit_outputs *out, const float *pixels, vitc_int B,
-                 vitc_int Hi, vitc_int Wi, float *workspace, int threads) {
-    const workspace_plan p = plan_workspace(m, B, Hi, Wi, threads);
-    const vitc_int C = m->C, T = (Hi / m->P) * (Wi / m->P) + 1, BT = B * T;
-    float *x = workspace + p.x;
-    if (B == 0) return;
+// out (B, N) = head(inp rows ld_inp apart), or a copy of the rows (N = C) for an identity head.
+static void apply_head(float *out, const float *inp, vitc_int ld_inp, const float *w,
+                       const float *b, vitc_int B, vitc_int N, vitc_int C, int threads) {
+    if (w == NULL) {  // ref: ViTForImageClassification with num_labels=0, classifier = Identity()
+        for (vitc_int i = 0; i < B; i++)
+            memcpy(out + i * C, inp + i * ld_inp, (size_t)C * sizeof(float));
+        return;
+    }
+    linear_strided(out, inp, ld_inp, w, b, VITC_ACT_NONE, 0, B, N, C, 1, threads);
+}
 
-    embed(m, x, workspace + p.big, pixels, B, Hi, Wi, threads);
+// head_in (B, C) = fc_norm(mean of the patch tokens of last), the prefix tokens excluded; the sum
+// runs over tokens in order, in double, per image (the same value whatever the batch).
+// ref: timm vision_transformer.py VisionTransformer.forward_head (global_pool="avg")
+static void average_pool(const vit_model *m, const vit_plan *p, float *head_in, double *acc,
+                         const float *last) {
+    const vitc_int C = m->C, T = p->T;
+    for (vitc_int b = 0; b < p->B; b++) {
+        for (vitc_int c = 0; c < C; c++) acc[c] = 0.0;
+        for (vitc_int t = m->prefix; t < T; t++) {
+            const float *row = last + (b * T + t) * C;
+            for (vitc_int c = 0; c < C; c++) acc[c] += row[c];
+        }
+        for (vitc_int c = 0; c < C; c++) head_in[b * C + c] = (float)(acc[c] / (double)p->Np);
+    }
+}
+
+int vit_forward(const vit_model *m, const vit_plan *p, const vit_outputs *out, const float *pixels,
+                const float *pos, float *workspace) {
+    const vitc_int C = m->C, T = p->T, B = p->B, BT = B * T;
+    const int threads = p->threads;
+    float *x = workspace + p->x;
+    if (B == 0) return VIT_DONE;
+
+    embed(m, p, x, workspace + p->big, pixels, pos);
     if (out->hidden) memcpy(out->hidden, x, (size_t)(BT * C) * sizeof(float));
     for (vitc_int l = 0; l < m->L; l++) {
         float *probs = out->attn ? out->attn + l * B * m->H * T * T : NULL;
-        block_forward(m, &m->blocks[l], &p, workspace, probs, B, T, threads);
-        if (out->hidden) memcpy(out->hidden + (l + 1) * BT * C, x, (size_t)(BT * C) * sizeof(float));
+        if (block_forward(m, &m->blocks[l], p, workspace, probs) != VIT_DONE) return VIT_STOPPED;
+        if (out->hidden)
+            memcpy(out->hidden + (l + 1) * BT * C, x, (size_t)(BT * C) * sizeof(float));
     }
-    // ref: modeling_vit.py ViTModel.forward `sequence_output = self.layernorm(hidden_states)`
-    layernorm(out->last, x, m->norm_w, m->norm_b, m->eps, BT, C, threads);
+    // ref: modeling_vit.py ViTModel.forward `sequence_output = self.layernorm(hidden_states)`;
+    // timm with average pooling has no norm here (its fc_norm follows the pooling)
+    if (m->norm_w)
+        layernorm(out->last, x, m->norm_w, m->norm_b, m->eps, BT, C, threads);
+    else
+        memcpy(out->last, x, (size_t)(BT * C) * sizeof(float));
+    if (vitc_stopping()) return VIT_STOPPED;
 
-    // The two small GEMMs on the class tokens also run on vitc's pool: a multi-threaded BLAS call
+    // The small GEMMs on the pooled tokens also run on vitc's pool: a multi-threaded BLAS call
     // here would leave OpenBLAS's threads spinning into the next forward, beside vitc's (seen:
-    // blas_thread_server at 5-7 % of the int8 ViT-L profile).
-    // ref: ViTForImageClassification.forward `logits = self.classifier(sequence_output[:, 0, :])`
-    if (out->logits && m->head_w)
-        linear_strided(out->logits, out->last, T * C, m->head_w, m->head_b, VITC_ACT_NONE, 0, B, m->K,
-                       C, 1, threads);
-    // ref: ViTPooler.forward `tanh(dense(hidden_states[:, 0]))`
-    if (out->pooled && m->pool_w) {
-        linear_strided(out->pooled, out->last, T * C, m->pool_w, m->pool_b, VITC_ACT_NONE, 0, B, C, C,
-                       1, threads);
-        for (vitc_int i = 0; i < B * C; i++) out->pooled[i] = tanhf(out->pooled[i]);
+    // blas_thread_server at 5-7 % of the int8 ViT-L profile). One image's row per BLAS call.
+    const float *head_in = out->last;  // the CLS row of each image, T * C apart
+    vitc_int ld_head = T * C;
+    if (m->pool == VITC_POOL_AVG || m->fc_norm_w) {
+        // ref: timm VisionTransformer.forward_head: pool, then fc_norm (identity when absent)
+        float *pooled = workspace + p->head;
+        if (m->pool == VITC_POOL_AVG)
+            average_pool(m, p, pooled, (double *)(workspace + p->acc), out->last);
+        else
+            for (vitc_int b = 0; b < B; b++)
+                memcpy(pooled + b * C, out->last + b * T * C, (size_t)C * sizeof(float));
+        if (m->fc_norm_w) layernorm(pooled, pooled, m->fc_norm_w, m->fc_norm_b, m->eps, B, C, 1);
+        head_in = pooled;
+        ld_head = C;
     }
+    const vitc_int K = m->K > 0 ? m->K : C;  // an identity head passes C features through
+    if (m->head && !m->distilled) {
+        // ref: ViTForImageClassification.forward: self.classifier(sequence_output[:, 0, :])
+        apply_head(out->logits, head_in, ld_head, m->head_w, m->head_b, B, K, C, threads);
+    } else if (m->head) {
+        // ref: modeling_deit.py DeiTForImageClassificationWithTeacher.forward:
+        // (cls_classifier(x[:, 0]) + distillation_classifier(x[:, 1])) / 2
+        apply_head(out->cls_logits, out->last, T * C, m->head_w, m->head_b, B, K, C, threads);
+        apply_head(out->dist_logits, out->last + C, T * C, m->head_dist_w, m->head_dist_b, B, K, C,
+                   threads);
+        for (vitc_int i = 0; i < B * K; i++)
+            out->logits[i] = (out->cls_logits[i] + out->dist_logits[i]) / 2.0f;
+    }
+    // ref: ViTPooler.forward `activation(dense(hidden_states[:, 0]))` (tanh unless pooler_act)
+    if (out->pooled && m->pool_w)
+        linear_strided(out->pooled, out->last, T * C, m->pool_w, m->pool_b, m->pool_act, 0, B,
+                       m->Cp, C, 1, threads);
+    return vitc_stopping() ? VIT_STOPPED : VIT_DONE;
 }

@@ -1,4 +1,5 @@
-// vitc_py.h: what the Python-facing C files (module.c, ufuncs.c, forward_py.c) share.
+// vitc_py.h: what the Python-facing C files (module.c, runtime_py.c, ufuncs_py.c, model_py.c,
+// lowp_py.c) share.
 // Kernel files never include this (it pulls in Python.h and NumPy's C API).
 // module.c defines VITC_MODULE_INIT before including it: it alone imports the NumPy API tables.
 #ifndef VITC_PY_H
@@ -16,24 +17,38 @@
 #include <numpy/arrayobject.h>
 #include <numpy/ufuncobject.h>
 
-// ufuncs.c: creates the ufunc objects and adds them to the module; -1 with an exception set.
+// ufuncs_py.c: creates the ufunc objects and adds them to the module; -1 with an exception set.
 int vitc_register_ufuncs(PyObject *module);
 
-// forward_py.c: method table entries for the model forward.
-PyObject *vitc_py_vit_forward(PyObject *self, PyObject *args);
-PyObject *vitc_py_vit_workspace_len(PyObject *self, PyObject *args);
-#define VITC_PY_FORWARD_METHODS                                                               \
-    {"vit_forward", vitc_py_vit_forward, METH_VARARGS, "internal: see vitc.model.ViT"},        \
-    {"vit_workspace_len", vitc_py_vit_workspace_len, METH_VARARGS, "internal: see vitc.model"},
+// runtime_py.c: threads, BLAS and CPU reports, kernel tiers.
+PyObject *vitc_py_set_num_threads(PyObject *self, PyObject *arg);
+PyObject *vitc_py_get_num_threads(PyObject *self, PyObject *unused);
+PyObject *vitc_py_blas_info(PyObject *self, PyObject *unused);
+PyObject *vitc_py_cpu_features(PyObject *self, PyObject *unused);
+PyObject *vitc_py_tier(PyObject *self, PyObject *unused);
+PyObject *vitc_py_supported_tiers(PyObject *self, PyObject *unused);
+PyObject *vitc_py_set_tier(PyObject *self, PyObject *arg);
+PyObject *vitc_py_kernels(PyObject *self, PyObject *unused);
+// -1 with ValueError set when the VITC_TIER environment variable names no tier.
+int vitc_check_tier_env(void);
 
-// lowp_py.c: private hooks to test and benchmark the bf16/int8 kernels (kernels_gemm_lowp.c).
+// At import: remember the main thread, register the exit hook (atexit.register(_core._at_exit)).
+int vitc_init_runtime(PyObject *module);
+// Whether the calling thread is Python's main thread (the one that runs signal handlers).
+int vitc_py_is_main_thread(void);
+// _at_exit(): stop every running vitc call and wait (bounded) until none runs vitc or BLAS code.
+PyObject *vitc_py_at_exit(PyObject *self, PyObject *unused);
+
+// model_py.c: the Model type and the names it accepts (ACTIVATIONS, PRECISIONS, POOLS, PACKING).
+int vitc_register_model(PyObject *module);
+PyObject *vitc_py_set_workspace_limit(PyObject *self, PyObject *arg);
+
+// lowp_py.c: private hooks to test and benchmark the bf16/int8 kernels (kernels/gemm_*.c).
 PyObject *vitc_py_pack_bf16(PyObject *self, PyObject *w);
 PyObject *vitc_py_linear_bf16(PyObject *self, PyObject *args);
 PyObject *vitc_py_pack_int8(PyObject *self, PyObject *w);
 PyObject *vitc_py_linear_int8(PyObject *self, PyObject *args);
 PyObject *vitc_py_attention_bf16(PyObject *self, PyObject *args);
-PyObject *vitc_py_lowp_kernels(PyObject *self, PyObject *noargs);
-PyObject *vitc_py_set_lowp_kernels(PyObject *self, PyObject *arg);
 #define VITC_PY_LOWP_METHODS                                                                  \
     {"_pack_bf16", vitc_py_pack_bf16, METH_O,                                                  \
      "_pack_bf16(w) -> uint16 array\n\ninternal: pack float32 (N, K) weights for _linear_bf16."}, \
@@ -44,10 +59,6 @@ PyObject *vitc_py_set_lowp_kernels(PyObject *self, PyObject *arg);
     {"_linear_int8", vitc_py_linear_int8, METH_VARARGS,                                        \
      "_linear_int8(x, packed, scales, col_sums, N, K, b, act) -> out\n\ninternal: int8 linear."}, \
     {"_attention_bf16", vitc_py_attention_bf16, METH_VARARGS,                                   \
-     "_attention_bf16(q, k, v, scale) -> out\n\ninternal: the AMX bf16 attention kernel."},       \
-    {"_lowp_kernels", vitc_py_lowp_kernels, METH_NOARGS,                                       \
-     "_lowp_kernels() -> dict\n\ninternal: the bf16 and int8 code paths used on this CPU."},   \
-    {"_set_lowp_kernels", vitc_py_set_lowp_kernels, METH_O,                                    \
-     "_set_lowp_kernels(level)\n\ninternal test hook: 'best', 'avx512' or 'fallback' kernels."},
+     "_attention_bf16(q, k, v, scale) -> out\n\ninternal: the AMX bf16 attention kernel."},
 
 #endif  // VITC_PY_H

@@ -10,9 +10,17 @@ import pytest
 # tools/mnist_data.py (the default model's MNIST digits) is a loader for tools and tests, not vitc API.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from factories import load_default_hf, make_model
+from tiers import TIERS, at_tier
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 import vitc
+
+
+@pytest.fixture(params=TIERS)
+def tier(request):
+    """Each supported kernel tier in turn (cpu.h): the test runs once per tier."""
+    with at_tier(request.param):
+        yield request.param
 
 
 @pytest.fixture(scope="module")

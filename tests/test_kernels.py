@@ -129,13 +129,6 @@ EDGE = [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-40, -1e-40, 1e-30, 3e38, -3e38, 1
         -9.0, -12.0, -20.0, -200.0, 20.0]
 
 
-@pytest.fixture(params=[True, False], ids=["simd", "scalar"])
-def simd(request):
-    _core._set_simd(request.param)
-    yield request.param
-    _core._set_simd(True)
-
-
 def slow_gelu(name, x):
     """The slow twin in float64."""
     return getattr(_slow, name)(np.asarray(x, np.float64))
@@ -154,7 +147,7 @@ def assert_gelu_close(name, x, y, ref, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [1, 3, 17, 64, 1025])
 @pytest.mark.parametrize("name", ["gelu", "gelu_tanh"])
-def test_gelu_vs_slow_and_torch(name, n, dtype, simd):
+def test_gelu_vs_slow_and_torch(name, n, dtype, tier):
     x = (rng(n).standard_normal(n) * 4).astype(dtype)
     y = getattr(_core, name)(x)
     assert_gelu_close(name, x, y, slow_gelu(name, x), dtype)
@@ -166,7 +159,7 @@ def test_gelu_vs_slow_and_torch(name, n, dtype, simd):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ["gelu", "gelu_tanh"])
-def test_gelu_dense_range_and_edges(name, dtype, simd):
+def test_gelu_dense_range_and_edges(name, dtype, tier):
     x = np.concatenate([np.linspace(-15, 15, 30001), EDGE]).astype(dtype)
     with np.errstate(all="raise", under="ignore"):  # no spurious invalid/overflow flags
         y = getattr(_core, name)(x)
@@ -175,7 +168,7 @@ def test_gelu_dense_range_and_edges(name, dtype, simd):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ["gelu", "gelu_tanh"])
-def test_gelu_edges_like_torch(name, dtype, simd):
+def test_gelu_edges_like_torch(name, dtype, tier):
     """inf, NaN, -0, huge and tiny values as torch.nn.functional.gelu gives them: NaN at -inf."""
     x = np.array(EDGE * 2, dtype)  # 38 values: the vector body and its masked tail
     with np.errstate(all="raise", under="ignore"):
@@ -231,7 +224,7 @@ def test_gelu_overlapping_out():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [1, 3, 17, 64, 1025])
-def test_layer_norm_vs_slow_and_torch(n, dtype):
+def test_layer_norm_vs_slow_and_torch(n, dtype, tier):
     g = rng(n)
     x = (g.standard_normal((5, n)) * 3 + 2).astype(dtype)
     w, b = g.standard_normal(n).astype(dtype), g.standard_normal(n).astype(dtype)
@@ -258,7 +251,7 @@ def test_layer_norm_layouts_broadcast_out(dtype, layout):
     assert_close(xv, ref, ROW_RTOL[dtype], ROW_ATOL[dtype], dtype)
 
 
-def test_layer_norm_edges_and_scalars():
+def test_layer_norm_edges_and_scalars(tier):
     x = np.array([[1.0, np.nan, 2.0], [np.inf, 1.0, 2.0], [1e30, -1e30, 0.0], [7.0, 7.0, 7.0]], np.float32)
     w, b = np.ones(3, np.float32), np.zeros(3, np.float32)
     with np.errstate(invalid="ignore"):
@@ -280,7 +273,7 @@ def test_layer_norm_edges_and_scalars():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [1, 3, 17, 64, 1025])
-def test_softmax_vs_slow_and_torch(n, dtype, simd):
+def test_softmax_vs_slow_and_torch(n, dtype, tier):
     x = (rng(n).standard_normal((4, n)) * 10).astype(dtype)
     y = _core.softmax(x)
     assert_close(y, _slow.softmax(x), ROW_RTOL[dtype], ROW_ATOL[dtype], dtype)
@@ -302,7 +295,7 @@ def test_softmax_layouts_out_inplace(dtype, layout):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_softmax_edges_like_torch(dtype, simd):
+def test_softmax_edges_like_torch(dtype, tier):
     x = np.array(
         [[0.0, np.nan, 1.0], [-np.inf, -np.inf, -np.inf], [-np.inf, 0.0, 1.0], [1e30, -1e30, 0.0],
          [-1e-45, 0.0, 88.0], [-200.0, -150.0, -100.0]],
@@ -323,7 +316,7 @@ LINEAR_SIZES = [(1, 1, 1), (3, 17, 5), (17, 3, 64), (64, 65, 33), (1025, 64, 17)
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mkn", LINEAR_SIZES)
-def test_linear_vs_slow_and_torch(mkn, dtype):
+def test_linear_vs_slow_and_torch(mkn, dtype, tier):
     m, k, n = mkn
     g = rng(m * k * n)
     x, w, b = (g.standard_normal(s).astype(dtype) for s in ((m, k), (n, k), (n,)))
@@ -384,7 +377,7 @@ def sdpa(q, k, v, scale):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("stde", ATTN_SIZES)
-def test_attention_vs_slow_and_torch(stde, dtype, simd):
+def test_attention_vs_slow_and_torch(stde, dtype, tier):
     s, tt, d, e = stde
     g = rng(s + tt + d)
     batch = (2, 3) if s * tt < 100_000 else (2,)  # fewer heads of ViT-L's 1025 tokens: the refs are slow
@@ -424,7 +417,7 @@ def test_attention_layouts_scale_broadcast_out(dtype, layout):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_attention_items_on_threads_with_broadcast_strided_keys(dtype, simd):
+def test_attention_items_on_threads_with_broadcast_strided_keys(dtype, tier):
     """The loop dimension's items run on vitc's threads: a broadcast input that needs a copy (here
     k and v, shared by every item and not contiguous) is copied by every thread, not only the first."""
     g = rng(10)
@@ -458,7 +451,7 @@ MLP_SIZES = [(1, 1, 1), (3, 17, 5), (17, 8, 64), (65, 64, 256), (1025, 32, 128),
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mcf", MLP_SIZES)
-def test_mlp_vs_slow_and_torch(mcf, dtype):
+def test_mlp_vs_slow_and_torch(mcf, dtype, tier):
     m, c, f = mcf
     g = rng(m + c + f)
     x, w1, b1, w2, b2 = (g.standard_normal(s).astype(dtype) for s in ((m, c), (f, c), (f,), (c, f), (c,)))
@@ -492,7 +485,7 @@ def _plant_nonfinite(a, spots):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_linear_nonfinite_like_torch(dtype):
+def test_linear_nonfinite_like_torch(dtype, tier):
     g = rng(13)
     spots = [((1, 2), np.nan), ((2, 3), np.inf), ((3, 4), -np.inf)]
     x = _plant_nonfinite(g.standard_normal((6, 10)).astype(dtype), spots)
@@ -506,7 +499,7 @@ def test_linear_nonfinite_like_torch(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_attention_nonfinite_like_torch(dtype, simd):
+def test_attention_nonfinite_like_torch(dtype, tier):
     g = rng(14)
     q = _plant_nonfinite(g.standard_normal((3, 13, 8)).astype(dtype),
                          [((0, 1, 2), np.nan), ((0, 2, 3), np.inf), ((0, 3, 4), -np.inf)])
@@ -520,7 +513,7 @@ def test_attention_nonfinite_like_torch(dtype, simd):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_mlp_nonfinite_like_torch(dtype):
+def test_mlp_nonfinite_like_torch(dtype, tier):
     g = rng(15)
     spots = [((1, 2), np.nan), ((2, 3), np.inf), ((3, 4), -np.inf)]
     x = _plant_nonfinite(g.standard_normal((6, 8)).astype(dtype), spots)
@@ -791,18 +784,20 @@ def test_set_num_threads_and_threadpoolctl():
 CSRC = Path(__file__).resolve().parents[1] / "csrc"
 # The Python-facing C files (STYLE.md: ufunc loops, module init, their private hooks); every other
 # csrc file is a kernel or a helper of the kernels.
-PY_GLUE = {"module.c", "ufuncs.c", "forward_py.c", "lowp_py.c", "vitc_py.h"}
+PY_GLUE = {"module.c", "runtime_py.c", "ufuncs_py.c", "model_py.c", "lowp_py.c", "vitc_py.h"}
 
 
 def test_kernel_files_do_not_include_python():
-    files = {p.name: p for p in CSRC.glob("*.[ch]")}
+    files = {str(p.relative_to(CSRC)): p for p in CSRC.rglob("*.[ch]")}
     assert PY_GLUE <= set(files), sorted(files)
     kernel_files = sorted(set(files) - PY_GLUE)
-    assert {"kernels_linear.c", "kernels_attention.c", "threads.c", "cpu.c", "vit_forward.c"} <= set(kernel_files)
+    assert {"kernels/linear.c", "kernels/attention.c", "threads.c", "cpu.c", "vit_forward.c"} <= set(kernel_files)
+    # The pure kernels live in csrc/kernels/ and never include the glue's headers.
+    assert all(not name.endswith("_py.c") for name in kernel_files)
     python_include = re.compile(r'^\s*#\s*include\s*[<"](Python\.h|numpy/[^>"]*|vitc_py\.h)[>"]', re.M)
     offenders = {name: python_include.findall(files[name].read_text()) for name in kernel_files}
     assert not {k: v for k, v in offenders.items() if v}, offenders
-    assert python_include.search(files["ufuncs.c"].read_text())  # the pattern finds a real include
+    assert python_include.search(files["ufuncs_py.c"].read_text())  # the pattern finds a real include
 
 
 def test_unbuilt_source_tree_says_how_to_build(tmp_path):

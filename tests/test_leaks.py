@@ -175,7 +175,7 @@ def test_forward_error_path_does_not_leak(small_model):
 
 def test_forward_refcounts_flat(small_model):
     x = rng().standard_normal((1, 3, 30, 30)).astype(np.float32)
-    weights = small_model._weights  # what the C forward borrows on every call
+    weights = list(small_model._model.tensors.values())  # what the C model reads on every call
     before_x = sys.getrefcount(x)
     before_w = [sys.getrefcount(a) for a in weights if a is not None]
     for _ in range(FORWARD_CALLS):

@@ -1,5 +1,5 @@
 """Reduced-precision models with 64-wide heads run attention in bf16 on AMX tiles where the CPU has
-them (csrc/kernels_attention_amx.c); their outputs must stay close to transformers' fp32 model.
+them (csrc/kernels/attention_amx.c); their outputs must stay close to transformers' fp32 model.
 
 The kernel itself is checked against NumPy in test_lowp_kernels.py; here the model wiring: the
 right kernel is chosen, the outputs keep the bf16 accuracy bar, and requesting attentions (which
@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 from factories import make_checkpoint
+from tiers import TIERS, at_tier
 
 import vitc
 from vitc import _core
 
-AMX_BF16 = "amx_bf16" in _core.cpu_features()
+AMX_BF16 = _core.kernels()["bf16/int8 attention"] == "amx_bf16"  # at the best tier allowed here
 # 64-wide heads (as in ViT-B and ViT-L), 65 tokens: two query blocks with a tail of one row.
 CONFIG = dict(image_size=64, patch_size=8, hidden_size=128, num_attention_heads=2, intermediate_size=256)
 
@@ -70,12 +71,9 @@ def test_kernel_level_change_between_calls(checkpoint):
     folder, _ = checkpoint
     model = vitc.ViT.from_pretrained(folder, dtype="bfloat16")
     x = np.random.default_rng(2).standard_normal((1, 3, 16, 16), dtype=np.float32)  # T = 5
-    try:
-        _core._set_lowp_kernels("avx512")
+    below_amx = [t for t in TIERS if t != "amx"][-1]
+    with at_tier(below_amx):
         fp32_attention = model(x, interpolate_pos_encoding=True).logits
-        _core._set_lowp_kernels("best")
-        best = model(x, interpolate_pos_encoding=True).logits
-    finally:
-        _core._set_lowp_kernels("best")
+    best = model(x, interpolate_pos_encoding=True).logits
     np.testing.assert_allclose(best, fp32_attention, rtol=0, atol=0.05 * np.abs(fp32_attention).max())
     assert np.array_equal(best, fp32_attention) != AMX_BF16

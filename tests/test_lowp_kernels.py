@@ -1,18 +1,19 @@
-"""bf16 and int8 linear kernels (csrc/kernels_gemm_lowp.c) against NumPy twins written here.
+"""bf16 and int8 linear kernels (csrc/kernels/gemm_bf16.c, gemm_int8.c, amx.c) against NumPy twins.
 
 bf16: inputs and weights rounded to bf16 (nearest even, NaN kept, float denormals to zero), exact
 products, fp32 sums: compared with a float64 sum of the same rounded values.
 int8: quantization emulated in float32 exactly as the kernel defines it, int32 sums in int64:
 packed weights, scales, column sums and (without activation) outputs must match bit for bit.
-Every kernel level is run: the best the CPU has (AMX tiles on this CI's Xeon), AVX-512 without AMX,
-and the portable fallbacks, with 1 and 2 threads. The bf16 attention kernel (AMX) is checked against
-a float64 softmax of the same bf16-rounded inputs.
+Every kernel tier the machine supports is run (the `tier` fixture: AMX tiles on this CI's Xeon,
+AVX-512 without AMX, AVX2 and portable, which run the portable code), with 1 and 2 threads. The bf16
+attention kernel (AMX) is checked against a float64 softmax of the same bf16-rounded inputs.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from tiers import TIERS, at_tier
 
 import vitc
 from vitc import _core
@@ -38,16 +39,6 @@ SHAPES = [
 FP32_EPS = 2.0**-24
 BF16_REL_VS_FP32 = 6e-3  # relative (Frobenius) error of the bf16 linear vs fp32, realistic data
 INT8_REL_VS_FP32 = 3e-2
-
-
-LEVELS = ["best", "avx512", "fallback"]
-
-
-@pytest.fixture(params=LEVELS)
-def simd(request):
-    _core._set_lowp_kernels(request.param)
-    yield request.param
-    _core._set_lowp_kernels("best")
 
 
 @pytest.fixture
@@ -132,23 +123,37 @@ def data(rng, M, N, K, bias):
 # bf16
 
 
+def expected_lowp_kernels(flags: set[str], tier: str) -> dict[str, str]:
+    """The reduced-precision code cpu.c's policy should pick at ``tier`` on a CPU with ``flags``."""
+    amx, avx512 = tier == "amx", tier in ("avx512", "amx")
+
+    def pick(amx_code: str, avx512_code: str) -> str:
+        if amx and amx_code in flags:
+            return amx_code
+        return avx512_code if avx512 and avx512_code in flags else "portable"
+
+    bf16, int8 = pick("amx_bf16", "avx512_bf16"), pick("amx_int8", "avx512_vnni")
+    attention = "amx_bf16" if bf16 == "amx_bf16" else "float32"
+    return {"bf16 GEMM": bf16, "int8 GEMM": int8, "bf16/int8 attention": attention}
+
+
 def test_dispatch_report():
-    """The report follows the CPU's features and the level hook."""
+    """The report follows the CPU's features and the tier."""
     flags = set(_core.cpu_features())
-    want_bf16 = "amx_bf16" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else "fallback"
-    want_int8 = "amx_int8" if "amx_int8" in flags else "avx512_vnni" if "avx512_vnni" in flags else "fallback"
     # AMX also needs the OS to grant the tile state; Linux does on every kernel since 5.16.
-    want_attention = "amx_bf16" if "amx_bf16" in flags else "float32"
-    assert _core._lowp_kernels() == {"bf16": want_bf16, "int8": want_int8, "attention": want_attention}
-    try:
-        _core._set_lowp_kernels("avx512")
-        assert "amx" not in "".join(_core._lowp_kernels().values())
-        _core._set_lowp_kernels("fallback")
-        assert _core._lowp_kernels() == {"bf16": "fallback", "int8": "fallback", "attention": "float32"}
-        with pytest.raises(ValueError, match="expected 'best'"):
-            _core._set_lowp_kernels("fastest")
-    finally:
-        _core._set_lowp_kernels("best")
+    for tier in TIERS:
+        with at_tier(tier):
+            kernels = _core.kernels()
+            assert {k: kernels[k] for k in ("bf16 GEMM", "int8 GEMM", "bf16/int8 attention")} == (
+                expected_lowp_kernels(flags, tier)
+            )
+            if tier != "amx":
+                assert "amx" not in "".join(kernels.values())
+    with at_tier("portable"):
+        assert _core.kernels()["bf16 GEMM"] == "portable" and _core.kernels()["int8 GEMM"] == "portable"
+        assert _core.kernels()["bf16/int8 attention"] == "float32"
+    with pytest.raises(ValueError, match="expected one of amx, avx512, avx2, portable"):
+        _core._set_tier("fastest")
 
 
 def test_pack_bf16_rounding(rng):
@@ -164,7 +169,7 @@ def test_pack_bf16_rounding(rng):
 
 @pytest.mark.parametrize("M,N,K", SHAPES)
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear_bf16(rng, simd, M, N, K, bias):
+def test_linear_bf16(rng, tier, M, N, K, bias):
     x, w, b = data(rng, M, N, K, bias)
     out = _core._linear_bf16(x, _core._pack_bf16(w), N, K, b, 0)
     xb, wb = bf16_round(x).astype(np.float64), bf16_round(w).astype(np.float64)
@@ -175,7 +180,7 @@ def test_linear_bf16(rng, simd, M, N, K, bias):
 
 
 @pytest.mark.parametrize("act", ACTS)
-def test_linear_bf16_act(rng, simd, act):
+def test_linear_bf16_act(rng, tier, act):
     M, N, K = 19, 45, 70
     x, w, b = data(rng, M, N, K, True)
     out = _core._linear_bf16(x, _core._pack_bf16(w), N, K, b, act)
@@ -189,16 +194,13 @@ def test_bf16_simd_matches_fallback(rng, M, N, K, act):
     x, w, b = data(rng, M, N, K, True)
     wp = _core._pack_bf16(w)
     fast = _core._linear_bf16(x, wp, N, K, b, act)
-    _core._set_lowp_kernels("fallback")
-    try:
+    with at_tier("portable"):
         slow = _core._linear_bf16(x, wp, N, K, b, act)
-    finally:
-        _core._set_lowp_kernels("best")
     # Same products, fp32 sums; the fallback even follows vdpbf16ps's order (odd, then even).
     np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5 * np.sqrt(K))
 
 
-def test_bf16_nonfinite(rng, simd):
+def test_bf16_nonfinite(rng, tier):
     """NaN in a row of x makes that output row NaN; inf gives inf or NaN (inf * 0 weights)."""
     M, N, K = 5, 40, 33
     x, w, b = data(rng, M, N, K, True)
@@ -233,14 +235,14 @@ def test_pack_int8(rng):
 
 @pytest.mark.parametrize("M,N,K", SHAPES)
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear_int8_exact(rng, simd, M, N, K, bias):
+def test_linear_int8_exact(rng, tier, M, N, K, bias):
     x, w, b = data(rng, M, N, K, bias)
     out = _core._linear_int8(x, *_core._pack_int8(w), N, K, b, 0)
     np.testing.assert_array_equal(out, int8_ref(x, w, b))
 
 
 @pytest.mark.parametrize("act", ACTS)
-def test_linear_int8_act(rng, simd, act):
+def test_linear_int8_act(rng, tier, act):
     M, N, K = 19, 45, 70
     x, w, b = data(rng, M, N, K, True)
     out = _core._linear_int8(x, *_core._pack_int8(w), N, K, b, act)
@@ -253,15 +255,12 @@ def test_int8_simd_matches_fallback(rng, act):
     x, w, b = data(rng, M, N, K, True)
     packed = _core._pack_int8(w)
     fast = _core._linear_int8(x, *packed, N, K, b, act)
-    _core._set_lowp_kernels("fallback")
-    try:
+    with at_tier("portable"):
         slow = _core._linear_int8(x, *packed, N, K, b, act)
-    finally:
-        _core._set_lowp_kernels("best")
     np.testing.assert_array_equal(fast, slow)  # int32 sums are exact, epilogue identical
 
 
-def test_int8_nonfinite(rng, simd):
+def test_int8_nonfinite(rng, tier):
     """A row of x with NaN/inf, or a weight channel with NaN/inf, gives an all-NaN row/column."""
     M, N, K = 6, 40, 33
     x, w, b = data(rng, M, N, K, True)
@@ -367,7 +366,7 @@ def attention_f64(q, k, v, scale):
     return e @ v.astype(np.float64) / e.sum(axis=1, keepdims=True)
 
 
-AMX_BF16 = "amx_bf16" in _core.cpu_features()
+AMX_BF16 = _core.kernels()["bf16/int8 attention"] == "amx_bf16"  # at the best tier allowed here
 
 
 @pytest.mark.parametrize("S,T,D", [(1, 1, 64), (5, 7, 32), (33, 70, 64), (1025, 1025, 64), (64, 31, 32)])

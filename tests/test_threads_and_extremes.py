@@ -143,11 +143,14 @@ def test_batch_too_large_for_memory_raises_memory_error(small_model):
     assert small_model(pixels(1)).logits.shape == (1, 10)  # still usable afterwards
 
 
-def test_workspace_too_large_raises_memory_error(small_model, monkeypatch):
-    """Same when only the workspace is too large (outputs fit): the failure is in np.empty."""
+def test_workspace_too_large_raises_memory_error(small_model):
+    """Same when only the workspace is too large (outputs fit): the failure is in the C model's
+    allocation of its working memory."""
     from vitc import _core
 
-    monkeypatch.setattr(_core, "vit_workspace_len", lambda *a: 1 << 60, raising=True)
-    small_model._local.__dict__.clear()
-    with pytest.raises(MemoryError):
-        small_model(pixels(1))
+    _core._set_workspace_limit(1)  # every workspace is refused, as a huge one would be
+    try:
+        with pytest.raises(MemoryError, match="working memory"):
+            small_model(pixels(1))
+    finally:
+        _core._set_workspace_limit(None)

@@ -31,7 +31,8 @@ export PYTHONPATH="$work"
 # The sanitized extension must be the one imported, not the editable install's.
 python -c "import vitc._core as c, sys; assert c.__file__.startswith('$work'), c.__file__; print('using', c.__file__)"
 if [ $# -eq 0 ]; then
-  set -- tests/test_kernels.py tests/test_model.py tests/test_lowp_kernels.py tests/test_lowp_attention.py \
+  set -- tests/test_kernels.py tests/test_model.py tests/test_model_core.py tests/test_lowp_kernels.py \
+    tests/test_lowp_attention.py \
     tests/test_lowp_model.py tests/test_convert_lowp.py tests/test_threads_and_extremes.py \
     tests/test_hostile_files.py -k "not kakaobrain"
 fi

@@ -2,8 +2,9 @@
 
 ``ViT.from_pretrained`` takes a converted ``.vitc`` file or a Hugging Face model folder; calling the
 model mirrors ``transformers.ViTForImageClassification`` / ``ViTModel`` (same argument and output
-names). The whole forward runs in C with the GIL released; Python only validates inputs, keeps the
-position table for the input size and the working memory for the batch shape.
+names). The model is built once into a C object (``vitc._core.Model``), which checks every weight,
+keeps the arrays and its working memory, and runs the whole forward with the GIL released; Python
+validates the inputs and keeps the position table for the input size.
 """
 
 from __future__ import annotations
@@ -23,53 +24,11 @@ from vitc.config import ViTConfig
 from vitc.io.load import load_stored
 from vitc.preprocess import ImageProcessor
 from vitc.weights import GEMM_WEIGHTS, INT8_PARTS, expected_shapes, pack_weight
-from vitc.weights import TENSOR_DTYPES as _DTYPES
 
-# HF hidden_act -> the C core's vitc_act enum (csrc/vitc_kernels.h).
-ACTIVATIONS = {
-    "gelu": 1,
-    "gelu_new": 2,
-    "gelu_pytorch_tanh": 2,
-    "gelu_fast": 2,  # 0.5x(1+tanh(0.79788456x(1+0.044715x^2))): the same function as gelu_new
-    "quick_gelu": 3,
-    "relu": 4,
-}
-
-# Order of vitc/convert.py tensor names that csrc/forward_py.c expects.
-MODEL_TENSORS = (
-    "patch_embed.proj.weight",
-    "patch_embed.proj.bias",
-    "cls_token",
-    "pos_embed",  # replaced by the table for the input size
-    "norm.weight",
-    "norm.bias",
-    "head.weight",
-    "head.bias",
-    "pooler.weight",
-    "pooler.bias",
-)
-BLOCK_TENSORS = (
-    "norm1.weight",
-    "norm1.bias",
-    "attn.qkv.weight",
-    "attn.qkv.bias",
-    "attn.proj.weight",
-    "attn.proj.bias",
-    "norm2.weight",
-    "norm2.bias",
-    "mlp.fc1.weight",
-    "mlp.fc1.bias",
-    "mlp.fc2.weight",
-    "mlp.fc2.bias",
-)
-OPTIONAL_TENSORS = {"head.weight", "head.bias", "pooler.weight", "pooler.bias", "attn.qkv.bias"}
-
-# Weight precisions of the blocks' four GEMM matrices -> the C core's vitc_wdtype (vit_forward.h).
-WEIGHT_DTYPES = {"float32": 0, "bfloat16": 1, "int8": 2}
-# Interpolated position tables kept (per input size) and workspaces kept per thread (per batch
-# shape): small LRUs, so alternating sizes do not recompute, and many sizes do not grow memory.
+# Interpolated position tables kept (per input size) and idle workspaces the C model keeps (per
+# batch shape): small LRUs, so alternating sizes do not recompute, and many sizes do not grow memory.
 POS_CACHE_SIZE = 8
-WORKSPACE_CACHE_SIZE = 2
+WORKSPACE_CACHE_SIZE = _core.Model.WORKSPACE_POOL_SIZE
 
 
 def _mapped_file(a: np.ndarray) -> mmap.mmap | None:
@@ -160,20 +119,23 @@ def _bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
     return m
 
 
-def interpolate_pos_embed(pos_embed: np.ndarray, grid_h: int, grid_w: int) -> np.ndarray:
-    """Resize a (1 + s*s, C) position table to a (grid_h, grid_w) patch grid.
+def interpolate_pos_embed(pos_embed: np.ndarray, grid_h: int, grid_w: int, prefix: int = 1) -> np.ndarray:
+    """Resize a (prefix + s*s, C) position table to a (grid_h, grid_w) patch grid.
 
-    Matches current transformers' ``ViTEmbeddings.interpolate_pos_encoding``: the class position is
-    kept, the patch part is resized with bicubic interpolation (``size=``, align_corners=False).
+    Matches current transformers' ``ViTEmbeddings.interpolate_pos_encoding``: the positions of the
+    ``prefix`` tokens (CLS; CLS and distillation for DeiT) are kept, the patch part is resized with
+    bicubic interpolation (``size=``, align_corners=False).
     """
-    num_positions = pos_embed.shape[0] - 1
+    num_positions = pos_embed.shape[0] - prefix
     s = int(round(num_positions**0.5))
     if s * s != num_positions:
-        raise ValueError(f"pos_embed: expected 1 + s*s rows for a square grid, got {pos_embed.shape[0]}")
-    grid = pos_embed[1:].astype(np.float64).reshape(s, s, -1)
+        raise ValueError(
+            f"pos_embed: expected {prefix} + s*s rows for a square grid, got {pos_embed.shape[0]}"
+        )
+    grid = pos_embed[prefix:].astype(np.float64).reshape(s, s, -1)
     mh, mw = _bicubic_matrix(s, grid_h), _bicubic_matrix(s, grid_w)
     resized = np.einsum("ys,sxc->yxc", mh, np.einsum("xt,stc->sxc", mw, grid))
-    return np.concatenate([pos_embed[:1], resized.reshape(grid_h * grid_w, -1).astype(np.float32)])
+    return np.concatenate([pos_embed[:prefix], resized.reshape(grid_h * grid_w, -1).astype(np.float32)])
 
 
 class ViT:
@@ -188,7 +150,7 @@ class ViT:
     Parameters
     ----------
     config : ViTConfig
-    tensors : dict of vitc tensor names (see vitc/convert.py) to float32 arrays; the blocks' GEMM
+    tensors : dict of vitc tensor names (see vitc/weights.py) to float32 arrays; the blocks' GEMM
         weights may instead be already packed in ``dtype`` (as a bfloat16 / int8 .vitc file stores them).
     preprocessor : the checkpoint's preprocessor_config.json settings, or None.
     dtype : precision of the blocks' weight matrices: "float32" (default), "bfloat16" or "int8"
@@ -203,51 +165,34 @@ class ViT:
         preprocessor: dict | None = None,
         dtype: str = "float32",
     ):
-        if dtype not in WEIGHT_DTYPES:
-            raise ValueError(f"dtype: expected one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
-        if config.hidden_act not in ACTIVATIONS:
-            raise ValueError(
-                f"hidden_act: expected one of {sorted(ACTIVATIONS)}, got {config.hidden_act!r}"
-            )
+        if dtype not in _core.PRECISIONS:
+            raise ValueError(f"dtype: expected one of {', '.join(_core.PRECISIONS)}, got {dtype!r}")
         self.config = config
         self.preprocessor = preprocessor
-        self._tensors = tensors
-        ph, pw = config.patch_hw
-        if ph != pw:
-            raise NotImplementedError(f"patch_size: non-square patches ({ph}x{pw}) are not supported yet")
-        if "pooler.weight" in tensors and config.pooler_size != config.hidden_size:
-            raise NotImplementedError(
-                f"pooler_output_size {config.pooler_size} != hidden_size {config.hidden_size} is not supported yet"
-            )
-        self._patch = ph
-        self._image_hw = config.image_hw
-        # A head with zero classes is transformers' Identity classifier (num_labels=0): logits are the
-        # CLS row of last_hidden_state, taken in Python; the C core runs without a head.
-        self._identity_head = "head.weight" in tensors and tensors["head.weight"].shape[0] == 0
-        self._dims = (
-            config.num_hidden_layers,
-            config.hidden_size,
-            config.num_attention_heads,
-            config.intermediate_size,
-            tensors["head.weight"].shape[0] if "head.weight" in tensors else 0,  # 0 for the Identity head
-            self._patch,
-            config.num_channels,
-        )
         self.dtype = dtype
-        self._num_parameters = self._count_parameters()
-        self._weights = self._weight_tuple()
+        self._tensors = dict(tensors)
         if dtype != "float32":
             self._pack_gemm_weights()
-        else:
-            packed = [k for k, a in tensors.items() if k.endswith(GEMM_WEIGHTS) and a.dtype != np.float32]
-            if packed:
-                raise ValueError(
-                    f"weights: {packed[0]} is packed ({tensors[packed[0]].dtype}): pass the dtype it was "
-                    "packed for (bfloat16 or int8), not float32"
-                )
+        # Built once: _core.Model checks every tensor's shape and dtype (naming it), keeps the arrays
+        # and its working memory; each call passes only the pixels and the position table.
+        self._model = _core.Model(
+            self._tensors,
+            num_layers=config.num_hidden_layers,
+            hidden_size=config.hidden_size,
+            num_heads=config.num_attention_heads,
+            mlp_size=config.intermediate_size,
+            num_channels=config.num_channels,
+            patch_size=config.patch_hw,
+            image_size=config.image_hw,
+            layer_norm_eps=float(config.layer_norm_eps),
+            hidden_act=config.hidden_act,
+            precision=dtype,
+            pooler_act=config.pooler_act,
+            pool=getattr(config, "global_pool", "token"),  # timm's "avg" (set by a timm converter)
+        )
+        self._num_parameters = self._count_parameters()
         self._pos_cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._pos_lock = threading.Lock()
-        self._local = threading.local()  # per-thread workspaces: one shared model, many threads
         self._processor: ImageProcessor | None = None
 
     # -- construction ------------------------------------------------------------------------
@@ -267,8 +212,8 @@ class ViT:
         weights packs the blocks' weight matrices for the reduced-precision kernels at load. A file
         storing reduced-precision weights loads only in its own precision (ValueError otherwise).
         """
-        if dtype is not None and dtype not in WEIGHT_DTYPES:
-            raise ValueError(f"dtype: expected one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
+        if dtype is not None and dtype not in _core.PRECISIONS:
+            raise ValueError(f"dtype: expected one of {', '.join(_core.PRECISIONS)}, got {dtype!r}")
         config, preprocessor, tensors, stored = load_stored(path, revision)
         if dtype is None:
             dtype = stored
@@ -299,48 +244,19 @@ class ViT:
         return int(total)
 
     def _pack_gemm_weights(self) -> None:
-        # The four weight matrices of each block go to the kernels' packed layout; their float32
-        # versions are dropped (and their mapped pages released) so memory holds one copy. Weights
-        # already packed (a bfloat16 / int8 .vitc file) are used as stored; forward_py.c checks sizes.
-        weights = list(self._weights)
-        packed_dtype = _DTYPES[self.dtype]  # a packed matrix's element type in a .vitc file
-        for i in range(self.config.num_hidden_layers):
-            for name in GEMM_WEIGHTS:
-                key = f"blocks.{i}.{name}"
-                slot = len(MODEL_TENSORS) + i * len(BLOCK_TENSORS) + BLOCK_TENSORS.index(name)
-                w = self._tensors[key]
-                if w.dtype == np.float32:
-                    weights[slot] = pack_weight(w, self.dtype)
-                    _release_mapped_pages(self._tensors.pop(key))
-                    continue
-                if w.dtype != packed_dtype:
-                    raise ValueError(
-                        f"weights: {key}: expected float32 or {self.dtype} packed as {packed_dtype}, got {w.dtype}"
-                    )
-                parts = [key + suffix for suffix in INT8_PARTS] if self.dtype == "int8" else [key]
-                missing = [k for k in parts if k not in self._tensors]
-                if missing:
-                    raise ValueError(f"weights: missing tensors {missing} of the packed int8 {key}")
-                stored = tuple(self._tensors.pop(k) for k in parts)
-                weights[slot] = stored if self.dtype == "int8" else stored[0]
-        self._weights = tuple(weights)
-
-    def _weight_tuple(self) -> tuple:
+        # The four float32 weight matrices of each block go to the kernels' packed layout one at a
+        # time, and the float32 version is dropped (its mapped pages released) as soon as it is
+        # packed, so memory holds one copy. Weights already packed (a bfloat16 / int8 .vitc file)
+        # stay as stored; _core.Model checks every one.
         t = self._tensors
-        missing = [
-            n for n in MODEL_TENSORS if n not in t and n not in OPTIONAL_TENSORS and n != "pos_embed"
-        ]
-        if missing or "pos_embed" not in t:
-            raise ValueError(f"weights: missing tensors {missing or ['pos_embed']}")
-        head = [None if self._identity_head and n.startswith("head.") else t.get(n) for n in MODEL_TENSORS]
-        blocks = []
-        for i in range(self.config.num_hidden_layers):
-            for n in BLOCK_TENSORS:
-                key = f"blocks.{i}.{n}"
-                if key not in t and n not in OPTIONAL_TENSORS:
-                    raise ValueError(f"weights: missing tensor {key!r}")
-                blocks.append(t.get(key))
-        return tuple(head + blocks)
+        for key in [k for k in t if k.startswith("blocks.") and k.endswith(GEMM_WEIGHTS)]:
+            w = t[key]
+            if not isinstance(w, np.ndarray) or w.dtype != np.float32 or w.ndim != 2:
+                continue
+            packed = pack_weight(w, self.dtype)
+            for suffix, part in zip(INT8_PARTS, packed if isinstance(packed, tuple) else (packed,)):
+                t[key + suffix] = part
+            _release_mapped_pages(w)
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -350,16 +266,18 @@ class ViT:
     @property
     def num_labels(self) -> int:
         """Classes of the classifier head (0 for a bare ViTModel)."""
-        return self._dims[4]
+        return self._model.num_classes
 
     @property
     def has_classifier(self) -> bool:
         """True for a ViTForImageClassification checkpoint (its head may have 0 classes: identity)."""
-        return "head.weight" in self._tensors
+        return self._model.has_head
 
     @property
-    def patch_size(self) -> int:
-        return self._patch
+    def patch_size(self) -> int | tuple[int, int]:
+        """Patch side (or (height, width) for a non-square patch)."""
+        ph, pw = self._model.patch_size
+        return ph if ph == pw else (ph, pw)
 
     @property
     def image_processor(self) -> ImageProcessor:
@@ -368,34 +286,30 @@ class ViT:
             if self.preprocessor:
                 self._processor = ImageProcessor.from_dict(self.preprocessor)
             else:
-                h, w = self._image_hw
+                h, w = self.config.image_hw
                 self._processor = ImageProcessor(size={"height": h, "width": w})
         return self._processor
 
     def weight_nbytes(self) -> int:
         """Bytes of weights the model holds (packed bf16 / int8 matrices in those modes)."""
-
-        def nbytes(w) -> int:
-            return sum(nbytes(p) for p in w) if isinstance(w, tuple) else (0 if w is None else w.nbytes)
-
-        return int(sum(nbytes(w) for w in self._weights))
+        return self._model.weight_nbytes
 
     def num_parameters(self) -> int:
         """Parameter count (as transformers counts it, QKV counted once)."""
         return self._num_parameters
 
     def __repr__(self) -> str:
-        c = self.config
+        c, (ih, iw) = self.config, self.config.image_hw
         return (
             f"ViT(layers={c.num_hidden_layers}, hidden={c.hidden_size}, heads={c.num_attention_heads}, "
-            f"mlp={c.intermediate_size}, image={self._image_hw[0]}x{self._image_hw[1]}, patch={self._patch}, "
+            f"mlp={c.intermediate_size}, image={ih}x{iw}, patch={self.patch_size}, "
             f"labels={self.num_labels}, act={c.hidden_act}, params={self.num_parameters():,}, dtype={self.dtype})"
         )
 
     # -- forward -------------------------------------------------------------------------------
     def _check_pixels(self, pixel_values: Any, interpolate_pos_encoding: bool) -> np.ndarray:
         x = np.asarray(pixel_values)
-        cin, (h_img, w_img), p = self.config.num_channels, self._image_hw, self._patch
+        cin, (h_img, w_img), (ph, pw) = self.config.num_channels, self.config.image_hw, self._model.patch_size
         expected = f"(B, {cin}, {h_img}, {w_img}) float32"
         # Rule: any real floating dtype (float16/32/64, either byte order) is computed in float32, as
         # transformers casts; integers, bools, complex and strings are refused (pixels are not 0..255).
@@ -406,7 +320,8 @@ class ViT:
         if x.shape[1] != cin:
             raise ValueError(f"pixel_values: expected {cin} channels {expected}, got shape {x.shape}")
         h, w = x.shape[2:]
-        if h == 0 or w == 0 or h % p or w % p:
+        if h == 0 or w == 0 or h % ph or w % pw:
+            p = ph if ph == pw else f"{ph}x{pw}"
             raise ValueError(
                 f"pixel_values: height and width must be positive multiples of the patch size {p}, got {h}x{w}"
             )
@@ -418,43 +333,25 @@ class ViT:
         # Native float32, aligned and C-contiguous: what the C core reads (copies only if needed).
         return np.require(x, np.dtype("=f4"), ["C", "A"])
 
-    def _pos_table(self, h: int, w: int) -> np.ndarray:
+    def _pos_table(self, h: int, w: int) -> np.ndarray | None:
+        """The position table for h x w images; None: the stored one applies."""
         pos = self._tensors["pos_embed"]
-        p = self._patch
-        gh, gw = h // p, w // p
+        (ph, pw), prefix = self._model.patch_size, self._model.num_prefix_tokens
+        gh, gw = h // ph, w // pw
         # ref: ViTEmbeddings.interpolate_pos_encoding returns the table unchanged in this case
-        if gh * gw == pos.shape[0] - 1 and h == w:
-            return pos
+        if gh * gw == pos.shape[0] - prefix and h == w:
+            return None
         with self._pos_lock:
             table = self._pos_cache.get((h, w))
             if table is not None:
                 self._pos_cache.move_to_end((h, w))
                 return table
-        table = interpolate_pos_embed(pos, gh, gw)  # outside the lock: threads of other sizes go on
+        table = interpolate_pos_embed(pos, gh, gw, prefix=prefix)  # outside the lock: other sizes go on
         with self._pos_lock:
             self._pos_cache[(h, w)] = table
             while len(self._pos_cache) > POS_CACHE_SIZE:
                 self._pos_cache.popitem(last=False)
         return table
-
-    def _workspace(self, b: int, h: int, w: int, threads: int) -> np.ndarray:
-        # Working memory for this batch shape, kept (per thread, the last WORKSPACE_CACHE_SIZE shapes)
-        # for the next call of the same shape. The size is asked every call (cheap): it also depends
-        # on the kernels the CPU runs (AMX attention) and the thread count.
-        n = _core.vit_workspace_len(self._dims, b, h, w, threads, WEIGHT_DTYPES[self.dtype])
-        cache = getattr(self._local, "workspaces", None)
-        if cache is None:
-            cache = self._local.workspaces = OrderedDict()
-        key = (b, h, w, threads)
-        ws = cache.get(key)
-        if ws is not None and ws.size == n:
-            cache.move_to_end(key)
-            return ws
-        cache.pop(key, None)
-        while len(cache) >= WORKSPACE_CACHE_SIZE:
-            cache.popitem(last=False)  # free the oldest before allocating the new one
-        ws = cache[key] = np.empty(n, dtype=np.float32)
-        return ws
 
     def __call__(
         self,
@@ -465,30 +362,13 @@ class ViT:
     ) -> ViTOutput:
         """Run the model on (B, C, H, W) pixel values (as the image processor returns them)."""
         x = self._check_pixels(pixel_values, interpolate_pos_encoding)
-        b, _, h, w = x.shape
-        L, C, H, _, K, p, _ = self._dims
-        T = (h // p) * (w // p) + 1
-        pos = self._pos_table(h, w) if interpolate_pos_encoding else self._tensors["pos_embed"]
-        weights = self._weights[:3] + (pos,) + self._weights[4:]
-
-        last = np.empty((b, T, C), dtype=np.float32)
-        logits = np.empty((b, K), dtype=np.float32) if K else None
-        pooled = np.empty((b, C), dtype=np.float32) if "pooler.weight" in self._tensors else None
-        hidden = np.empty((L + 1, b, T, C), dtype=np.float32) if output_hidden_states else None
-        attn = np.empty((L, b, H, T, T), dtype=np.float32) if output_attentions else None
-        if b > 0:
-            threads = _core.get_num_threads()
-            _core.vit_forward(
-                weights, self._dims, float(self.config.layer_norm_eps), ACTIVATIONS[self.config.hidden_act],
-                WEIGHT_DTYPES[self.dtype], x, last, logits, pooled, hidden, attn,
-                self._workspace(b, h, w, threads), threads,
-            )
-        if self._identity_head:
-            logits = last[:, 0].copy()  # ref: ViTForImageClassification, classifier = nn.Identity()
+        pos = self._pos_table(*x.shape[2:]) if interpolate_pos_encoding else None
+        out = self._model.forward(x, pos, bool(output_hidden_states), bool(output_attentions))
+        hidden, attn = out["hidden_states"], out["attentions"]
         return ViTOutput(
-            logits=logits,
-            last_hidden_state=last,
-            pooler_output=pooled,
+            logits=out["logits"],
+            last_hidden_state=out["last_hidden_state"],
+            pooler_output=out["pooler_output"],
             hidden_states=tuple(hidden) if hidden is not None else None,
             attentions=tuple(attn) if attn is not None else None,
         )

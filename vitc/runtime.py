@@ -33,7 +33,6 @@ def get_num_threads() -> int:
 def config_dict() -> dict:
     """What :func:`show_config` prints, as a dict."""
     blas = _core.blas_info()
-    lowp = _core._lowp_kernels()
     version = blas["config"].split()[1] if blas["config"].startswith("OpenBLAS") else "unknown"
     return {
         "vitc": __version__,
@@ -45,18 +44,15 @@ def config_dict() -> dict:
         },
         "num_threads": get_num_threads(),
         "cpu_features": _core.cpu_features(),
-        "kernels": {
-            "float32 GEMM": "OpenBLAS sgemm",
-            "float32 attention": "avx512" if _core._simd_active() else "OpenBLAS sgemm",
-            "elementwise/softmax": "avx512" if _core._simd_active() else "portable",
-            **{f"{k} GEMM": v for k, v in lowp.items() if k != "attention"},
-            "bf16/int8 attention": lowp["attention"],
-        },
+        "tier": _core.tier(),
+        "supported_tiers": list(_core.supported_tiers()),
+        "kernels": _core.kernels(),
     }
 
 
 def show_config(file=None) -> None:
-    """Print the vitc version, the BLAS (library, version, core type), threads and CPU features."""
+    """Print the vitc version, the BLAS (library, version, core type), threads, CPU features, the
+    kernel tier and, per op, the code that runs at it."""
     file = file or sys.stdout
     c = config_dict()
     print(f"vitc {c['vitc']}", file=file)
@@ -64,4 +60,5 @@ def show_config(file=None) -> None:
     print(f"  config: {c['blas']['config']}", file=file)
     print(f"threads: {c['num_threads']}", file=file)
     print(f"CPU features: {' '.join(c['cpu_features']) or 'none detected'}", file=file)
+    print(f"tier: {c['tier']} (supported here: {', '.join(c['supported_tiers'])}; VITC_TIER caps it)", file=file)
     print("kernels: " + ", ".join(f"{k}: {v}" for k, v in c["kernels"].items()), file=file)

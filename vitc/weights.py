@@ -63,19 +63,20 @@ TENSOR_DTYPES: dict[str, np.dtype] = {
     "int32": np.dtype("<i4"),
 }
 
-# Precisions of the blocks' GEMM weight matrices (a .vitc header's top-level "dtype").
-PRECISIONS = ("float32", "bfloat16", "int8")
+# Precisions of the blocks' GEMM weight matrices (a .vitc header's top-level "dtype"), as the C core names them.
+PRECISIONS: tuple[str, ...] = _core.PRECISIONS
 # The matrices stored in the file's precision, per block; every other tensor is float32.
 GEMM_WEIGHTS = ("attn.qkv.weight", "attn.proj.weight", "mlp.fc1.weight", "mlp.fc2.weight")
 # Suffixes of the int8 matrices' companion tensors, in the order _core._pack_int8 returns them.
 INT8_PARTS = ("", ".scales", ".col_sums")
-# Packing layout of each reduced precision, as csrc/kernels_gemm_lowp.c packs it: an (N, K) weight
-# becomes panels of 32 output channels (N padded to 32 with zeros) with K pairs (bf16, round to
-# nearest even) or K quads (int8, symmetric per-channel scale amax/127) interleaved, K padded with
-# zeros: bf16 (N/32, K/2, 32, 2) uint16, int8 (N/32, K/4, 32, 4) int8. A kernel change that alters
-# the layout or the quantization needs a new identifier here (and _reference_pack): files written with
-# the old one are then refused instead of misread. build_packing checks the C kernels against it.
-PACKING = {"bfloat16": "nr32-k2", "int8": "nr32-k4"}
+# Packing layout of each reduced precision, named by the C kernels that pack it (csrc/kernels/kernels.h,
+# VITC_*_PACKING): an (N, K) weight becomes panels of 32 output channels (N padded to 32 with zeros) with
+# K pairs (bf16, round to nearest even) or K quads (int8, symmetric per-channel scale amax/127)
+# interleaved, K padded with zeros: bf16 (N/32, K/2, 32, 2) uint16, int8 (N/32, K/4, 32, 4) int8. A
+# kernel change that alters the layout or the quantization gets a new identifier there (and here, in
+# _reference_pack): files written with the old one are then refused instead of misread. build_packing
+# checks the C kernels against the NumPy description below.
+PACKING: dict[str, str] = dict(_core.PACKING)
 _PANEL = 32
 _K_GROUP = {"bfloat16": 2, "int8": 4}
 

@@ -42,11 +42,11 @@ def _load_vitc(folder: Path, threads: int, dtype: str) -> tuple[Forward, str, di
     def forward(x: np.ndarray) -> np.ndarray:
         return model(x).logits
 
-    kernels = vitc._core._lowp_kernels()
+    kernels = vitc._core.kernels()
     variant = {
         "float32": "fp32, .vitc file (memory-mapped)",
-        "bfloat16": f"bf16 weights, .vitc --dtype bfloat16 ({kernels['bf16']} kernel)",
-        "int8": f"int8 weights per channel, activations per token, .vitc --dtype int8 ({kernels['int8']} kernel)",
+        "bfloat16": f"bf16 weights, .vitc --dtype bfloat16 ({kernels['bf16 GEMM']} kernel)",
+        "int8": f"int8 weights per channel, activations per token, .vitc --dtype int8 ({kernels['int8 GEMM']} kernel)",
     }[dtype]
     return forward, variant, {"vitc": vitc.__version__}
 

@@ -1,9 +1,9 @@
-// kernels_elementwise.c: element-wise activations (exact GELU, tanh GELU, quick GELU, ReLU) and the
+// elementwise.c: element-wise activations (exact GELU, tanh GELU, quick GELU, ReLU, tanh) and the
 // exp pass of softmax, float32 and float64. AVX-512 versions are chosen at run time; scalar
 // fallbacks compute in double. Pure C: no Python, no allocation.
 #include <math.h>
 
-#include "kernels_internal.h"
+#include "internal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define VITC_HAVE_AVX512_CODE 1
@@ -18,14 +18,10 @@ static const double GELU_TANH_COEF = 0.044715;                // x^3 coefficient
 static const double QUICK_GELU_COEF = 1.702;                  // quick GELU sigmoid slope
 
 // ---------------------------------------------------------------------------------------------
-// Run-time dispatch
+// Run-time dispatch: the tier policy (cpu.h) says whether the AVX-512 code runs.
 
-static int g_simd_enabled = 1;
-
-void vitc_set_simd_enabled(int enabled) { g_simd_enabled = enabled != 0; }
-
-int vitc_simd_avx512(void) {
-    return VITC_HAVE_AVX512_CODE && g_simd_enabled && (vitc_cpu_features() & VITC_CPU_AVX512F);
+static int use_avx512(void) {
+    return VITC_HAVE_AVX512_CODE && vitc_op_tier(VITC_OP_ELEMENTWISE) >= VITC_TIER_AVX512;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -250,7 +246,7 @@ AVX512 static void scale_f32_avx512(float *x, float s, vitc_int n) {
 
 void gelu_forward_f32(float *out, const float *inp, vitc_int n) {
 #if VITC_HAVE_AVX512_CODE
-    if (vitc_simd_avx512()) {
+    if (use_avx512()) {
         gelu_f32_avx512(out, inp, n);
         return;
     }
@@ -264,7 +260,7 @@ void gelu_forward_f64(double *out, const double *inp, vitc_int n) {
 
 void gelu_tanh_forward_f32(float *out, const float *inp, vitc_int n) {
 #if VITC_HAVE_AVX512_CODE
-    if (vitc_simd_avx512()) {
+    if (use_avx512()) {
         gelu_tanh_f32_avx512(out, inp, n);
         return;
     }
@@ -286,7 +282,7 @@ void act_forward_f32(float *out, const float *inp, vitc_act act, vitc_int n) {
     case VITC_ACT_GELU_TANH: gelu_tanh_forward_f32(out, inp, n); return;
     case VITC_ACT_QUICK_GELU:
 #if VITC_HAVE_AVX512_CODE
-        if (vitc_simd_avx512()) {
+        if (use_avx512()) {
             quick_gelu_f32_avx512(out, inp, n);
             return;
         }
@@ -296,6 +292,10 @@ void act_forward_f32(float *out, const float *inp, vitc_act act, vitc_int n) {
     case VITC_ACT_RELU:
         for (vitc_int i = 0; i < n; i++) out[i] = (float)relu_scalar(inp[i]);
         return;
+    case VITC_ACT_TANH:
+        for (vitc_int i = 0; i < n; i++) out[i] = (float)tanh((double)inp[i]);
+        return;
+    case VITC_ACT_COUNT: return;  // not an activation
     }
 }
 
@@ -313,12 +313,16 @@ void act_forward_f64(double *out, const double *inp, vitc_act act, vitc_int n) {
     case VITC_ACT_RELU:
         for (vitc_int i = 0; i < n; i++) out[i] = relu_scalar(inp[i]);
         return;
+    case VITC_ACT_TANH:
+        for (vitc_int i = 0; i < n; i++) out[i] = tanh(inp[i]);
+        return;
+    case VITC_ACT_COUNT: return;  // not an activation
     }
 }
 
 double vitc_exp_shift_sum_f32(float *out, const float *inp, float shift, vitc_int n) {
 #if VITC_HAVE_AVX512_CODE
-    if (vitc_simd_avx512()) return exp_shift_sum_f32_avx512(out, inp, shift, n);
+    if (use_avx512()) return exp_shift_sum_f32_avx512(out, inp, shift, n);
 #endif
     double sum = 0.0;
     for (vitc_int i = 0; i < n; i++) {
@@ -330,7 +334,7 @@ double vitc_exp_shift_sum_f32(float *out, const float *inp, float shift, vitc_in
 
 float vitc_row_max_f32(const float *x, vitc_int n) {
 #if VITC_HAVE_AVX512_CODE
-    if (vitc_simd_avx512()) return row_max_f32_avx512(x, n);
+    if (use_avx512()) return row_max_f32_avx512(x, n);
 #endif
     float m = x[0];
     int has_nan = isnan(x[0]);
@@ -343,7 +347,7 @@ float vitc_row_max_f32(const float *x, vitc_int n) {
 
 void vitc_scale_f32(float *x, float s, vitc_int n) {
 #if VITC_HAVE_AVX512_CODE
-    if (vitc_simd_avx512()) {
+    if (use_avx512()) {
         scale_f32_avx512(x, s, n);
         return;
     }

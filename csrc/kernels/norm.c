@@ -1,9 +1,9 @@
-// kernels_norm.c: row-wise LayerNorm and softmax, float32 and float64.
+// norm.c: row-wise LayerNorm and softmax, float32 and float64.
 // Statistics of float32 rows accumulate in double; rows may be updated in place (out == inp).
 // Pure C: no Python, no allocation.
 #include <math.h>
 
-#include "kernels_internal.h"
+#include "internal.h"
 
 // ---------------------------------------------------------------------------------------------
 // LayerNorm. ref: torch.nn.functional.layer_norm (biased variance, eps inside the sqrt).

@@ -1,4 +1,4 @@
-// kernels_attention.c: one attention head, softmax(q k^T scale) v, float32 and float64.
+// attention.c: one attention head, softmax(q k^T scale) v, float32 and float64.
 // Two implementations of the same thing:
 //   - AVX-512 (float32): register-tiled q k^T and p v of vitc's own, 12 query rows at a time, k
 //     transposed and v packed once per head so a head's keys and values stay in L2 (about 0.5 MiB
@@ -10,8 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "kernels_internal.h"
-#include "vitc_blas.h"
+#include "internal.h"
+#include "blas.h"
 
 // Query rows per BLAS block: a (512, 1025) float32 tile is 2 MiB; fewer, larger blocks measured up
 // to 1.6x faster than 128-row blocks on ViT-L shapes (per-call BLAS overheads amortized).
@@ -171,7 +171,7 @@ static int attention_fast_f32(float *out, float *probs, const float *q, const fl
                               const float *v, float scale, vitc_int S, vitc_int T, vitc_int D,
                               vitc_int E, vitc_int ld_out, vitc_int ld_probs, vitc_int ld_q,
                               vitc_int ld_k, vitc_int ld_v, float *scratch) {
-    if (D <= 0 || E <= 0 || !vitc_simd_avx512()) return 0;
+    if (D <= 0 || E <= 0 || vitc_op_tier(VITC_OP_ATTENTION_F32) < VITC_TIER_AVX512) return 0;
     attention_avx512_f32(out, probs, q, k, v, scale, S, T, D, E, ld_out, ld_probs, ld_q, ld_k, ld_v,
                          scratch);
     return 1;

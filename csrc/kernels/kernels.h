@@ -1,6 +1,6 @@
-// vitc_kernels.h: the pure C kernels of a ViT layer (no Python here).
+// kernels.h: the pure C kernels of a ViT layer (no Python here).
 // Kernels take pointers, sizes and leading dimensions (row strides, in elements) and never see
-// Python or NumPy; the ufunc loops (ufuncs.c) and the model forward (vit_forward.c) call them.
+// Python or NumPy; the ufunc loops (ufuncs_py.c) and the model forward (vit_forward.c) call them.
 //
 // Dimension alphabet, used in every shape comment:
 //   B batch, T tokens, C hidden, H heads, D head dim, F MLP dim, L layers, P patch, K classes,
@@ -14,13 +14,15 @@
 
 typedef ptrdiff_t vitc_int;
 
-// Activations a ViT MLP may use (HF hidden_act names in comments).
+// Activations a ViT MLP or pooler may use (HF ACT2FN names in comments).
 typedef enum {
     VITC_ACT_NONE = 0,
     VITC_ACT_GELU = 1,        // "gelu": exact, 0.5 x (1 + erf(x / sqrt 2))
     VITC_ACT_GELU_TANH = 2,   // "gelu_new", "gelu_pytorch_tanh", "gelu_fast": tanh approximation
     VITC_ACT_QUICK_GELU = 3,  // "quick_gelu": x * sigmoid(1.702 x)
     VITC_ACT_RELU = 4,        // "relu"
+    VITC_ACT_TANH = 5,        // "tanh" (the ViT pooler's default)
+    VITC_ACT_COUNT = 6,
 } vitc_act;
 
 // ---------------------------------------------------------------------------------------------
@@ -65,7 +67,7 @@ void linear_forward_f64(double *out, const double *inp, const double *w, const d
 // scratch: attention_scratch_len(S, T, D, E) elements. probs (S,T), if not NULL, receives the
 // attention probabilities (HF `output_attentions`), row stride ld_probs.
 vitc_int attention_scratch_len(vitc_int S, vitc_int T, vitc_int D, vitc_int E);
-// bf16 variant for the reduced-precision models (kernels_attention_amx.c): q k^T and p v on AMX
+// bf16 variant for the reduced-precision models (attention_amx.c): q k^T and p v on AMX
 // tiles with bf16 inputs (q pre-scaled), fp32 sums and softmax; no probs output. Only where
 // attention_bf16_supported(D) (AMX usable, D = 32 or 64); scratch attention_bf16_scratch_bytes.
 int attention_bf16_supported(vitc_int D);
@@ -94,45 +96,21 @@ void mlp_forward_f64(double *out, const double *inp, const double *w1, const dou
                      vitc_int F, vitc_int ld_out, vitc_int ld_inp, double *scratch);
 
 // ---------------------------------------------------------------------------------------------
-// Threads: one setting for vitc's own parallel loops and its BLAS (threads.c).
-void vitc_set_num_threads(int n);
-int vitc_get_num_threads(void);
-// Run fn(ctx, begin, end, thread_id) over a static partition of [0, n) on vitc's thread pool,
-// at most max_threads threads (thread_id < max_threads, so per-thread scratch can be indexed by
-// it), the caller taking the first chunk; BLAS calls inside fn are single-threaded. Returns when
-// all chunks are done. Falls back to one serial call when threads are 1 or the pool is busy.
-typedef void (*vitc_task_fn)(void *ctx, vitc_int begin, vitc_int end, int thread_id);
-void vitc_parallel_for(vitc_int n, int max_threads, vitc_task_fn fn, void *ctx);
-
-// CPU features detected at run time (cpu.c): bit set of VITC_CPU_*.
-enum {
-    VITC_CPU_AVX2 = 1 << 0,
-    VITC_CPU_FMA = 1 << 1,
-    VITC_CPU_AVX512F = 1 << 2,
-    VITC_CPU_AVX512BW = 1 << 3,
-    VITC_CPU_AVX512VL = 1 << 4,
-    VITC_CPU_AVX512_BF16 = 1 << 5,
-    VITC_CPU_AVX512_VNNI = 1 << 6,
-    VITC_CPU_AMX_BF16 = 1 << 7,  // AMX tiles + tdpbf16ps, tile state enabled by the OS
-    VITC_CPU_AMX_INT8 = 1 << 8,  // AMX tiles + tdpbusd
-};
-unsigned vitc_cpu_features(void);
-// Nonzero once the OS has granted this process the AMX tile data state (Linux arch_prctl; asked
-// once). The AMX kernels run only when this and the VITC_CPU_AMX_* bits hold.
-int vitc_amx_permitted(void);
-
-// ---------------------------------------------------------------------------------------------
-// Reduced-precision linear layers (kernels_gemm_lowp.c). Weights are packed once into the layout
+// Reduced-precision linear layers (gemm_bf16.c, gemm_int8.c). Weights are packed once into the layout
 // of the microkernels; activations are converted per call into caller-provided scratch;
 // accumulation, bias and activation stay fp32 (int32 for the int8 dot products).
 // out (M,N) = act(inp (M,K) . w (N,K)^T + b (N)), row strides ld_out, ld_inp (elements).
-// Run-time dispatch: AVX-512 BF16 / AVX-512 VNNI microkernels when the CPU has them, else a
-// portable scalar path with the same packed layouts (same values, see below).
+// Run-time dispatch (cpu.h tiers): AMX or AVX-512 BF16 / VNNI microkernels, or a portable
+// scalar path with the same packed layouts (same values, see below).
 #include <stdint.h>
 
 // bf16: w and inp are rounded to bf16 (nearest even; NaN stays NaN; float denormals become
 // signed zero, as vcvtne2ps2bf16/vdpbf16ps treat them); products are exact in fp32 and summed in
 // fp32. The fallback adds the odd then the even product of each K pair like vdpbf16ps does.
+// Layout identifiers of the packed weights, as .vitc files record them: a change to a packing
+// layout or to the quantization needs a new identifier (then old files are refused, not misread).
+#define VITC_BF16_PACKING "nr32-k2"  // (N/32, K/2, 32, 2) uint16, N and K zero-padded
+#define VITC_INT8_PACKING "nr32-k4"  // (N/32, K/4, 32, 4) int8, per-channel scale amax/127
 vitc_int pack_bf16_len(vitc_int N, vitc_int K);  // uint16 elements
 // packed (pack_bf16_len(N,K)), 4-byte aligned; w (N,K) contiguous
 void pack_weights_bf16(uint16_t *packed, const float *w, vitc_int N, vitc_int K);
@@ -160,16 +138,8 @@ void linear_int8_forward(float *out, const float *inp, const int8_t *w_packed, c
                          vitc_int N, vitc_int K, vitc_int ld_out, vitc_int ld_inp,
                          uint8_t *scratch);
 
-// Which path runs (1: AVX-512 BF16 / VNNI microkernel, 0: scalar fallback), and a test hook:
-// Kernel choice (test and benchmark hook): the fastest the CPU allows (AMX, then AVX-512), AVX-512
-// at most, or the portable fallbacks. *_uses_* report what the current setting runs on this CPU
-// (AMX also needs K a multiple of 32 for bf16, 64 for int8; other K run the AVX-512 kernels).
-typedef enum { VITC_LOWP_FALLBACK = 0, VITC_LOWP_AVX512 = 1, VITC_LOWP_BEST = 2 } vitc_lowp_level;
-void vitc_set_lowp_level(vitc_lowp_level level);
-int linear_bf16_uses_simd(void);
-int linear_int8_uses_simd(void);
-int linear_bf16_uses_amx(void);
-int linear_int8_uses_amx(void);
+// Which code runs (AMX tiles, AVX-512 BF16 / VNNI, portable) is the tier policy's choice (cpu.h:
+// vitc_op_tier); AMX also needs K a multiple of 32 for bf16, 64 for int8 (other K run AVX-512).
 // ---------------------------------------------------------------------------------------------
 
 #endif  // VITC_KERNELS_H

@@ -1,4 +1,4 @@
-// ufuncs.c: the NumPy ufunc loops of vitc's kernels and their registration.
+// ufuncs_py.c: the NumPy ufunc loops of vitc's kernels and their registration.
 // Loops read dimensions/steps, take the direct (BLAS) path when strides allow, copy operands to one
 // scratch block otherwise, and set errors (with the GIL) only on resource failures. Shapes are
 // checked before the loop (process_core_dims_func), dtypes by a type resolver. No math here.
@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels_internal.h"
+#include "kernels/kernels.h"
+#include "threads.h"
 
 // ---------------------------------------------------------------------------------------------
 // Per-ufunc description, passed as the loop data of every loop and read by the type resolver.
@@ -431,7 +432,7 @@ static void linear_loop(char **args, npy_intp const *dimensions, npy_intp const 
     if (arena_init(&a, spec->name, pieces, n_pieces, es) < 0) return;
     void *xbuf = arena_take(&a, pieces[0], es), *wbuf = arena_take(&a, pieces[1], es),
          *bbuf = arena_take(&a, pieces[2], es), *obuf = arena_take(&a, pieces[3], es);
-    for (npy_intp i = 0; i < n_outer; i++) {
+    for (npy_intp i = 0; i < n_outer && !vitc_stopping(); i++) {
         linear_item(args, dimensions, steps, i, ins, &ob);
         npy_intp ld_x, ld_w, ld_b, ld_out;
         const void *x = cached_input(ins[0], x_outer, i, es, xbuf, &ld_x);
@@ -480,7 +481,7 @@ static void attention_items(void *ctx, vitc_int begin, vitc_int end, int tid) {
     void *qbuf = arena_take(&a, j->pieces[0], es), *kbuf = arena_take(&a, j->pieces[1], es),
          *vbuf = arena_take(&a, j->pieces[2], es), *obuf = arena_take(&a, j->pieces[3], es),
          *tile = arena_take(&a, j->pieces[4], es);
-    for (npy_intp i = begin; i < end; i++) {
+    for (npy_intp i = begin; i < end && !vitc_stopping(); i++) {
         block2d ins[3], ob;
         attention_item(j->args, j->dimensions, j->steps, i, ins, &ob);
         const double scale = read_scalar(j->args[3] + i * j->scale_outer, es);
@@ -564,7 +565,7 @@ static void mlp_loop(char **args, npy_intp const *dimensions, npy_intp const *st
          *b1buf = arena_take(&a, pieces[2], es), *w2buf = arena_take(&a, pieces[3], es),
          *b2buf = arena_take(&a, pieces[4], es), *obuf = arena_take(&a, pieces[5], es),
          *hidden = arena_take(&a, pieces[6], es);
-    for (npy_intp i = 0; i < n_outer; i++) {
+    for (npy_intp i = 0; i < n_outer && !vitc_stopping(); i++) {
         mlp_item(args, dimensions, steps, i, ins, &ob);
         npy_intp ld_x, ld_b1, ld_b2, ld_out;
         const void *x = cached_input(ins[0], x_outer, i, es, xbuf, &ld_x);
@@ -672,13 +673,39 @@ SPECS(linear, "linear", 0, NAMES_LINEAR)
 SPECS(attention, "attention", 1u << 3, NAMES_ATTENTION)
 SPECS(mlp, "mlp", 0, NAMES_MLP)
 
-static PyUFuncGenericFunction gelu_funcs[] = {gelu_loop, gelu_loop};
-static PyUFuncGenericFunction gelu_tanh_funcs[] = {gelu_tanh_loop, gelu_tanh_loop};
-static PyUFuncGenericFunction layer_norm_funcs[] = {layer_norm_loop, layer_norm_loop};
-static PyUFuncGenericFunction softmax_funcs[] = {softmax_loop, softmax_loop};
-static PyUFuncGenericFunction linear_funcs[] = {linear_loop, linear_loop};
-static PyUFuncGenericFunction attention_funcs[] = {attention_loop, attention_loop};
-static PyUFuncGenericFunction mlp_funcs[] = {mlp_loop, mlp_loop};
+// The interpreter began exiting during a loop (threads.h): the kernels stopped early, so the
+// output is incomplete; say so instead of returning it (in a daemon thread, at exit).
+static void loop_exiting(const char *name) {
+    PyGILState_STATE st = PyGILState_Ensure();
+    if (!PyErr_Occurred())
+        PyErr_Format(PyExc_RuntimeError, "%s: stopped: the interpreter is exiting", name);
+    PyGILState_Release(st);
+}
+
+// Every loop counts as busy while it runs, so the exit hook waits for it to leave vitc's code.
+#define GUARDED_LOOP(loop)                                                                        \
+    static void loop##_guarded(char **args, npy_intp const *dimensions, npy_intp const *steps,    \
+                               void *data) {                                                      \
+        vitc_busy_enter();                                                                        \
+        loop(args, dimensions, steps, data);                                                      \
+        vitc_busy_leave();                                                                        \
+        if (vitc_exiting()) loop_exiting(((const loop_spec *)data)->name);                       \
+    }
+GUARDED_LOOP(gelu_loop)
+GUARDED_LOOP(gelu_tanh_loop)
+GUARDED_LOOP(layer_norm_loop)
+GUARDED_LOOP(softmax_loop)
+GUARDED_LOOP(linear_loop)
+GUARDED_LOOP(attention_loop)
+GUARDED_LOOP(mlp_loop)
+
+static PyUFuncGenericFunction gelu_funcs[] = {gelu_loop_guarded, gelu_loop_guarded};
+static PyUFuncGenericFunction gelu_tanh_funcs[] = {gelu_tanh_loop_guarded, gelu_tanh_loop_guarded};
+static PyUFuncGenericFunction layer_norm_funcs[] = {layer_norm_loop_guarded, layer_norm_loop_guarded};
+static PyUFuncGenericFunction softmax_funcs[] = {softmax_loop_guarded, softmax_loop_guarded};
+static PyUFuncGenericFunction linear_funcs[] = {linear_loop_guarded, linear_loop_guarded};
+static PyUFuncGenericFunction attention_funcs[] = {attention_loop_guarded, attention_loop_guarded};
+static PyUFuncGenericFunction mlp_funcs[] = {mlp_loop_guarded, mlp_loop_guarded};
 
 static const char types_1_1[] = {NPY_FLOAT, NPY_FLOAT, NPY_DOUBLE, NPY_DOUBLE};
 static const char types_3_1[] = {NPY_FLOAT, NPY_FLOAT, NPY_FLOAT, NPY_FLOAT,
@@ -748,26 +775,6 @@ static const ufunc_def UFUNCS[] = {
      DOC_MLP},
 };
 
-// Test hook: vitc._core._set_simd(False) forces the scalar kernels.
-static PyObject *py_set_simd(PyObject *self, PyObject *arg) {
-    const int enabled = PyObject_IsTrue(arg);
-    if (enabled < 0) return NULL;
-    vitc_set_simd_enabled(enabled);
-    Py_RETURN_NONE;
-}
-
-static PyObject *py_simd_active(PyObject *self, PyObject *unused) {
-    return PyBool_FromLong(vitc_simd_avx512());
-}
-
-static PyMethodDef ufunc_module_methods[] = {
-    {"_set_simd", py_set_simd, METH_O,
-     "_set_simd(enabled)\n\nInternal (tests): False forces the scalar kernel fallbacks."},
-    {"_simd_active", py_simd_active, METH_NOARGS,
-     "_simd_active() -> bool\n\nInternal (tests): whether the AVX-512 kernels run."},
-    {NULL, NULL, 0, NULL},
-};
-
 // NumPy builds a ufunc's __doc__ as its generic signature line ("layer_norm(x1, x2, x3, x4, /,
 // ...") followed by the doc given at creation; vitc's docs start with the real call signature.
 // NumPy >= 2.2 gives ufuncs a __dict__ whose "__doc__" entry replaces that text; older NumPy keeps
@@ -788,7 +795,6 @@ static int set_ufunc_doc(PyObject *uf, const char *doc) {
 
 int vitc_register_ufuncs(PyObject *module) {
     PyObject *uf = NULL;
-    if (PyModule_AddFunctions(module, ufunc_module_methods) < 0) goto fail;
     for (size_t i = 0; i < sizeof(UFUNCS) / sizeof(UFUNCS[0]); i++) {
         const ufunc_def *d = &UFUNCS[i];
         const int ntypes = 2;  // float32, float64 (one entry per *_funcs element)

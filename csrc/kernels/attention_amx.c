@@ -1,6 +1,6 @@
-// kernels_attention_amx.c: one attention head in bf16 on AMX tiles, for the reduced-precision
+// attention_amx.c: one attention head in bf16 on AMX tiles, for the reduced-precision
 // models: q k^T and p v as tdpbf16ps products (bf16 inputs, fp32 sums), softmax in fp32.
-// Not the fp32 attention (kernels_attention.c) and not the dispatch (vit_forward.c decides);
+// Not the fp32 attention (attention.c) and not the dispatch (vit_forward.c decides);
 // pure C, no Python, no allocation: the scratch comes from the caller.
 //
 // Per head, with Tp = T rounded up to 32 keys:
@@ -18,14 +18,14 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "kernels_internal.h"
+#include "internal.h"
 
 enum { QB = 32 };  // query rows per block (two A tiles), keys padded to a multiple of it
 
 static vitc_int round_up(vitc_int x, vitc_int m) { return (x + m - 1) / m * m; }
 
 int attention_bf16_supported(vitc_int D) {
-    return D > 0 && D % 32 == 0 && D <= 64 && linear_bf16_uses_amx();
+    return D > 0 && D % 32 == 0 && D <= 64 && vitc_op_tier(VITC_OP_ATTENTION_BF16) == VITC_TIER_AMX;
 }
 
 // Byte offsets of the scratch parts; each part 64-byte aligned.

@@ -1,10 +1,10 @@
-// kernels_linear.c: linear layer (BLAS GEMM + fused bias/activation pass) and the ViT MLP
+// linear.c: linear layer (BLAS GEMM + fused bias/activation pass) and the ViT MLP
 // (fc1 + bias + activation into scratch, then fc2), float32 and float64.
 // Pure C: no Python, no allocation (scratch comes from the caller). BLAS sizes are 32-bit ints.
 #include <string.h>
 
-#include "kernels_internal.h"
-#include "vitc_blas.h"
+#include "internal.h"
+#include "blas.h"
 
 // Rows of the MLP hidden activation kept at once: bounds scratch to MLP_ROW_BLOCK * F elements
 // (32 MiB at F = 4096) while each GEMM stays large enough for BLAS to run at full speed.
@@ -99,7 +99,7 @@ void mlp_forward_f32(float *out, const float *inp, const float *w1, const float 
                      vitc_int F, vitc_int ld_out, vitc_int ld_inp, float *scratch) {
     const vitc_int block = mlp_block_rows(M);
     const vitc_int ld_h = F > 0 ? F : 1;
-    for (vitc_int m0 = 0; m0 < M; m0 += block) {
+    for (vitc_int m0 = 0; m0 < M && !vitc_stopping(); m0 += block) {
         const vitc_int rows = M - m0 < block ? M - m0 : block;
         linear_forward_f32(scratch, inp + m0 * ld_inp, w1, b1, act, rows, F, C, ld_h, ld_inp,
                            C > 0 ? C : 1);
