@@ -1096,15 +1096,17 @@ def read_index(index_path: Path) -> dict[Path, list[str]]:
     out: dict[Path, list[str]] = {}
     for shard, names in by_shard.items():
         shard_path = folder / shard
+        if shard_path.parent != folder:  # "../x", "a/b", "/abs": not a plain name
+            raise ValueError(f"{index_path}: shard {short_repr(shard)} must be a file name inside {folder}")
+        # What it names first (a FIFO, device or symlink loop is refused unopened), then where.
+        require_file(shard_path, "shard", missing=f"{index_path}: shard {short_repr(shard)} not found in {folder}")
         try:
             target = shard_path.resolve()
-            # In the Hugging Face cache a snapshot's files are symlinks to its repo's blobs folder.
-            inside = shard_path.parent == folder and target.parent in (folder, _cache_blobs(folder))
-        except OSError as exc:  # a name the file system refuses (too long, bad characters)
+        except (OSError, RuntimeError) as exc:  # a name the file system refuses; a loop (Python < 3.13)
             raise ValueError(f"{index_path}: shard {short_repr(shard)}: unusable file name ({exc})") from None
-        if not inside:
+        # In the Hugging Face cache a snapshot's files are symlinks to its repo's blobs folder.
+        if target.parent not in (folder, _cache_blobs(folder)):
             raise ValueError(f"{index_path}: shard {short_repr(shard)} must be a file name inside {folder}")
-        require_file(target, "shard", missing=f"{index_path}: shard {short_repr(shard)} not found in {folder}")
         out[shard_path] = names
     return out
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from vitc.config import CONFIG_ERRORS, ViTConfig, check_preprocessor
 from vitc.files import file_kind, read_json_file, require_file
-from vitc.io.checkpoint import load_state_dict, weights_files
+from vitc.io.checkpoint import WEIGHTS_CANDIDATES, load_state_dict, weights_files
 from vitc.weights import (
     MIN_LAYER_TENSORS,
     OPTIONAL_GROUPS,
@@ -276,19 +276,22 @@ def _json_files(folder: Path) -> tuple[Path, Path | None]:
 
 def input_files(src: Path) -> dict[Path, str]:
     """Every file :func:`load_hf_folder` reads for ``src`` (and the folder), each with its role:
-    the folder, config.json, preprocessor_config.json if present, and the weights (a file, or a shard
-    index and its shards). Writers use it to never replace their own input (``vitc convert``)."""
+    the folder, config.json, preprocessor_config.json if present, the weights (a file, or a shard
+    index and its shards), and the folder's other weights files. Writers use it to never replace
+    their own input (``vitc convert``)."""
     folder, weights = _hf_folder(src)
     config_path, pre_path = _json_files(folder)
     out = {folder: "checkpoint folder", config_path: CONFIG_FILE}
     if pre_path is not None:
         out[pre_path] = PREPROCESSOR_FILE
+    # The folder's other weights files are not read (safetensors is preferred) but are as much the
+    # checkpoint: a writer must not replace them either.
+    for name in WEIGHTS_CANDIDATES:
+        if file_kind(folder / name, "checkpoint file") is not None:
+            out[folder / name] = "weights file" if not name.endswith(".index.json") else "shard index"
     files = weights_files(weights)
-    if len(files) == 1:
-        out[files[0]] = "weights file"
-    else:
-        out[files[0]] = "shard index"
-        out.update((shard, "shard") for shard in files[1:])
+    out[files[0]] = "weights file" if len(files) == 1 else "shard index"
+    out.update((shard, "shard") for shard in files[1:])
     return out
 
 
