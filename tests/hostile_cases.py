@@ -772,7 +772,7 @@ def seed_files(good_vitc: dict[str, bytes]) -> dict[str, dict[str, bytes]]:
         for name, (make, _) in VITC_CASES.items():
             try:
                 data = make(good)
-            except (KeyError, StopIteration, ValueError, TypeError):
+            except (KeyError, StopIteration, ValueError, TypeError, AttributeError):
                 continue
             seeds["vitc"][f"hostile-{name}-{good_name}"] = data
     return seeds

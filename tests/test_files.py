@@ -738,3 +738,10 @@ def test_architectures_must_be_names(tmp_path, sources):
     (src / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="config.json: config: .*architectures: expected a list of class names"):
         vitc.ViT.from_pretrained(src)
+
+
+def test_unwritable_destinations_are_named(tmp_path, sources):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises((FileExistsError, NotADirectoryError), match="convert: cannot create the folder of"):
+        convert(sources["safetensors"], tmp_path / "afile" / "m.vitc", progress=False)
+    assert (tmp_path / "afile").read_text() == "x"

@@ -125,7 +125,10 @@ def convert(
         raise IsADirectoryError(f"convert: the output {dst_path} is a folder inside {dst}: expected a file name")
     config, preprocessor, tensors = load_hf_folder(src_path)
     layout = expected_tensors(config, head="head.weight" in tensors, pooler="pooler.weight" in tensors, dtype=precision)
-    dst_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dst_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder is needed, a read-only place
+        raise type(exc)(f"convert: cannot create the folder of {dst_path} ({exc.strerror or exc})") from None
     with atomic_write(dst_path) as f:
         arrays = _progress(_stored_arrays(tensors, precision), progress, f"writing {dst_path.name}", len(layout))
         write(f, config, preprocessor, precision, layout, arrays)

@@ -56,7 +56,10 @@ def atomic_write(dst: str | os.PathLike[str], mode: str = "wb", encoding: str | 
     remove_stale_temps(dst)
     # O_EXCL on a random name: unique, and created with the umask's permissions (mkstemp's are 0600).
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{secrets.token_hex(6)}{TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:  # a read-only or missing folder: say which file could not be written
+        raise type(exc)(f"{dst}: cannot write a file in {dst.parent} ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, mode, encoding=encoding) as f:
             yield f

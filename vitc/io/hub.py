@@ -306,7 +306,10 @@ def resolve_model(
     rev = DEFAULT_REVISION if revision is None else _check_revision(revision)
     cache = hub_cache_dir() if cache_dir is None else Path(cache_dir)
     label = name if revision is None else f"{name} (revision {rev})"
-    snapshot, why = _cached_snapshot(name, rev, cache)
+    try:
+        snapshot, why = _cached_snapshot(name, rev, cache)
+    except PermissionError as exc:  # a cache folder this user may not read
+        raise PermissionError(f"{label}: cannot read the Hugging Face cache at {cache}: {exc}") from None
     if snapshot is not None:
         return snapshot
     tried = [f"no file or folder {name!r} in {Path.cwd()}", why]
