@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from vitc.files import file_kind
 from vitc.io.atomic import atomic_write, output_path, refuse_overwriting_inputs
 from vitc.io.hf import input_files, load_hf_folder
 from vitc.io.hub import resolve_model
@@ -121,7 +120,7 @@ def convert(
             "vitc.ViT.from_pretrained, or convert the Hugging Face checkpoint it came from for another dtype"
         )
     refuse_overwriting_inputs(dst_path, input_files(src_path), "convert: the output")
-    if file_kind(dst_path, "output file") == "directory":
+    if os.path.isdir(dst_path):
         raise IsADirectoryError(f"convert: the output {dst_path} is a folder inside {dst}: expected a file name")
     config, preprocessor, tensors = load_hf_folder(src_path)
     layout = expected_tensors(config, head="head.weight" in tensors, pooler="pooler.weight" in tensors, dtype=precision)

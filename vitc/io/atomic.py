@@ -22,8 +22,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from vitc.files import file_kind
-
 __all__ = ["TMP_SUFFIX", "atomic_write", "fsync_dir", "output_path", "refuse_overwriting_inputs", "remove_stale_temps"]
 
 TMP_SUFFIX = ".tmp"
@@ -142,8 +140,12 @@ def _identities(path: Path) -> tuple[tuple[int, int] | None, set[tuple[int, int,
         inode = (st.st_dev, st.st_ino)
     except (OSError, ValueError):
         inode = None
+    try:
+        names = {path, path.resolve()}
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13) names no file
+        names = {path}
     entries = set()
-    for p in {path, path.resolve()}:
+    for p in names:
         try:
             parent = os.stat(p.parent)
         except (OSError, ValueError):
@@ -190,4 +192,4 @@ def refuse_overwriting_inputs(dst: str | os.PathLike[str], inputs: dict[Path, st
 def output_path(dst: str | os.PathLike[str], default_name: str) -> Path:
     """``dst``, or ``dst/default_name`` if ``dst`` is an existing folder."""
     dst = Path(dst)
-    return dst / default_name if file_kind(dst, "output path") == "directory" else dst
+    return dst / default_name if os.path.isdir(dst) else dst  # isdir: False for a loop or an unusable name
