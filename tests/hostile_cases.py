@@ -13,6 +13,7 @@ import json
 import pickle
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable
 
 import numpy as np
@@ -603,20 +604,58 @@ HOSTILE_LEGACY: dict[str, tuple[bytes, str]] = {
 # .vitc files: functions of a good converted file's bytes
 
 
-def with_header(good: bytes, header: bytes) -> bytes:
-    """The good file's prefix and data with a replacement header (data offsets kept valid if it fits)."""
-    n = struct.unpack("<Q", good[8:16])[0]
+def vitc_layout(raw: bytes) -> tuple[int, int, int]:
+    """(format version, header start, header length) of a .vitc file's bytes (16-byte prefix in
+    format 1; format 2 adds the header's CRC-32 at offset 16)."""
+    version, n = struct.unpack_from("<HQ", raw, 6)
+    return version, (16 if version == 1 else 20), n
+
+
+def reseal(raw: bytes) -> bytes:
+    """A format-2 file with its header checksum recomputed for the header it now has: what a forger
+    (or an edit with a tool that knows the format) produces. The readers must then refuse the edit by
+    its content, which is what most cases below test."""
+    version, start, n = vitc_layout(raw)
+    if version < 2 or len(raw) < start:
+        return raw
+    crc = zlib.crc32(raw[start : start + n], zlib.crc32(raw[:16]))
+    return raw[:16] + struct.pack("<I", crc) + raw[20:]
+
+
+def with_header(good: bytes, header: bytes, seal: bool = True) -> bytes:
+    """The good file's prefix and data with a replacement header (data offsets kept valid if it fits),
+    resealed unless ``seal`` is False."""
+    _, start, n = vitc_layout(good)
     if len(header) <= n:
         header = header + b" " * (n - len(header))
-        return good[:16] + header + good[16 + n :]
-    return good[:8] + struct.pack("<Q", len(header)) + header
+        out = good[:start] + header + good[start + n :]
+    else:
+        out = good[:8] + struct.pack("<Q", len(header)) + good[16:start] + header
+    return reseal(out) if seal else out
 
 
-def mutate_header(good: bytes, fn) -> bytes:
-    n = struct.unpack("<Q", good[8:16])[0]
-    h = json.loads(good[16 : 16 + n])
+def mutate_header(good: bytes, fn, seal: bool = True) -> bytes:
+    _, start, n = vitc_layout(good)
+    h = json.loads(good[start : start + n])
     fn(h)
-    return with_header(good, json.dumps(h, separators=(",", ":")).encode())
+    return with_header(good, json.dumps(h, separators=(",", ":")).encode(), seal)
+
+
+def with_version(good: bytes, version: int, seal: bool = True) -> bytes:
+    out = good[:6] + struct.pack("<H", version) + good[8:]
+    return reseal(out) if seal else out
+
+
+def rename_key(where, old: str, new: str):
+    """Rename a key of the header object ``where(h)`` keeping its place (a flipped byte in a key)."""
+
+    def fn(h: dict) -> None:
+        d = where(h)
+        items = [(new if k == old else k, v) for k, v in d.items()]
+        d.clear()
+        d.update(items)
+
+    return fn
 
 
 def set_config(**kw):
@@ -640,14 +679,14 @@ VITC_CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "hidden_size_bool": (lambda g: mutate_header(g, set_config(hidden_size=True)), "header config"),
     "id2label_list": (lambda g: mutate_header(g, set_config(id2label=[1, 2])), "header config"),
     "id2label_nested": (
-        lambda g: mutate_header(g, set_config(id2label={"0": [[1]]}, num_labels=1)),
+        lambda g: mutate_header(g, set_config(id2label={"0": [[1]]})),
         "header config|do not match",
     ),
     "image_size_nested": (lambda g: mutate_header(g, set_config(image_size=[[30], [30]])), "header config"),
     "eps_nan_string": (lambda g: mutate_header(g, set_config(layer_norm_eps="nan")), "header config"),
     "num_labels_huge": (
         lambda g: mutate_header(g, lambda h: (h["config"].pop("id2label"), h["config"].update(num_labels=10**12))),
-        "header config",
+        "header 'config'.*unknown key.*num_labels",  # format 2 has no num_labels: id2label says it
     ),
     "tensor_dtype_list": (lambda g: mutate_header(g, first_tensor(dtype=["float32"])), "expected dtype in"),
     "tensor_offset_bool": (lambda g: mutate_header(g, first_tensor(offset=True)), "integer byte offsets"),
@@ -656,6 +695,53 @@ VITC_CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "tensor_entry_list": (lambda g: mutate_header(g, lambda h: h["tensors"].update(x=[1])), "expected an object"),
     "preprocessor_list": (lambda g: mutate_header(g, lambda h: h.update(preprocessor=[1])), "expected object or null"),
     "format_version_str": (lambda g: mutate_header(g, lambda h: h.update(format_version="1")), "expected int"),
+    # format 2: the header's checksum, its exact keys, the newer-format message
+    "header_crc_flipped": (lambda g: g[:16] + bytes([g[16] ^ 1]) + g[17:], "header checksum mismatch"),
+    "edit_not_resealed": (
+        lambda g: mutate_header(g, set_config(hidden_act="relu"), seal=False),
+        "header checksum mismatch",
+    ),
+    "top_key_unknown": (lambda g: mutate_header(g, lambda h: h.update(extra=1)), r"unknown key\(s\) \['extra'\]"),
+    "top_key_missing": (lambda g: mutate_header(g, lambda h: h.pop("checksum")), r"missing key\(s\) \['checksum'\]"),
+    "top_key_renamed": (
+        lambda g: mutate_header(g, rename_key(lambda h: h, "preprocessor", "preprocessos")),
+        "unknown key.*preprocessos.*missing key.*preprocessor",
+    ),
+    "config_key_renamed": (
+        lambda g: mutate_header(g, rename_key(lambda h: h["config"], "hidden_act", "hidden_acu")),
+        "header 'config'.*unknown key.*hidden_acu.*missing key.*hidden_act",
+    ),
+    "config_key_missing": (
+        lambda g: mutate_header(g, lambda h: h["config"].pop("layer_norm_eps")),
+        r"header 'config'.*missing key\(s\) \['layer_norm_eps'\]",
+    ),
+    "preprocessor_key_renamed": (
+        lambda g: mutate_header(g, rename_key(lambda h: h["preprocessor"], "image_mean", "image_meao")),
+        "header 'preprocessor'.*unknown key.*image_meao",
+    ),
+    "preprocessor_key_missing": (
+        lambda g: mutate_header(g, lambda h: h["preprocessor"].pop("resample")),
+        "header 'preprocessor'.*missing key.*resample",
+    ),
+    "tensor_key_unknown": (lambda g: mutate_header(g, first_tensor(strides=[4])), r"unknown key\(s\) \['strides'\]"),
+    "tensor_crc_missing": (
+        lambda g: mutate_header(g, lambda h: next(iter(h["tensors"].values())).pop("crc32")),
+        r"missing key\(s\) \['crc32'\]",
+    ),
+    "tensor_crc_not_hex": (lambda g: mutate_header(g, first_tensor(crc32="0x12345")), "8 lowercase hex digits"),
+    "tensor_crc_int": (lambda g: mutate_header(g, first_tensor(crc32=12345)), "8 lowercase hex digits"),
+    "checksum_other": (lambda g: mutate_header(g, lambda h: h.update(checksum="sha256")), "expected 'crc32'"),
+    "packing_in_float32": (
+        lambda g: mutate_header(g, lambda h: h.update(packing={"float32": "x"})),
+        "expected null for a float32 file|packing",
+    ),
+    "format_version_header_1": (lambda g: mutate_header(g, lambda h: h.update(format_version=1)), "!= prefix 2"),
+    "newer_format": (lambda g: with_version(g, 3), r"written by a newer vitc \(format 3\): upgrade vitc$"),
+    "newer_format_damaged": (
+        lambda g: with_version(g, 3, seal=False),
+        r"written by a newer vitc \(format 3\): upgrade vitc \(or the file is damaged",
+    ),
+    "format_0": (lambda g: with_version(g, 0), "expected format version 1 or 2, found 0"),
 }
 
 
@@ -686,7 +772,7 @@ def seed_files(good_vitc: dict[str, bytes]) -> dict[str, dict[str, bytes]]:
         for name, (make, _) in VITC_CASES.items():
             try:
                 data = make(good)
-            except (KeyError, StopIteration, ValueError, TypeError):
+            except (KeyError, StopIteration, ValueError, TypeError, AttributeError):
                 continue
             seeds["vitc"][f"hostile-{name}-{good_name}"] = data
     return seeds

@@ -26,6 +26,7 @@ CORE_IMPORTERS = {"vitc", "vitc.model", "vitc.runtime", "vitc.weights"}
 LAYERS: tuple[tuple[str, str], ...] = (
     ("vitc._core", "base"),
     ("vitc.config", "base"),
+    ("vitc.files", "base"),
     ("vitc.runtime", "base"),
     ("vitc.reference", "base"),
     ("vitc.weights", "weights"),

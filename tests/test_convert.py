@@ -11,20 +11,22 @@ import struct
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from factories import PREPROCESSOR, make_model, save_bin, state_dict_numpy
+from hostile_cases import mutate_header, reseal, vitc_layout
 from transformers import ViTConfig as HFConfig
 
 import vitc
-from vitc.config import ViTConfig
+from vitc.config import PreprocessorConfig, ViTConfig
 from vitc.convert import convert
 from vitc.io import convert_state_dict, is_converted_file, load_any, load_converted, read_metadata
 from vitc.io.hf import WEIGHT_MAP
-from vitc.io.vitc_file import ALIGNMENT
+from vitc.io.vitc_file import ALIGNMENT, CONFIG_KEYS, HEADER_KEYS, PREPROCESSOR_KEYS, TENSOR_KEYS
 from vitc.weights import TENSORS, expected_shapes
 
 # The module that writes .vitc files (its _write_tensor is the seam for injected write failures).
@@ -260,7 +262,9 @@ def test_roundtrip(tmp_path, cls_model, fmt):
     assert dst == tmp_path / "out" / "m.vitc" and is_converted_file(dst) and not is_converted_file(src)
     cfg, pre, tensors = load_converted(dst)
     expected = convert_state_dict(config_of(cls_model), state_dict_numpy(cls_model))
-    assert cfg == config_of(cls_model) and pre == PREPROCESSOR
+    # The header stores the preprocessing as vitc applies it, every key present (format 2).
+    canonical = PreprocessorConfig.from_dict(PREPROCESSOR).to_dict(all_keys=True)
+    assert cfg == config_of(cls_model) and pre == canonical and pre.items() >= PREPROCESSOR.items()
     assert list(tensors) == list(expected)
     for k, v in expected.items():
         np.testing.assert_array_equal(tensors[k], v, err_msg=k)
@@ -268,14 +272,14 @@ def test_roundtrip(tmp_path, cls_model, fmt):
         assert not tensors[k].flags.writeable and not tensors[k].flags.owndata  # zero-copy mmap views
         assert tensors[k].ctypes.data % ALIGNMENT == 0
     meta = read_metadata(dst)
-    assert "tensors" not in meta and meta["format_version"] == 1 and meta["dtype"] == "float32"
-    assert meta["config"] == cfg.to_dict()
-    for loaded in (
-        load_any(dst),
-        load_any(src),
-        load_any(src / ("model.safetensors" if fmt == "safetensors" else "pytorch_model.bin")),
+    assert "tensors" not in meta and meta["format_version"] == 2 and meta["dtype"] == "float32"
+    assert meta["config"] == cfg.to_dict() and meta["checksum"] == "crc32" and meta["packing"] is None
+    for loaded, want_pre in (
+        (load_any(dst), canonical),
+        (load_any(src), PREPROCESSOR),
+        (load_any(src / ("model.safetensors" if fmt == "safetensors" else "pytorch_model.bin")), PREPROCESSOR),
     ):
-        assert loaded[0] == cfg and loaded[1] == PREPROCESSOR
+        assert loaded[0] == cfg and loaded[1] == want_pre
         for k, v in expected.items():
             np.testing.assert_array_equal(loaded[2][k], v)
 
@@ -291,12 +295,18 @@ def test_bare_model_roundtrip_and_no_preprocessor(tmp_path, bare_model):
 def test_file_layout(tmp_path, cls_model):
     dst = convert(hf_folder(tmp_path / "hf", cls_model), tmp_path / "m.vitc", progress=False)
     raw = dst.read_bytes()
-    magic, version, n = struct.unpack("<6sHQ", raw[:16])
-    assert magic == b"VITC\x00\x01" and version == 1 and (16 + n) % ALIGNMENT == 0
-    header = json.loads(raw[16 : 16 + n])
+    magic, version, n, crc = struct.unpack("<6sHQI", raw[:20])
+    assert magic == b"VITC\x00\x01" and version == 2 and (20 + n) % ALIGNMENT == 0
+    assert crc == zlib.crc32(raw[:16] + raw[20 : 20 + n])
+    assert raw[20 : 20 + n].isascii()
+    header = json.loads(raw[20 : 20 + n])
+    assert list(header) == list(HEADER_KEYS) and list(header["config"]) == list(CONFIG_KEYS)
+    assert list(header["preprocessor"]) == list(PREPROCESSOR_KEYS)
     ends = []
     for name, t in header["tensors"].items():
         assert t["offset"] % ALIGNMENT == 0 and t["nbytes"] == 4 * int(np.prod(t["shape"])), name
+        assert list(t) == list(TENSOR_KEYS), name
+        assert t["crc32"] == f"{zlib.crc32(raw[t['offset'] : t['offset'] + t['nbytes']]):08x}", name
         ends.append(t["offset"] + t["nbytes"])
     assert max(ends) == len(raw)
 
@@ -375,9 +385,14 @@ def test_invalid_preprocessor_config_refused(tmp_path, cls_model, good_file, pre
         with pytest.raises(ValueError, match=where):
             load()
     assert not (tmp_path / "m.vitc").exists()
-    # The same settings in a .vitc header (a hand-edited file) are refused when it is loaded.
-    bad = rewrite_header(good_file, tmp_path / "bad.vitc", lambda h: h.update(preprocessor=pre))
-    with pytest.raises(ValueError, match=re.escape(f"{bad}: header: invalid preprocessor config: ") + f".*{match}"):
+    # The same settings in a .vitc header (a hand-edited file, resealed) are refused when it is loaded;
+    # a key the format does not have is refused as such.
+    bad = rewrite_header(good_file, tmp_path / "bad.vitc", lambda h: h["preprocessor"].update(pre))
+    if set(pre) <= set(PREPROCESSOR_KEYS):
+        want = re.escape(f"{bad}: header: invalid preprocessor config: ") + f".*{match}"
+    else:
+        want = re.escape(f"{bad}: header 'preprocessor': ") + f".*unknown key.*{match}"
+    with pytest.raises(ValueError, match=want):
         vitc.ViT.from_pretrained(bad)
 
 
@@ -507,14 +522,9 @@ def good_file(tmp_path_factory, cls_model):
 
 
 def rewrite_header(src: Path, dst: Path, mutate) -> Path:
-    """Copy src to dst with a mutated JSON header padded back to the same length (data unchanged)."""
-    raw = src.read_bytes()
-    n = struct.unpack("<Q", raw[8:16])[0]
-    header = json.loads(raw[16 : 16 + n])
-    mutate(header)
-    new = json.dumps(header, separators=(",", ":")).encode()
-    assert len(new) <= n
-    dst.write_bytes(raw[:16] + new + b" " * (n - len(new)) + raw[16 + n :])
+    """Copy src to dst with a mutated JSON header padded back to the same length (data unchanged) and
+    its checksum recomputed, so the edit itself is what the reader must refuse."""
+    dst.write_bytes(mutate_header(src.read_bytes(), mutate))
     return dst
 
 
@@ -540,11 +550,16 @@ def second(h: dict) -> dict:
         (lambda h: first(h).update(shape=[32, 4, 3], nbytes=1536), "tensors do not match the config"),
         (lambda h: h["tensors"].pop("norm.bias"), "tensors do not match the config.*norm.bias"),
         (lambda h: h["config"].update(hidden_act="swish"), "header config: config hidden_act"),
-        (lambda h: h.pop("tensors"), "header 'tensors': expected dict"),
+        (lambda h: h.pop("tensors"), r"header: expected the keys .*missing key\(s\) \['tensors'\]"),
+        (lambda h: h.update(tensors=[]), "header 'tensors': expected dict"),
+        (lambda h: h["config"].update(hidden_act="relu"), None),  # resealed: a valid file of another model
     ],
 )
 def test_corrupt_header_refused(tmp_path, good_file, mutate, match):
     path = rewrite_header(good_file, tmp_path / "bad.vitc", mutate)
+    if match is None:
+        assert load_converted(path)[0].hidden_act == "relu"
+        return
     with pytest.raises(ValueError, match=match) as info:
         load_converted(path)
     assert "bad.vitc" in str(info.value)
@@ -553,15 +568,18 @@ def test_corrupt_header_refused(tmp_path, good_file, mutate, match):
 def test_truncated_and_bad_prefix_refused(tmp_path, good_file):
     raw = good_file.read_bytes()
     path = tmp_path / "bad.vitc"
-    n = struct.unpack("<Q", raw[8:16])[0]
+    _, start, n = vitc_layout(raw)
     for data, match in [
         (raw[:-1], "expected offsets within the data region"),
-        (raw[: 16 + n // 2], "header length"),
+        (raw[: start + n // 2], "header length"),
         (raw[:10], "expected at least 16 bytes"),
+        (raw[:18], "expected at least 20 bytes"),
         (b"XXXX" + raw[4:], "expected magic"),
-        (raw[:6] + struct.pack("<H", 2) + raw[8:], "expected format version 1, found 2"),
+        (raw[:6] + struct.pack("<H", 3) + raw[8:], r"written by a newer vitc \(format 3\): upgrade vitc"),
+        (raw[:6] + struct.pack("<H", 0) + raw[8:], "expected format version 1 or 2, found 0"),
         (raw[:8] + struct.pack("<Q", 2**62) + raw[16:], "header length"),
-        (raw[:16] + b"[" + raw[17:], "not valid UTF-8 JSON"),
+        (raw[:start] + b"[" + raw[start + 1 :], "header checksum mismatch"),
+        (reseal(raw[:start] + b"[" + raw[start + 1 :]), "not valid UTF-8 JSON"),
     ]:
         path.write_bytes(data)
         with pytest.raises(ValueError, match=match) as info:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import importlib
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 from factories import make_checkpoint
+from hostile_cases import mutate_header, reseal, vitc_layout
 
 import vitc
 from vitc import _core
@@ -128,8 +128,8 @@ def test_stored_tensors_are_the_packed_arrays(files, dtype):
         for g, e in zip(got, want, strict=True):
             assert g.dtype == e.dtype and g.shape == e.shape and np.array_equal(g, e), name
     meta = read_metadata(files[dtype])
-    assert meta["format_version"] == 1 and meta["dtype"] == dtype and meta["packing"] == {dtype: PACKING[dtype]}
-    assert "packing" not in read_metadata(files["float32"])  # float32 files are unchanged
+    assert meta["format_version"] == 2 and meta["dtype"] == dtype and meta["packing"] == {dtype: PACKING[dtype]}
+    assert read_metadata(files["float32"])["packing"] is None
     assert load_any(files[dtype])[2].keys() == stored.keys()
 
 
@@ -212,17 +212,9 @@ def test_wrong_packed_lengths_caught_in_c_not_crashing(bf16_file, int8_file, dty
 # Hostile files
 
 
-def read_header(raw: bytes) -> tuple[dict, int]:
-    n = struct.unpack("<Q", raw[8:16])[0]
-    return json.loads(raw[16 : 16 + n]), n
-
-
 def with_header(raw: bytes, mutate) -> bytes:
-    header, n = read_header(raw)
-    mutate(header)
-    new = json.dumps(header, separators=(",", ":")).encode()
-    assert len(new) <= n
-    return raw[:16] + new + b" " * (n - len(new)) + raw[16 + n :]
+    """The file with a mutated header, resealed (its checksum recomputed): the edit itself must be refused."""
+    return mutate_header(raw, mutate)
 
 
 def tensor(name: str, **kw):
@@ -249,11 +241,16 @@ INT8_CASES = {
         "do not match the config",
     ),
     "layernorm_as_int8": (tensor("blocks.0.norm1.weight", dtype="int8", nbytes=32), "expected dtype 'float32'"),
-    "dtype_float32": (lambda h: h.update(dtype="float32"), "expected dtype 'float32', found 'int8'"),
+    "dtype_float32": (lambda h: h.update(dtype="float32"), "'packing': expected null for a float32 file"),
+    "dtype_float32_unpacked": (
+        lambda h: h.update(dtype="float32", packing=None),
+        "expected dtype 'float32', found 'int8'",
+    ),
     "dtype_bfloat16": (lambda h: h.update(dtype="bfloat16"), "header 'packing'"),
     "dtype_unknown": (lambda h: h.update(dtype="int4"), "header 'dtype': expected one of"),
     "dtype_list": (lambda h: h.update(dtype=["int8"]), "header 'dtype': expected str"),
-    "packing_missing": (lambda h: h.pop("packing"), "header 'packing'"),
+    "packing_missing": (lambda h: h.pop("packing"), r"missing key\(s\) \['packing'\]"),
+    "packing_null": (lambda h: h.update(packing=None), "header 'packing'"),
     "packing_list": (lambda h: h.update(packing=["nr32-k4"]), "header 'packing'"),
     "packing_other_key": (lambda h: h.update(packing={"bfloat16": "nr32-k2"}), "header 'packing'"),
     "packing_unknown": (lambda h: h.update(packing={"int8": "nr16-k4"}), "packed in layout 'nr16-k4'"),
@@ -298,30 +295,44 @@ def test_hostile_lowp_file(tmp_path, request, source, case):
 @pytest.mark.parametrize("dtype", MODES)
 def test_truncated_files_refused(tmp_path, bf16_file, int8_file, dtype):
     raw = (bf16_file if dtype == "bfloat16" else int8_file).read_bytes()
-    _, n = read_header(raw)
+    _, start, n = vitc_layout(raw)
     path = tmp_path / "bad.vitc"
     for cut, match in [(1, "within the data region"), (len(raw) // 3, "within the data region")]:
         path.write_bytes(raw[:-cut])
         for load in (load_converted, vitc.ViT.from_pretrained):
             with pytest.raises(ValueError, match=match):
                 load(path)
-    path.write_bytes(raw[: 16 + n // 2])
+    path.write_bytes(raw[: start + n // 2])
     with pytest.raises(ValueError, match="header length"):
         vitc.ViT.from_pretrained(path)
 
 
-def test_header_byte_flips_refused_or_harmless(tmp_path, int8_file):
-    """A flipped header byte of an int8 file: a ValueError, or a model whose forward runs (the C
-    side never sees a packed array of the wrong size)."""
+def test_header_byte_flips_refused(tmp_path, int8_file):
+    """A flipped header byte of an int8 file is refused by the header checksum (format 1 loaded most
+    of them); resealed edits are refused by content (test_hostile_lowp_file)."""
     raw = int8_file.read_bytes()
-    _, n = read_header(raw)
+    _, start, n = vitc_layout(raw)
     path = tmp_path / "flip.vitc"
-    outcomes = {"refused": 0, "loaded": 0}
-    x = pixels(1)
-    for pos in range(16, 16 + n, 5):
+    for pos in range(0, start + n, 5):
         flipped = bytearray(raw)
         flipped[pos] ^= 0x01
         path.write_bytes(bytes(flipped))
+        with pytest.raises(ValueError, match="header checksum mismatch|magic|format|header length"):
+            vitc.ViT.from_pretrained(path)
+
+
+def test_resealed_header_edits_refused_or_harmless(tmp_path, int8_file):
+    """A header byte changed and resealed (a hand edit with a tool): a ValueError, or a model whose
+    forward runs (the C side never sees a packed array of the wrong size)."""
+    raw = int8_file.read_bytes()
+    _, start, n = vitc_layout(raw)
+    path = tmp_path / "flip.vitc"
+    outcomes = {"refused": 0, "loaded": 0}
+    x = pixels(1)
+    for pos in range(start, start + n, 5):
+        flipped = bytearray(raw)
+        flipped[pos] ^= 0x01
+        path.write_bytes(reseal(bytes(flipped)))
         try:
             model = vitc.ViT.from_pretrained(path)
         except ValueError:

@@ -56,7 +56,12 @@ float32. Such a file loads only in its own precision: convert from the float32 c
 another one. A file is tied to the kernels' packing layout; another vitc version may refuse it.""",
     "info": """examples:
   vitc info vit-large-patch16-512.vitc
-  vitc info ./vit-large-patch16-512 --json""",
+  vitc info ./vit-large-patch16-512 --json
+  vitc info vit-large-patch16-512.vitc --verify   # check every tensor's checksum: exit status 1 if damaged
+
+--verify reads the whole file once (~0.5 s per GB) and prints "checksums OK", or names the damaged
+tensors and exits with status 1. A .vitc file of format 1 (vitc before checksums) and a Hugging Face
+checkpoint have no checksums: --verify says so and exits with status 0; convert again to get them.""",
 }
 
 
@@ -128,11 +133,26 @@ def _resolve(name: str | None, revision: str | None, what: str = "model") -> Pat
     return path
 
 
-def _model_arg(path: Path | None, dtype: str | None = None):
+def _model_arg(path: Path | None, dtype: str | None = None, mmap: bool = True):
     import vitc
     from vitc.default_model import DEFAULT_MODEL_PATH
 
-    return vitc.ViT.from_pretrained(DEFAULT_MODEL_PATH if path is None else path, dtype=dtype)
+    return vitc.ViT.from_pretrained(DEFAULT_MODEL_PATH if path is None else path, dtype=dtype, mmap=mmap)
+
+
+def _model_inputs(path: str | os.PathLike | None) -> dict[Path, str]:
+    """The files a local model path reads (a .vitc file, or an HF folder's config, weights and
+    shards), for refusing outputs that would replace them; {} for none or a hub ID."""
+    if path is None or not Path(path).exists():
+        return {}
+    from vitc.io.hf import input_files
+    from vitc.io.vitc_file import is_vitc_path
+
+    p = Path(path)
+    try:
+        return {p: "model file"} if is_vitc_path(p) else {k: f"model's {v}" for k, v in input_files(p).items()}
+    except (OSError, ValueError):  # not loadable: the load itself reports it
+        return {p: "model"}
 
 
 def _explain_dir(text: str) -> Path:
@@ -164,7 +184,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if not Path(p).exists():
             raise UserError(f"image not found: {p}")
     out_dir = _explain_dir(args.explain) if args.explain else None
-    model = _model_arg(model_path, args.dtype)
+    if out_dir is not None:  # an explanation PNG never replaces an input image or the model
+        from vitc.io.atomic import refuse_overwriting_inputs
+
+        inputs = {Path(p): "input image" for p in images} | _model_inputs(model_path)
+        for name in _explanation_names(images):
+            refuse_overwriting_inputs(out_dir / name, inputs, "predict --explain: the output")
+    model = _model_arg(model_path, args.dtype, mmap=not args.no_mmap)
     on_terminal = sys.stderr.isatty()
     preds = model.predict(
         images, top_k=args.top_k, batch_size=args.batch_size, progress=None if on_terminal else False
@@ -205,11 +231,33 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _printable(text: str) -> str:
+    """``text`` as the terminal can print it: a label may hold a lone surrogate (valid JSON, kept by
+    transformers and vitc), which no encoding can write; shown as its escape."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+        return text
+    except UnicodeEncodeError:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:
+        return text
+
+
 def cmd_info(args: argparse.Namespace) -> int:
+    import vitc
     from vitc.default_model import DEFAULT_MODEL_PATH
+    from vitc.io.vitc_file import NoChecksumsWarning
 
     path = _resolve(args.model, args.revision) or DEFAULT_MODEL_PATH
-    model = _model_arg(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NoChecksumsWarning)
+        # ChecksumError (a ValueError naming the damaged tensors) ends the command with status 1.
+        model = vitc.ViT.from_pretrained(path, verify=args.verify, mmap=not args.no_mmap)
+    notes = [str(w.message) for w in caught if issubclass(w.category, NoChecksumsWarning)]
+    for w in caught:
+        if not issubclass(w.category, NoChecksumsWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     c = model.config
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
     labels = model.id2label
@@ -233,18 +281,28 @@ def cmd_info(args: argparse.Namespace) -> int:
         "preprocessing": model.image_processor.to_dict(),
         "file_size_bytes": size,
     }
+    if args.verify:
+        info["checksums"] = "none" if notes else "ok"
     if args.json:
         print(json.dumps(info, indent=2))
+        for note in notes:
+            print(f"vitc info: note: {note}", file=sys.stderr)
         return 0
-    print(f"{info['architecture']} at {info['path']}")
+    print(_printable(f"{info['architecture']} at {info['path']}"))
     print(f"  image {c.image_hw[0]}x{c.image_hw[1]}, patch {model.patch_size}, hidden {c.hidden_size}, "
           f"{c.num_hidden_layers} layers, {c.num_attention_heads} heads, MLP {c.intermediate_size} ({c.hidden_act})")
     print(f"  layer_norm_eps {c.layer_norm_eps:g}, qkv_bias {c.qkv_bias}")
     print(f"  parameters {info['parameters']:,}; weights {model.dtype}; file {size / 1e6:.1f} MB")
-    print(f"  labels {model.num_labels}: {', '.join(info['labels_preview'])}{' ...' if model.num_labels > 5 else ''}")
+    preview = ", ".join(info["labels_preview"])
+    print(_printable(f"  labels {model.num_labels}: {preview}{' ...' if model.num_labels > 5 else ''}"))
     pre = info["preprocessing"]
     print(f"  preprocessing: resize to {pre['size']} (resample {pre['resample']}), "
           f"rescale {pre['rescale_factor']:.6g}, mean {pre['image_mean']}, std {pre['image_std']}")
+    if args.verify:
+        for note in notes:
+            print(_printable(f"  checksums: none to verify: {note}"))
+        if not notes:
+            print("  checksums OK (crc32 of the header and of every tensor)")
     return 0
 
 
@@ -367,7 +425,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _run_eval(args)
 
 
+def _refuse_eval_output_over_inputs(args: argparse.Namespace) -> None:
+    """--output is written (and rewritten atomically): never over the dataset's list file, the model
+    or a file being merged. Resuming reads and extends --output itself, which is its purpose."""
+    if args.output is None:
+        return
+    from vitc.io.atomic import refuse_overwriting_inputs
+
+    if args.merge is not None:
+        inputs = {Path(f): "file being merged" for f in args.merge}
+    else:
+        inputs = _model_inputs(args.model)
+        if args.dataset is not None:
+            inputs[Path(args.dataset)] = "dataset"
+    refuse_overwriting_inputs(args.output, inputs, "eval: --output")
+
+
 def _run_eval(args: argparse.Namespace) -> int:
+    _refuse_eval_output_over_inputs(args)
     if args.merge is not None:
         if (
             args.dataset is not None
@@ -462,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "most probable first (see below)")
     p.add_argument("--explain", metavar="DIR", default=None,
                    help="write per image a PNG with the attention-rollout heat-map and the top label to DIR")
+    p.add_argument("--no-mmap", action="store_true",
+                   help="read the weights into memory instead of memory-mapping the file (a mapped file must "
+                   "not be modified in place while it is in use)")
     p.set_defaults(func=cmd_predict)
 
     p = add("convert", "Convert a Hugging Face ViT checkpoint to a vitc file that loads by memory-mapping.")
@@ -481,7 +559,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print one JSON object instead of text: path, architecture, image_size, patch_size, "
                    "hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act, "
                    "layer_norm_eps, qkv_bias, parameters, dtype, num_labels, labels (all, in class-id order), "
-                   "labels_preview, preprocessing (the preprocessor_config.json dict), file_size_bytes")
+                   "labels_preview, preprocessing (the preprocessor_config.json dict), file_size_bytes; "
+                   'with --verify also "checksums": "ok" or "none" (nothing to verify)')
+    p.add_argument("--verify", action="store_true",
+                   help="check the checksum of every tensor of a .vitc file (the header's is checked on every "
+                   "load): prints 'checksums OK', or names the damaged tensors and exits with status 1")
+    p.add_argument("--no-mmap", action="store_true",
+                   help="read the weights into memory instead of memory-mapping the file (a mapped file must "
+                   "not be modified in place while it is in use)")
     p.set_defaults(func=cmd_info)
 
     add_eval_parser(sub)

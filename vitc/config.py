@@ -7,7 +7,6 @@ one; this module only parses and validates: it reads no weights, decodes no imag
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
@@ -16,6 +15,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import numpy as np
+
+from vitc.files import file_kind, read_json_file, short_repr
 
 __all__ = [
     "CONFIG_ERRORS",
@@ -170,6 +171,13 @@ class ViTConfig:
         self.layer_norm_eps = float(eps)
         if not isinstance(self.qkv_bias, bool):
             raise ValueError(f"config qkv_bias: expected true or false, found {self.qkv_bias!r}")
+        archs = self.architectures
+        if archs is not None:
+            # Kept for information, and written to .vitc headers: strings only, so nothing nested
+            # or huge rides along into a file.
+            if not isinstance(archs, (list, tuple)) or not all(isinstance(a, str) for a in archs):
+                raise ValueError(f"config architectures: expected a list of class names, found {short_repr(archs)}")
+            self.architectures = list(archs)
         if self.id2label is None:
             self.id2label = {0: "LABEL_0", 1: "LABEL_1"}
         # JSON object keys are strings; transformers turns id2label keys back into ints, so do we.
@@ -285,21 +293,23 @@ class ViTConfig:
         Returns
         -------
         ViTConfig
+
+        Raises
+        ------
+        ValueError
+            For malformed JSON (the limits of :func:`vitc.files.load_json`) or an invalid config.
+        FileNotFoundError, IsADirectoryError, PermissionError, vitc.files.UnreadableFileError
+            If ``path`` names no file, a folder without config.json, a file this user may not read,
+            or a FIFO, device or pseudo-file.
         """
         path = os.fspath(path)
-        if os.path.isdir(path):
+        if file_kind(path, "config file") == "directory":
             path = os.path.join(path, "config.json")
-        with open(path, encoding="utf-8") as f:
-            try:
-                d = json.load(f)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: not valid JSON ({exc})") from None
-            except RecursionError:
-                raise ValueError(f"{path}: JSON nested too deeply") from None
+        d = read_json_file(path, "file")  # vitc/files.py: regular files only, one JSON policy
         try:
             return cls.from_dict(d)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+        except CONFIG_ERRORS as exc:
+            raise ValueError(f"{path}: {exc}"[:2000]) from None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict with config.json names (id2label keys as strings, pairs as lists)."""
@@ -613,17 +623,18 @@ class PreprocessorConfig:
             raise ValueError(f"{where}: no preprocessor config and no 'image_size' in the model config")
         return cls(size=_size_dict("image_size", image_size))
 
-    def to_dict(self) -> dict[str, Any]:
-        """The ``preprocessor_config.json`` dict (``from_dict(to_dict())`` round-trips).
+    def to_dict(self, all_keys: bool = False) -> dict[str, Any]:
+        """The ``preprocessor_config.json`` dict (``from_dict(to_dict())`` round-trips), keys sorted.
 
         As transformers' ``to_dict``, a null whose default is null is left out; a null that
-        disables a step on by default is kept.
+        disables a step on by default is kept. ``all_keys=True`` keeps every field (the form a
+        ``.vitc`` header stores: one fixed key set).
         """
         out: dict[str, Any] = {"image_processor_type": "ViTImageProcessor"}
         for f in fields(self):
             value = getattr(self, f.name)
             default = f.default_factory() if f.default_factory is not MISSING else f.default
-            if value is None and default is None:
+            if value is None and default is None and not all_keys:
                 continue
             out[f.name] = dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value
         return dict(sorted(out.items()))

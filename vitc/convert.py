@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from vitc.io.atomic import atomic_write
-from vitc.io.hf import load_hf_folder
+from vitc.io.atomic import atomic_write, output_path, refuse_overwriting_inputs
+from vitc.io.hf import input_files, load_hf_folder
 from vitc.io.hub import resolve_model
 from vitc.io.vitc_file import is_vitc_path, write
 from vitc.weights import GEMM_WEIGHTS, INT8_PARTS, PRECISIONS, expected_tensors, pack_weight, require_build_layout
@@ -65,10 +65,16 @@ def convert(
     """Convert an HF ViT checkpoint folder (or a weights file inside one, or a hub ID) to one ``.vitc`` file.
 
     The file is written to a temporary file in the destination folder (``.NAME.<pid>.<random>.tmp``),
-    fsynced, then renamed over ``dst``, so ``dst`` is either absent/old or complete. A conversion that
+    fsynced, then renamed over ``dst``, so ``dst`` is either absent/old or complete, and a model that
+    memory-maps the old ``dst`` keeps its weights (the old inode is never written). A conversion that
     was killed leaves its temporary file behind; the next conversion to the same ``dst`` deletes those
     whose process no longer runs (POSIX only; on a folder shared between machines or pid namespaces a
     conversion running elsewhere can look dead, so do not convert to one ``dst`` from two of them).
+
+    The source is never overwritten: a ``dst`` that is (or links to) one of the files the conversion
+    reads (the weights, every shard and the index, config.json, preprocessor_config.json, the
+    folder; through symlinks, hard links, relative paths and Hugging Face cache snapshots) is refused
+    before anything is read. The same checkpoint converts to the same bytes every time.
 
     Parameters
     ----------
@@ -95,15 +101,16 @@ def convert(
     Raises
     ------
     ValueError
-        For a dtype other than the three above, an invalid source, or a source that already is a
-        ``.vitc`` file.
+        For a dtype other than the three above, an invalid source, a source that already is a
+        ``.vitc`` file, or a ``dst`` that is one of the source's files.
     FileNotFoundError
         If the source is missing.
+    IsADirectoryError, PermissionError, vitc.files.UnreadableFileError
+        If a file to read is a folder, may not be read, or is a FIFO, device or pseudo-file; or
+        ``dst`` is a folder inside the given folder (``dst/model.vitc`` is a folder).
     """
     precision = _check_dtype(dtype)
-    dst_path = Path(dst)
-    if dst_path.is_dir():
-        dst_path = dst_path / "model.vitc"
+    dst_path = output_path(dst, "model.vitc")
     if precision != "float32":
         require_build_layout(precision)  # a build that packs otherwise refuses before reading anything
     src_path = resolve_model(src, revision=revision)
@@ -112,9 +119,15 @@ def convert(
             f"{src_path}: already a vitc file: convert reads Hugging Face checkpoints. Load this file with "
             "vitc.ViT.from_pretrained, or convert the Hugging Face checkpoint it came from for another dtype"
         )
+    refuse_overwriting_inputs(dst_path, input_files(src_path), "convert: the output")
+    if os.path.isdir(dst_path):
+        raise IsADirectoryError(f"convert: the output {dst_path} is a folder inside {dst}: expected a file name")
     config, preprocessor, tensors = load_hf_folder(src_path)
     layout = expected_tensors(config, head="head.weight" in tensors, pooler="pooler.weight" in tensors, dtype=precision)
-    dst_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dst_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder is needed, a read-only place
+        raise type(exc)(f"convert: cannot create the folder of {dst_path} ({exc.strerror or exc})") from None
     with atomic_write(dst_path) as f:
         arrays = _progress(_stored_arrays(tensors, precision), progress, f"writing {dst_path.name}", len(layout))
         write(f, config, preprocessor, precision, layout, arrays)

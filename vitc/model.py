@@ -197,7 +197,15 @@ class ViT:
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, dtype: str | None = None, revision: str | None = None) -> ViT:
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        dtype: str | None = None,
+        revision: str | None = None,
+        *,
+        mmap: bool = True,
+        verify: bool = False,
+    ) -> ViT:
         """Load a converted ``.vitc`` file (memory-mapped), a Hugging Face ViT folder or a hub ID.
 
         An HF folder (config.json + model.safetensors / pytorch_model.bin / sharded index) is
@@ -211,10 +219,23 @@ class ViT:
         (mapped as stored, no packing at load). ``dtype="bfloat16"`` or ``"int8"`` on float32
         weights packs the blocks' weight matrices for the reduced-precision kernels at load. A file
         storing reduced-precision weights loads only in its own precision (ValueError otherwise).
+
+        ``mmap=True`` (default) maps the file read-only: loading takes milliseconds and the weights
+        are shared with other processes mapping the same file, but **the file must not be modified in
+        place while the model lives**: a rewrite in place changes the weights, a truncation kills the
+        process with SIGBUS. Replacing it by renaming a new file over it (what ``vitc convert`` does)
+        is safe: the model keeps the old file. ``mmap=False`` reads every tensor into process memory
+        (the file's size in RAM, read once): the model is then independent of the file.
+
+        ``verify=True`` checks every tensor against its checksum (``.vitc`` files of format 2;
+        the header's checksum is checked on every load) and raises
+        :class:`vitc.io.vitc_file.ChecksumError` (a ValueError naming the damaged tensors); it reads
+        the whole file once (~0.5 s per GB). Files without checksums (format 1, HF checkpoints) load
+        with a :class:`vitc.io.vitc_file.NoChecksumsWarning`.
         """
         if dtype is not None and dtype not in _core.PRECISIONS:
             raise ValueError(f"dtype: expected one of {', '.join(_core.PRECISIONS)}, got {dtype!r}")
-        config, preprocessor, tensors, stored = load_stored(path, revision)
+        config, preprocessor, tensors, stored = load_stored(path, revision, mmap=mmap, verify=verify)
         if dtype is None:
             dtype = stored
         elif stored != "float32" and dtype != stored:

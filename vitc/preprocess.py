@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import io
-import json
 import math
 import os
 import stat
@@ -36,6 +35,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vitc.config import CHANNELS_FIRST, CHANNELS_LAST, MAX_IMAGE_SIDE, PreprocessorConfig
+from vitc.files import file_kind, read_json_file
 
 ImageLike = Any  # str | os.PathLike | PIL.Image.Image | np.ndarray | torch.Tensor
 
@@ -150,9 +150,10 @@ class ImageProcessor(PreprocessorConfig):
         p = Path(path)
         if p.is_dir():
             pre, conf = p / "preprocessor_config.json", p / "config.json"
-            if pre.is_file():
+            # file_kind, not is_file: a FIFO or folder of that name is refused by _read_json, not skipped
+            if file_kind(pre, "preprocessor config") is not None:
                 return cls.from_dict(_read_json(pre))
-            if conf.is_file():
+            if file_kind(conf, "config file") is not None:
                 return cls._from_model_config(_read_json(conf), str(conf))
             raise FileNotFoundError(f"no preprocessor_config.json or config.json in '{p}'")
         if not p.exists():
@@ -362,10 +363,9 @@ def _size_with_aspect_ratio(height: int, width: int, size: int, max_size: int) -
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"cannot parse '{path}' as JSON: {e}") from None
+    # vitc/files.py: every JSON vitc reads has the same limits (size, brackets, depth) and regular
+    # files only (a FIFO or /dev/zero given as a config is refused, never read).
+    return read_json_file(path, "file")
 
 
 # ---------------------------------------------------------------------------------------------

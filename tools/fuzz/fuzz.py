@@ -5,6 +5,9 @@
 TARGET is one of: safetensors (read_safetensors), torch_bin (read_torch_bin), sharded
 (load_state_dict of a shard index + one shard), vitc (load_converted, read_metadata,
 ViT.from_pretrained, then a 1-image forward when the accepted model is small enough to run per input).
+The vitc target reads each input twice: as it is (a mutated header almost always fails its checksum,
+which must be a clean ValueError), and resealed (its header checksum recomputed, as a forger would),
+so the fuzzer also reaches the checks behind the checksum; it also loads with verify=True and mmap=False.
 
 The contract checked here (and by tests/test_hostile_files.py): for any bytes, a reader returns or
 raises ValueError; FileNotFoundError only for a path that names nothing (a shard missing from the
@@ -21,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 
 
@@ -102,7 +106,25 @@ def target_sharded(data: bytes) -> None:
         pass
 
 
+def _reseal(data: bytes) -> bytes:
+    """``data`` with a format-2 header checksum recomputed for the header it holds (unchanged otherwise)."""
+    if len(data) < 20 or data[:6] != b"VITC\x00\x01" or int.from_bytes(data[6:8], "little") != 2:
+        return data
+    n = int.from_bytes(data[8:16], "little")
+    if 20 + n > len(data):
+        return data
+    crc = zlib.crc32(data[20 : 20 + n], zlib.crc32(data[:16]))
+    return data[:16] + crc.to_bytes(4, "little") + data[20:]
+
+
 def target_vitc(data: bytes) -> None:
+    _vitc_input(data)
+    resealed = _reseal(data)
+    if resealed != data:
+        _vitc_input(resealed)
+
+
+def _vitc_input(data: bytes) -> None:
     path = _write("x.vitc", data)
     try:
         read_metadata(path)
@@ -112,6 +134,11 @@ def target_vitc(data: bytes) -> None:
         load_converted(path)
     except ValueError:
         return
+    for kwargs in ({"verify": True}, {"mmap": False}):
+        try:
+            load_converted(path, **kwargs)
+        except ValueError:  # ChecksumError for damaged data
+            pass
     try:
         model = vitc.ViT.from_pretrained(path)
     except (ValueError, NotImplementedError):

@@ -5,6 +5,11 @@ disk: a reader, or a crash, sees the old ``dst`` (or none) or the whole new one,
 temporary file is ``.NAME.<pid>.<random>.tmp`` in ``dst``'s folder (a rename within one file system is
 atomic); one left behind by a killed writer is removed by the next write to the same ``dst`` once its
 process no longer runs. Used by :func:`vitc.convert` and for evaluation outputs (vitc/eval/output.py).
+
+Because the new file is renamed over ``dst``, the old file's inode is never written: a model that
+memory-maps the old file keeps its weights (the inode lives until the last map is gone). A writer whose
+output is derived from input files first calls :func:`refuse_overwriting_inputs`, so that ``dst`` is
+never one of them (by path, symlink, hard link or relative spelling).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["TMP_SUFFIX", "atomic_write", "fsync_dir", "remove_stale_temps"]
+__all__ = ["TMP_SUFFIX", "atomic_write", "fsync_dir", "output_path", "refuse_overwriting_inputs", "remove_stale_temps"]
 
 TMP_SUFFIX = ".tmp"
 
@@ -49,7 +54,10 @@ def atomic_write(dst: str | os.PathLike[str], mode: str = "wb", encoding: str | 
     remove_stale_temps(dst)
     # O_EXCL on a random name: unique, and created with the umask's permissions (mkstemp's are 0600).
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{secrets.token_hex(6)}{TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:  # a read-only or missing folder: say which file could not be written
+        raise type(exc)(f"{dst}: cannot write a file in {dst.parent} ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, mode, encoding=encoding) as f:
             yield f
@@ -122,3 +130,66 @@ def fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _identities(path: Path) -> tuple[tuple[int, int] | None, set[tuple[int, int, str]]]:
+    """(device and inode of the file ``path`` names, or None; the directory entries that name it:
+    (device, inode of the folder, name) of ``path`` itself and of its symlink target)."""
+    try:
+        st = os.stat(path)
+        inode = (st.st_dev, st.st_ino)
+    except (OSError, ValueError):
+        inode = None
+    try:
+        names = {path, path.resolve()}
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13) names no file
+        names = {path}
+    entries = set()
+    for p in names:
+        try:
+            parent = os.stat(p.parent)
+        except (OSError, ValueError):
+            continue
+        entries.add((parent.st_dev, parent.st_ino, p.name))
+    return inode, entries
+
+
+def refuse_overwriting_inputs(dst: str | os.PathLike[str], inputs: dict[Path, str], action: str) -> None:
+    """Raise ValueError if writing ``dst`` (by rename, or in place) would replace one of ``inputs``.
+
+    ``dst`` is refused if it is the same file as an input (the same inode: the path itself, a symlink
+    to it, a hard link, another spelling of the path) or if it is a directory entry that names an
+    input (a symlink in a Hugging Face cache snapshot, which a rename would replace).
+
+    Parameters
+    ----------
+    dst : str or PathLike
+        The file about to be written.
+    inputs : dict of pathlib.Path to str
+        The files (and folders) the output is derived from, each with the role named in the message
+        ("weights file", "config.json", ...).
+    action : str
+        What is being written, for the message (e.g. "convert: output").
+
+    Raises
+    ------
+    ValueError
+        Naming ``dst``, the input it would replace and its role.
+    """
+    dst = Path(dst)
+    dst_inode, dst_entries = _identities(dst)
+    for path, role in inputs.items():
+        inode, entries = _identities(Path(path))
+        same = dst_inode is not None and dst_inode == inode
+        if same or dst_entries & entries:
+            how = "the same file" if same else "a link to it"
+            raise ValueError(
+                f"{action} {dst} is the {role} {path} ({how}): expected a destination that is none of the "
+                "input files, which would be destroyed"
+            )
+
+
+def output_path(dst: str | os.PathLike[str], default_name: str) -> Path:
+    """``dst``, or ``dst/default_name`` if ``dst`` is an existing folder."""
+    dst = Path(dst)
+    return dst / default_name if os.path.isdir(dst) else dst  # isdir: False for a loop or an unusable name

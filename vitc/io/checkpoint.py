@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
 import math
 import mmap
 import os
 import pickle
-import reprlib
 import struct
 import zipfile
 import zlib
@@ -24,6 +22,18 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from vitc.files import (
+    MAX_JSON_BYTES,
+    MAX_JSON_CONTAINERS,  # noqa: F401 - this module's limit too, named here with the others
+    file_kind,
+    load_json,
+    map_regular,
+    open_regular,
+    read_json_file,
+    require_file,
+    short_repr,
+)
 
 __all__ = [
     "SAFETENSORS_DTYPES",
@@ -50,14 +60,12 @@ SAFETENSORS_DTYPES: dict[str, np.dtype] = {
 }
 
 # A JSON header this large is not a tensor table; refusing it bounds the memory a hostile file can
-# make us allocate before any validation has happened. A safetensors header is ~100 bytes per tensor.
-MAX_HEADER_BYTES = 16 * 1024 * 1024
+# make us allocate before any validation has happened. One cap for every JSON vitc reads (vitc/files.py).
+MAX_HEADER_BYTES = MAX_JSON_BYTES
 # Tensors in one file or shard index. A ViT-L file has ~400; DeepSeek-V3's index, one of the largest
 # on the Hub, lists ~92k. Bounds the time spent validating a hostile table of empty tensors.
 MAX_TENSORS = 1 << 17
-# JSON arrays + objects in one document. Each costs ~64 bytes of Python for 3 bytes of text
-# ("[],"), so a 16 MB header of them would take ~400 MB; a tensor table needs 3 per tensor.
-MAX_JSON_CONTAINERS = 4 * MAX_TENSORS
+# JSON arrays + objects in one document: vitc.files.MAX_JSON_CONTAINERS, 4 per tensor of MAX_TENSORS.
 # data.pkl is ~150 bytes per tensor (ViT-L: 60 kB, 392 tensors), so 16 MB is ~100k tensors.
 MAX_PICKLE_BYTES = 16 * 1024 * 1024
 # Pickle opcodes the unpickler may run. Real pickles average ~4 bytes per opcode (~37 opcodes per
@@ -105,15 +113,6 @@ class TensorEntry:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 60, 60, 40
-
-
-def short_repr(v: Any) -> str:
-    """Bounded repr for error messages: hostile values may be huge or nested thousands deep."""
-    return _REPR.repr(v)
 
 
 def check_tensor_layout(
@@ -204,12 +203,9 @@ def check_no_overlap(path: str | os.PathLike[str], entries: Iterable[TensorEntry
 
 
 def map_file(path: str | os.PathLike[str]) -> mmap.mmap:
-    """Memory-map a whole file read-only (raises ValueError for an empty file, which mmap refuses)."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            raise ValueError(f"{os.fspath(path)}: file is empty")
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    """Memory-map a whole regular file read-only (:func:`vitc.files.map_regular`: an empty file, a
+    FIFO, a device or a pseudo-file is refused with a message naming it)."""
+    return map_regular(path, "checkpoint file")
 
 
 def array_view(buf: mmap.mmap, entry: TensorEntry) -> np.ndarray:
@@ -229,43 +225,6 @@ def _to_float32(arr: np.ndarray, code: str) -> np.ndarray:
     if code == "F16":
         return arr.astype(np.float32)
     return arr
-
-
-def _json_object_no_dups(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        for k, _ in pairs:
-            if k in seen:
-                raise ValueError(f"duplicate JSON key {short_repr(k)}")
-            seen.add(k)
-    return out
-
-
-def load_json(path: str | os.PathLike[str], text: bytes | str, what: str = "header") -> Any:
-    """``json.loads`` for untrusted text: every failure is a ValueError naming the file.
-
-    Duplicate keys are refused (they would hide a tensor); nesting deeper than the interpreter's
-    recursion limit (``[[[[...`` a few kB long) is a ValueError, not a RecursionError; more than
-    :data:`MAX_JSON_CONTAINERS` brackets (``[[],[],...``, ~20x its size in Python objects) are refused
-    before parsing. The count includes brackets inside strings, an upper bound.
-    """
-    containers = text.count(b"[" if isinstance(text, bytes) else "[") + text.count(
-        b"{" if isinstance(text, bytes) else "{"
-    )
-    if containers > MAX_JSON_CONTAINERS:
-        raise ValueError(
-            f"{os.fspath(path)}: {what} JSON has {containers} '[' and '{{': expected at most "
-            f"{MAX_JSON_CONTAINERS} (a few per tensor)"
-        )
-    try:
-        if isinstance(text, bytes):
-            text = text.decode("utf-8")
-        return json.loads(text, object_pairs_hook=_json_object_no_dups)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{os.fspath(path)}: {what} is not valid UTF-8 JSON ({exc})") from None
-    except RecursionError:
-        raise ValueError(f"{os.fspath(path)}: {what} JSON is nested too deeply") from None
 
 
 def parse_json_header(path: str | os.PathLike[str], raw: bytes) -> dict[str, Any]:
@@ -1094,7 +1053,7 @@ def _read_checkpoint_file(path: Path) -> dict[str, np.ndarray]:
     """Dispatch on suffix, then content: zip or pickle data is a torch checkpoint, else safetensors."""
     if path.suffix == ".safetensors":
         return read_safetensors(path)
-    with open(path, "rb") as f:
+    with open_regular(path, "checkpoint file") as f:
         head = f.read(4)
     if head.startswith(b"PK") or head[:1] == b"\x80":
         return read_torch_bin(path)
@@ -1108,17 +1067,23 @@ def _cache_blobs(folder: Path) -> Path | None:
     return None
 
 
-def _read_sharded(index_path: Path) -> dict[str, np.ndarray]:
+def read_index(index_path: Path) -> dict[Path, list[str]]:
+    """A shard index (``*.index.json``): each shard's path (a file in the index's folder, checked to
+    exist) and the tensor names the index puts in it, in the index's order.
+
+    Raises
+    ------
+    ValueError
+        For a malformed index, or a shard name that is not a plain file name in the folder (a
+        Hugging Face cache snapshot's shards may be symlinks into its blobs folder).
+    FileNotFoundError
+        For a shard that is not there.
+    """
     folder = index_path.parent.resolve()
-    size = index_path.stat().st_size
-    if size > MAX_HEADER_BYTES:
-        raise ValueError(f"{index_path}: expected an index of at most {MAX_HEADER_BYTES} bytes, found {size}")
-    index = load_json(index_path, index_path.read_bytes(), what="index")
+    index = read_json_file(index_path, "index")
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
-        raise ValueError(
-            f"{index_path}: expected a non-empty 'weight_map' object, found {short_repr(weight_map)}"
-        )
+        raise ValueError(f"{index_path}: expected a non-empty 'weight_map' object, found {short_repr(weight_map)}")
     if len(weight_map) > MAX_TENSORS:
         raise ValueError(f"{index_path}: weight_map lists {len(weight_map)} tensors: expected at most {MAX_TENSORS}")
     by_shard: dict[str, list[str]] = {}
@@ -1128,26 +1093,31 @@ def _read_sharded(index_path: Path) -> dict[str, np.ndarray]:
                 f"{index_path}: tensor {short_repr(name)}: expected a shard file name, found {short_repr(shard)}"
             )
         by_shard.setdefault(shard, []).append(name)
-    out: dict[str, np.ndarray] = {}
+    out: dict[Path, list[str]] = {}
     for shard, names in by_shard.items():
         shard_path = folder / shard
+        if shard_path.parent != folder:  # "../x", "a/b", "/abs": not a plain name
+            raise ValueError(f"{index_path}: shard {short_repr(shard)} must be a file name inside {folder}")
+        # What it names first (a FIFO, device or symlink loop is refused unopened), then where.
+        require_file(shard_path, "shard", missing=f"{index_path}: shard {short_repr(shard)} not found in {folder}")
         try:
             target = shard_path.resolve()
-            # In the Hugging Face cache a snapshot's files are symlinks to its repo's blobs folder.
-            inside = shard_path.parent == folder and target.parent in (folder, _cache_blobs(folder))
-            exists = inside and target.is_file()
-        except OSError as exc:  # a name the file system refuses (too long, bad characters)
+        except (OSError, RuntimeError) as exc:  # a name the file system refuses; a loop (Python < 3.13)
             raise ValueError(f"{index_path}: shard {short_repr(shard)}: unusable file name ({exc})") from None
-        if not inside:
+        # In the Hugging Face cache a snapshot's files are symlinks to its repo's blobs folder.
+        if target.parent not in (folder, _cache_blobs(folder)):
             raise ValueError(f"{index_path}: shard {short_repr(shard)} must be a file name inside {folder}")
-        if not exists:
-            raise FileNotFoundError(f"{index_path}: shard {short_repr(shard)} not found in {folder}")
+        out[shard_path] = names
+    return out
+
+
+def _read_sharded(index_path: Path) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for shard_path, names in read_index(index_path).items():
         tensors = _read_checkpoint_file(shard_path)
         missing = [n for n in names if n not in tensors]
         if missing:
-            raise ValueError(
-                f"{shard_path}: tensors listed in {index_path.name} are missing: {short_repr(missing)}"
-            )
+            raise ValueError(f"{shard_path}: tensors listed in {index_path.name} are missing: {short_repr(missing)}")
         extra = sorted(set(tensors) - set(names))
         if extra:
             raise ValueError(
@@ -1155,6 +1125,40 @@ def _read_sharded(index_path: Path) -> dict[str, np.ndarray]:
             )
         out.update(tensors)
     return out
+
+
+# The weights files of a folder, in the order they are looked for (safetensors preferred).
+WEIGHTS_CANDIDATES = (SAFETENSORS_FILE, SAFETENSORS_INDEX, TORCH_FILE, TORCH_INDEX)
+
+
+def weights_path(folder_or_file: str | os.PathLike[str]) -> Path:
+    """The weights file :func:`load_state_dict` reads: the file given, or a folder's first present
+    :data:`WEIGHTS_CANDIDATES`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is none (the message lists what was looked for).
+    IsADirectoryError, UnreadableFileError, PermissionError
+        If the file, or the candidate found in a folder, is a directory, FIFO, device ... .
+    """
+    p = Path(folder_or_file)
+    kind = file_kind(p, "checkpoint file")
+    if kind == "directory":
+        for name in WEIGHTS_CANDIDATES:
+            if file_kind(p / name, "checkpoint file") is not None:
+                require_file(p / name, "checkpoint file")  # a FIFO or folder of that name is refused
+                return p / name
+        raise FileNotFoundError(f"{p}: no checkpoint found; looked for {', '.join(WEIGHTS_CANDIDATES)}")
+    require_file(p, "checkpoint file", missing=f"{p}: no such file or folder")
+    return p
+
+
+def weights_files(folder_or_file: str | os.PathLike[str]) -> list[Path]:
+    """Every file :func:`load_state_dict` reads for ``folder_or_file``: the weights file, or a shard
+    index and its shards."""
+    p = weights_path(folder_or_file)
+    return [p, *read_index(p)] if p.name.endswith(".index.json") else [p]
 
 
 def load_state_dict(folder_or_file: str | os.PathLike[str]) -> dict[str, np.ndarray]:
@@ -1179,16 +1183,10 @@ def load_state_dict(folder_or_file: str | os.PathLike[str]) -> dict[str, np.ndar
         If nothing loadable is found (the message lists what was looked for).
     ValueError
         If a file is malformed.
+    IsADirectoryError, PermissionError, UnreadableFileError
+        If a file to read is a directory, may not be read, or is a FIFO, device or pseudo-file.
     """
-    p = Path(folder_or_file)
-    if p.is_dir():
-        candidates = (SAFETENSORS_FILE, SAFETENSORS_INDEX, TORCH_FILE, TORCH_INDEX)
-        for name in candidates:
-            if (p / name).is_file():
-                return load_state_dict(p / name)
-        raise FileNotFoundError(f"{p}: no checkpoint found; looked for {', '.join(candidates)}")
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such file or folder")
+    p = weights_path(folder_or_file)
     if p.name.endswith(".index.json"):
         return _read_sharded(p)
     return _read_checkpoint_file(p)

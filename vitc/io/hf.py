@@ -18,11 +18,8 @@ from typing import Any
 import numpy as np
 
 from vitc.config import CONFIG_ERRORS, ViTConfig, check_preprocessor
-from vitc.io.checkpoint import (
-    MAX_HEADER_BYTES,  # one cap for every JSON vitc reads: .vitc headers and config files too
-    load_json,
-    load_state_dict,
-)
+from vitc.files import file_kind, read_json_file, require_file
+from vitc.io.checkpoint import WEIGHTS_CANDIDATES, load_state_dict, weights_files
 from vitc.weights import (
     MIN_LAYER_TENSORS,
     OPTIONAL_GROUPS,
@@ -35,7 +32,15 @@ from vitc.weights import (
     shape_sources,
 )
 
-__all__ = ["CONFIG_FILE", "PREPROCESSOR_FILE", "WEIGHT_MAP", "Rule", "convert_state_dict", "load_hf_folder"]
+__all__ = [
+    "CONFIG_FILE",
+    "PREPROCESSOR_FILE",
+    "WEIGHT_MAP",
+    "Rule",
+    "convert_state_dict",
+    "input_files",
+    "load_hf_folder",
+]
 
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
@@ -223,10 +228,7 @@ def convert_state_dict(config: ViTConfig, state_dict: Mapping[str, np.ndarray]) 
 
 
 def _read_json_dict(path: Path) -> dict[str, Any]:
-    size = path.stat().st_size
-    if size > MAX_HEADER_BYTES:
-        raise ValueError(f"{path}: expected at most {MAX_HEADER_BYTES} bytes of JSON, found {size}")
-    d = load_json(path, path.read_bytes(), what="file")
+    d = read_json_file(path, "file")  # vitc/files.py: one size, bracket and depth policy for all JSON
     if not isinstance(d, dict):
         raise ValueError(f"{path}: expected a JSON object, found {type(d).__name__}")
     return d
@@ -249,13 +251,48 @@ _ACCEPTED = (
 
 def _hf_folder(src: Path) -> tuple[Path, Path]:
     """(model folder, weights path) of an HF folder or of a checkpoint file inside one."""
-    if src.is_dir():
+    kind = file_kind(src, "model file")
+    if kind == "directory":
         return src, src
-    if src.is_file():
-        if not src.name.endswith(_WEIGHTS_SUFFIXES):
-            raise ValueError(f"{src}: not a vitc file or a Hugging Face checkpoint ({_ACCEPTED})")
-        return src.parent, src
-    raise FileNotFoundError(f"{src}: no such model folder or checkpoint file")
+    if kind is None:
+        raise FileNotFoundError(f"{src}: no such model folder or checkpoint file")
+    require_file(src, f"model file ({_ACCEPTED})")  # a FIFO, device, socket ... is refused unopened
+    if not src.name.endswith(_WEIGHTS_SUFFIXES):
+        raise ValueError(f"{src}: not a vitc file or a Hugging Face checkpoint ({_ACCEPTED})")
+    return src.parent, src
+
+
+def _json_files(folder: Path) -> tuple[Path, Path | None]:
+    """(config.json, preprocessor_config.json or None if absent) of a model folder, each checked to be
+    a regular file: a FIFO, device or folder of that name is refused, not skipped."""
+    config_path = folder / CONFIG_FILE
+    require_file(config_path, "config file", missing=f"{folder}: expected {CONFIG_FILE} beside the weights, not found")
+    pre_path = folder / PREPROCESSOR_FILE
+    if file_kind(pre_path, "preprocessor config") is None:
+        return config_path, None
+    require_file(pre_path, "preprocessor config")
+    return config_path, pre_path
+
+
+def input_files(src: Path) -> dict[Path, str]:
+    """Every file :func:`load_hf_folder` reads for ``src`` (and the folder), each with its role:
+    the folder, config.json, preprocessor_config.json if present, the weights (a file, or a shard
+    index and its shards), and the folder's other weights files. Writers use it to never replace
+    their own input (``vitc convert``)."""
+    folder, weights = _hf_folder(src)
+    config_path, pre_path = _json_files(folder)
+    out = {folder: "checkpoint folder", config_path: CONFIG_FILE}
+    if pre_path is not None:
+        out[pre_path] = PREPROCESSOR_FILE
+    # The folder's other weights files are not read (safetensors is preferred) but are as much the
+    # checkpoint: a writer must not replace them either.
+    for name in WEIGHTS_CANDIDATES:
+        if file_kind(folder / name, "checkpoint file") is not None:
+            out[folder / name] = "weights file" if not name.endswith(".index.json") else "shard index"
+    files = weights_files(weights)
+    out[files[0]] = "weights file" if len(files) == 1 else "shard index"
+    out.update((shard, "shard") for shard in files[1:])
+    return out
 
 
 def load_hf_folder(src: Path) -> tuple[ViTConfig, dict[str, Any] | None, dict[str, np.ndarray]]:
@@ -264,14 +301,20 @@ def load_hf_folder(src: Path) -> tuple[ViTConfig, dict[str, Any] | None, dict[st
     Returns
     -------
     (ViTConfig, preprocessor_config.json dict or None, dict of vitc tensors)
+
+    Raises
+    ------
+    FileNotFoundError
+        No such folder or file, or no config.json / weights in it.
+    ValueError
+        A malformed file (the message names it).
+    IsADirectoryError, PermissionError, vitc.files.UnreadableFileError
+        A file vitc would read is a folder, may not be read, or is a FIFO, device or pseudo-file.
     """
     folder, weights = _hf_folder(src)
-    config_path = folder / CONFIG_FILE
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{folder}: expected {CONFIG_FILE} beside the weights, not found")
+    config_path, pre_path = _json_files(folder)
     config = _config_from_dict(config_path, _read_json_dict(config_path))
-    pre_path = folder / PREPROCESSOR_FILE
-    preprocessor = _read_json_dict(pre_path) if pre_path.is_file() else None
+    preprocessor = _read_json_dict(pre_path) if pre_path is not None else None
     if preprocessor is not None:
         check_preprocessor(str(pre_path), preprocessor)
     tensors = convert_state_dict(config, load_state_dict(weights))

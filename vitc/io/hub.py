@@ -19,15 +19,8 @@ import re
 import warnings
 from pathlib import Path
 
-from vitc.io.checkpoint import (
-    MAX_HEADER_BYTES,
-    SAFETENSORS_FILE,
-    SAFETENSORS_INDEX,
-    TORCH_FILE,
-    TORCH_INDEX,
-    load_json,
-    short_repr,
-)
+from vitc.files import file_kind, open_regular, read_json_file, short_repr
+from vitc.io.checkpoint import SAFETENSORS_FILE, SAFETENSORS_INDEX, TORCH_FILE, TORCH_INDEX
 
 __all__ = ["ModelNotFoundError", "hub_cache_dir", "is_hub_id", "is_offline", "resolve_model"]
 
@@ -106,10 +99,7 @@ def _check_revision(revision: object) -> str:
 
 def _shard_names(index: Path) -> list[str]:
     """The shard files a ``*.index.json`` names: plain file names, each once."""
-    size = index.stat().st_size
-    if size > MAX_HEADER_BYTES:
-        raise ValueError(f"{index}: expected an index of at most {MAX_HEADER_BYTES} bytes, found {size}")
-    data = load_json(index, index.read_bytes(), what="index")
+    data = read_json_file(index, "index")
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict):
         raise ValueError(f"{index}: expected a 'weight_map' object, found {short_repr(weight_map)}")
@@ -146,7 +136,7 @@ def _cached_snapshot(repo_id: str, revision: str, cache: Path) -> tuple[Path | N
         return None, f"not in the Hugging Face cache at {cache} (no {repo.name} folder)"
     ref = repo / "refs" / revision
     if ref.is_file():
-        with open(ref, "rb") as f:
+        with open_regular(ref, "cache ref") as f:
             commit = f.read(100).decode("ascii", "replace").strip()
         if _COMMIT.fullmatch(commit) is None:
             return None, f"{ref}: expected a commit hash, found {short_repr(commit)}"
@@ -309,12 +299,17 @@ def resolve_model(
     """
     path = Path(name_or_path)
     name = os.fspath(name_or_path)
-    if path.exists() or not isinstance(name, str) or not is_hub_id(name):
+    # file_kind: an existing FIFO or device is returned for the loaders to refuse by name; a path this
+    # user may not look up is a PermissionError saying so.
+    if not isinstance(name, str) or not is_hub_id(name) or file_kind(path, "model path") is not None:
         return path
     rev = DEFAULT_REVISION if revision is None else _check_revision(revision)
     cache = hub_cache_dir() if cache_dir is None else Path(cache_dir)
     label = name if revision is None else f"{name} (revision {rev})"
-    snapshot, why = _cached_snapshot(name, rev, cache)
+    try:
+        snapshot, why = _cached_snapshot(name, rev, cache)
+    except PermissionError as exc:  # a cache folder this user may not read
+        raise PermissionError(f"{label}: cannot read the Hugging Face cache at {cache}: {exc}") from None
     if snapshot is not None:
         return snapshot
     tried = [f"no file or folder {name!r} in {Path.cwd()}", why]
