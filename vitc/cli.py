@@ -5,7 +5,9 @@ return results (nothing else parses argv).
 
 Errors a user can fix (a missing file, a bad checkpoint, wrong options) print one line and exit
 with status 1; --help explains every option with an example. A closed output pipe
-(``vitc predict | head -2``) ends the command quietly with status 141.
+(``vitc predict | head -2``) ends the command quietly with status 141. ``vitc predict`` streams its
+results and reports each image it cannot read on stderr, going on with the others (status 1 at the
+end if any failed); Ctrl-C ends a command with status 130, keeping what was printed or written.
 """
 
 from __future__ import annotations
@@ -38,9 +40,16 @@ EXAMPLES = {
   vitc predict --model ./hf-folder images/*.jpg --batch-size 4 --json > preds.json
   vitc predict --explain maps/ cat.jpg          # also write attention-map overlays as PNG
 
---json prints one list with a record per image, in input order:
-  [{"image": "cat.jpg", "predictions": [{"label": "tabby", "probability": 0.91}, ...]}, ...]
-with the top-k labels most probable first and probabilities in [0, 1] (softmax of the logits).""",
+Results are printed as each batch finishes (Ctrl-C keeps every line already printed). --json
+prints JSON lines, one record per image, in input order:
+  {"image": "cat.jpg", "predictions": [{"label": "tabby", "probability": 0.91}, ...]}
+with the top-k labels most probable first and probabilities in [0, 1] (softmax of the logits).
+An image that cannot be read (missing, not an image, corrupt, too large, ...) is reported on
+stderr with its kind and the others are still predicted; a summary line counts the failures.
+
+exit status: 0 every image predicted; 1 some image could not be read (the others were printed),
+or an error before any prediction (a bad option or model); 130 interrupted (Ctrl-C); 141 the
+reader of stdout went away (vitc predict | head).""",
     "convert": """examples:
   vitc convert ./vit-large-patch16-512 vit-large-patch16-512.vitc
   vitc convert ./vit-large-patch16-512 vit-large-patch16-512-int8.vitc --dtype int8
@@ -72,6 +81,8 @@ EXIT_BROKEN_PIPE = 141
 # The --explain pass runs one forward per image: show a bar (on a terminal) past this many images,
 # as predict does past 4 batches.
 EXPLAIN_BAR_MIN_IMAGES = 4
+# Status of a `vitc predict` in which some images could not be read (the others were printed).
+EXIT_IMAGES_FAILED = 1
 
 
 class UserError(Exception):
@@ -151,8 +162,24 @@ def _explain_dir(text: str) -> Path:
     return out_dir
 
 
+def _default_model_note(command: str) -> str:
+    """The one line that says the embedded model runs because no --model was given."""
+    return (
+        f"vitc {command}: no --model given: using vitc's embedded MNIST digits model (10 classes, 28x28 "
+        "digits); pass --model (a .vitc file, Hugging Face folder or hub ID) for your own"
+    )
+
+
+def _prediction_text(image: str, pred, as_json: bool) -> str:
+    if as_json:
+        record = {"image": image, "predictions": [{"label": lb, "probability": p} for lb, p in pred]}
+        return json.dumps(record) + "\n"
+    return image + "\n" + "".join(f"  {p:7.2%}  {label}\n" for label, p in pred)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from vitc.default_model import sample_images
+    from vitc.predict import describe_failures, interrupts_deferred, iter_predictions
 
     model_path = _resolve(args.model, args.revision)
     images = list(args.images)
@@ -160,39 +187,45 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.model is not None:
             raise UserError("no images given (the sample images belong to the embedded model; pass IMAGE ...)")
         images = [str(p) for p in sample_images()]
-    for p in images:
-        if not Path(p).exists():
-            raise UserError(f"image not found: {p}")
+    elif args.model is None:
+        print(_default_model_note("predict"), file=sys.stderr)
     out_dir = _explain_dir(args.explain) if args.explain else None
     model = _model_arg(model_path, args.dtype)
     on_terminal = sys.stderr.isatty()
-    preds = model.predict(
-        images, top_k=args.top_k, batch_size=args.batch_size, progress=None if on_terminal else False
+    preds = iter_predictions(
+        model, images, top_k=args.top_k, batch_size=args.batch_size, progress=None if on_terminal else False
     )
-    if out_dir is not None:
+    # Each result is printed (and flushed) as its batch finishes: an interrupted run keeps every
+    # line already printed, and each line is written whole (Ctrl-C is held while it is written).
+    read, failed = [], []
+    for image, pred in zip(images, preds, strict=True):
+        with interrupts_deferred():
+            if pred.error is not None:
+                failed.append(pred.error.kind)
+                sys.stdout.flush()  # keep stdout and stderr in input order on a shared terminal
+                print(f"vitc predict: error: {pred.error.kind}: {pred.error}", file=sys.stderr, flush=True)
+                continue
+            read.append(image)
+            sys.stdout.write(_prediction_text(image, pred, args.json))
+            sys.stdout.flush()
+    if out_dir is not None and read:
         from vitc.predict import explain, progress_bar, save_png
 
-        bar = progress_bar(len(images), "explain", on_terminal and len(images) > EXPLAIN_BAR_MIN_IMAGES)
+        bar = progress_bar(len(read), "explain", on_terminal and len(read) > EXPLAIN_BAR_MIN_IMAGES)
         try:
-            for image, name in zip(images, _explanation_names(images), strict=True):
+            for image, name in zip(read, _explanation_names(read), strict=True):
                 save_png(explain(model, image), out_dir / name)
                 if bar is not None:
                     bar.update(1)
         finally:
             if bar is not None:
                 bar.close()
-    if args.json:
-        records = [
-            {"image": img, "predictions": [{"label": lb, "probability": p} for lb, p in pred]}
-            for img, pred in zip(images, preds, strict=True)
-        ]
-        json.dump(records, sys.stdout, indent=2)
-        print()
-    else:
-        for img, pred in zip(images, preds, strict=True):
-            print(img)
-            for label, p in pred:
-                print(f"  {p:7.2%}  {label}")
+    if failed:
+        from vitc.predict import count_error_kinds
+
+        summary = describe_failures(count_error_kinds(failed), len(images))
+        print(f"vitc predict: {summary}; {len(read)} predicted", file=sys.stderr)
+        return EXIT_IMAGES_FAILED
     return 0
 
 
@@ -457,9 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "load; int8 is the fastest (AMX or AVX512-VNNI), its logits within ~0.1-0.2 of float32's "
                    "(cosine > 0.998) (default: as the model stores it)")
     p.add_argument("--json", action="store_true",
-                   help='print JSON instead of text: a list with one record per image, '
+                   help='print JSON lines instead of text: one record per image, '
                    '{"image": PATH, "predictions": [{"label": LABEL, "probability": P}, ...]}, '
-                   "most probable first (see below)")
+                   "most probable first, each printed as its batch finishes (see below)")
     p.add_argument("--explain", metavar="DIR", default=None,
                    help="write per image a PNG with the attention-rollout heat-map and the top label to DIR")
     p.set_defaults(func=cmd_predict)
