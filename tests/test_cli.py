@@ -21,6 +21,12 @@ SAMPLES = vitc.sample_images()
 SAMPLE_NAME = re.compile(r"digit_(\d)_\d+\.png")
 
 
+DEFAULT_MODEL_NOTE = (
+    "vitc predict: no --model given: using vitc's embedded MNIST digits model (10 classes, 28x28 digits); "
+    "pass --model (a .vitc file, Hugging Face folder or hub ID) for your own"
+)
+
+
 def true_label(path: str | Path) -> str:
     return f"digit {SAMPLE_NAME.fullmatch(Path(path).name).group(1)}"
 
@@ -79,10 +85,16 @@ def test_predict_top_k(capsys) -> None:
     assert [pairs[0][0] for pairs in preds.values()] == ["digit 2", "digit 7"]
 
 
+def json_lines(out: str) -> list[dict]:
+    """``vitc predict --json`` output: one JSON record per line."""
+    assert out.endswith("\n")
+    return [json.loads(line) for line in out.splitlines()]
+
+
 def test_predict_json(capsys) -> None:
     rc, out, _ = run(capsys, "predict", "--json", "-k", "2", "--batch-size", "3")
     assert rc == 0
-    records = json.loads(out)
+    records = json_lines(out)
     assert [r["image"] for r in records] == [str(p) for p in SAMPLES]
     for r in records:
         assert len(r["predictions"]) == 2
@@ -95,7 +107,7 @@ def test_predict_matches_the_python_api(capsys) -> None:
     rc, out, _ = run(capsys, "predict", "--json", "--top-k", "10", *map(str, SAMPLES[:3]))
     assert rc == 0
     api = vitc.load_default_model().predict(SAMPLES[:3], top_k=10)
-    assert [[(p["label"], p["probability"]) for p in r["predictions"]] for r in json.loads(out)] == api
+    assert [[(p["label"], p["probability"]) for p in r["predictions"]] for r in json_lines(out)] == api
 
 
 def test_predict_with_a_model_folder(tmp_path, capsys) -> None:
@@ -141,7 +153,7 @@ def test_predict_explain_progress_bar_on_a_terminal(tmp_path, capsys, monkeypatc
     assert "explain" in err and f"{len(SAMPLES)}/{len(SAMPLES)}" in err
     # few images, or not a terminal: no bar
     rc, _, err = run(capsys, "predict", "--explain", str(tmp_path / "few"), *map(str, SAMPLES[:2]))
-    assert rc == 0 and err == ""
+    assert rc == 0 and err.splitlines() == [DEFAULT_MODEL_NOTE]
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     rc, _, err = run(capsys, "predict", "--explain", str(tmp_path / "pipe"))
     assert rc == 0 and err == ""
@@ -194,7 +206,7 @@ def test_broken_pipe_elsewhere_is_an_error(capsys, monkeypatch) -> None:
     def broken(*args, **kwargs):
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr("vitc.model.ViT.predict", broken)
+    monkeypatch.setattr("vitc.predict.iter_predictions", broken)
     assert main(["predict"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("vitc predict: error: ") and "Broken pipe" in err and err.count("\n") == 1
@@ -215,12 +227,15 @@ def test_python_m_vitc_into_a_closed_pipe() -> None:
     assert proc.stderr == ""
 
 
-def test_python_m_vitc_user_error() -> None:
+def test_python_m_vitc_user_error(tmp_path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "vitc", "predict", "no-such-image.png"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "vitc", "predict", "--model", str(tmp_path / "no-such-model.vitc")],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.stdout == ""
-    assert_user_error(proc.returncode, proc.stderr, "image not found", "no-such-image.png")
+    assert_user_error(proc.returncode, proc.stderr, "model not found", "no-such-model.vitc")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,10 +292,7 @@ def test_user_errors_are_one_line(tmp_path, capsys) -> None:
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     cases = [
-        (["predict", str(tmp_path / "missing.png")], "image not found"),
         (["predict", "--model", str(tmp_path / "missing.vitc"), str(SAMPLES[0])], "model not found"),
-        (["predict", str(not_an_image)], "not an image file"),
-        (["predict", str(tmp_path)], "directory"),
         (["predict", "--top-k", "0"], "--top-k"),
         (["predict", "--top-k", "-3"], "--top-k"),
         (["predict", "--top-k", "three"], "--top-k"),

@@ -187,10 +187,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.model is not None:
             raise UserError("no images given (the sample images belong to the embedded model; pass IMAGE ...)")
         images = [str(p) for p in sample_images()]
-    elif args.model is None:
-        print(_default_model_note("predict"), file=sys.stderr)
     out_dir = _explain_dir(args.explain) if args.explain else None
     model = _model_arg(model_path, args.dtype)
+    if args.model is None and args.images:  # (the sample images are for the embedded model)
+        print(_default_model_note("predict"), file=sys.stderr)
     on_terminal = sys.stderr.isatty()
     preds = iter_predictions(
         model, images, top_k=args.top_k, batch_size=args.batch_size, progress=None if on_terminal else False

@@ -67,7 +67,8 @@ class Prediction(list):
     def _repr_html_(self) -> str:
         title = f"<caption>{html.escape(self.source)}</caption>" if self.source else ""
         if self.error is not None:
-            return f"<table>{title}<tr><td>not read ({html.escape(self.error.kind)}): {html.escape(str(self.error))}</td></tr></table>"
+            why = f"not read ({html.escape(self.error.kind)}): {html.escape(str(self.error))}"
+            return f"<table>{title}<tr><td>{why}</td></tr></table>"
         rows = "".join(
             f"<tr><td>{html.escape(str(label))}</td><td style='text-align:right'>{p:.2%}</td>"
             f"<td><div style='background:#4c78a8;height:0.8em;width:{100 * p:.0f}px'></div></td></tr>"
