@@ -294,8 +294,15 @@ EVAL_EXAMPLES = """examples:
 
 class folders map to labels by name if every folder is a label of the model, else folder i
 (sorted) is class i, as torchvision's ImageFolder; force either with --class-mapping. Hidden
-folders (.name) are skipped, unlike torchvision. An output file records its dataset and model:
-resuming or merging files of another dataset or model is refused."""
+folders (.name) are skipped, unlike torchvision. Symlinked folders and files are followed, each
+file counted once (a file reached by two paths, at its first path; link loops end).
+
+An image that cannot be read is recorded with its kind (missing, unreadable, not_an_image,
+corrupt, too_large, unsupported) and counted; the run goes on. An output file records its dataset
+and model: resuming or merging files of another dataset or model is refused, and so is a damaged
+or edited file (naming its line); an incomplete last line (a killed run) is dropped and redone.
+Two runs cannot write one output at once: the second is refused (a killed run holds no lock).
+exit status: 0 done; 1 an error (named on stderr); 130 interrupted (the output resumes)."""
 
 
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -324,11 +331,13 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         help="a .vitc file, Hugging Face model folder or hub ID (default: the embedded model)",
     )
     p.add_argument("--revision", default=None, help=REVISION_HELP)
-    p.add_argument("--batch-size", "-b", type=int, default=8, help="images per forward pass (default: 8)")
+    p.add_argument(
+        "--batch-size", "-b", type=_positive_int, default=8, help="images per forward pass (default: 8)"
+    )
     p.add_argument(
         "--top-k",
         "-k",
-        type=int,
+        type=_positive_int,
         nargs="+",
         default=None,
         metavar="K",
@@ -339,8 +348,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "-o",
         default=None,
         metavar="FILE",
-        help="per-image predictions as JSON lines; an existing file is resumed "
-        "(with --merge: where to write the combined predictions)",
+        help="per-image predictions as JSON lines, appended per batch; an existing file is resumed "
+        "(after Ctrl-C or a kill: run the same command again). One run writes a file at a time: a "
+        "second is refused (with --merge: where to write the combined predictions)",
     )
     p.add_argument(
         "--shard",
@@ -367,7 +377,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         metavar="ADDRESS",
         help="run on a Ray cluster ('local' starts one on this machine; 'auto' joins a running one)",
     )
-    p.add_argument("--workers", type=int, default=2, help="Ray workers, one model each (default: 2)")
+    p.add_argument("--workers", type=_positive_int, default=2, help="Ray workers, one model each (default: 2)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
     bar = p.add_mutually_exclusive_group()
     bar.add_argument(
@@ -397,7 +407,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
-        return _run_eval(args)
+        try:
+            return _run_eval(args)
+        except KeyboardInterrupt:
+            # Every finished batch is already in the output (appended and flushed per batch).
+            resume = f"; {args.output} holds the images done: run the same command to resume" if args.output else ""
+            print(f"vitc eval: interrupted{resume}", file=sys.stderr)
+            return 130
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -422,6 +438,8 @@ def _run_eval(args: argparse.Namespace) -> int:
                 raise ValueError("--revision is the revision of a hub model: give --model too")
             # a local folder every Ray worker can read; a revision evaluate() does not take
             args.model = str(resolve_model(args.model, revision=args.revision))
+        if args.model is None:
+            print(_default_model_note("eval"), file=sys.stderr)
         if args.ray is not None:
             if args.shard is not None:
                 raise ValueError(

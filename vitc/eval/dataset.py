@@ -354,6 +354,11 @@ def load_dataset(
     path = Path(os.path.abspath(path))
     if path.is_dir():
         return _load_image_folder(path, id2label, num_labels, class_mapping)
+    if not path.is_file():  # a FIFO would block the read, a device never end it
+        raise ValueError(
+            f"{path}: expected an ImageFolder tree or a list file of 'path<TAB>label_index' lines, found a "
+            "special file (a FIFO, device or socket)"
+        )
     return _load_list_file(path, num_labels)
 
 

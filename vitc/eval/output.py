@@ -36,6 +36,7 @@ import numpy as np
 
 from vitc.eval.dataset import EvalDataset, Sample, samples_digest
 from vitc.io.atomic import atomic_write
+from vitc.predict import interrupts_deferred
 from vitc.preprocess import IMAGE_ERROR_KINDS
 
 FORMAT_VERSION = 1
@@ -474,11 +475,18 @@ def resume(
 
 
 def write_records(out: IO[str] | None, records: Iterable[dict[str, Any]]) -> None:
-    """Append records as JSON lines and flush, so a kill loses at most the batch being written."""
+    """Append records as JSON lines and flush, so a kill loses at most the batch being written.
+
+    Ctrl-C is held while the lines are written (:func:`vitc.predict.interrupts_deferred`): an
+    interrupt leaves whole lines; only a kill can leave an incomplete last line, which the next
+    run drops (:func:`parse_output`).
+    """
     if out is None:
         return
-    out.write("".join(json.dumps(r) + "\n" for r in records))
-    out.flush()
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    with interrupts_deferred():
+        out.write(text)
+        out.flush()
 
 
 def write_output_atomic(

@@ -23,6 +23,11 @@ import numpy as np
 from vitc.eval.dataset import Sample
 from vitc.eval.output import model_fingerprint, write_records
 from vitc.eval.run import DEFAULT_TOP_K, EvalResult, load_batch, plan_evaluation, predict_records
+from vitc.predict import model_pixel_shape
+
+# Passes over the images Ray returned no record for. Ray Data restarts a dead actor and retries its
+# tasks (max_restarts / max_task_retries -1 in Ray >= 2.51), so a second pass is a safety net.
+MAX_PASSES = 3
 
 RAY_INSTALL_HINT = "pip install 'vitc[ray]' (from a checkout: pip install '.[ray]')"
 
@@ -48,6 +53,7 @@ class _Predictor:
         set_num_threads(threads)
         self.model = ViT.from_pretrained(model_path)
         self.processor = self.model.image_processor
+        self.pixel_shape = model_pixel_shape(self.model)
         self.kmax = kmax
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -55,10 +61,39 @@ class _Predictor:
             Sample(int(i), str(k), str(p), int(lb))
             for i, k, p, lb in zip(batch["index"], batch["key"], batch["path"], batch["label"])
         ]
-        pixels, good, errors = load_batch(self.processor, samples)
+        pixels, good, errors = load_batch(self.processor, samples, self.pixel_shape)
         records = predict_records(self.model, pixels, good, self.kmax) + errors
         records.sort(key=lambda r: r["index"])
         return {"record": np.array([json.dumps(r) for r in records], dtype=object)}
+
+
+def _ray_records(
+    ray: Any,
+    samples: list[Sample],
+    model_path: Path,
+    plan: Any,
+    batch_size: int,
+    num_workers: int,
+    threads_per_worker: int,
+) -> Iterable[list[dict[str, Any]]]:
+    """One Ray Data pass over ``samples``: the records of each batch, as Ray delivers them."""
+    # Sample paths are absolute (load_dataset), so workers in other working directories read
+    # the same files and report errors with the same text as the single-process run.
+    items = [{"index": s.index, "key": s.key, "path": s.path, "label": s.label} for s in samples]
+    ds = ray.data.from_items(items).map_batches(
+        _Predictor,
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=num_workers),
+        num_cpus=threads_per_worker,
+        fn_constructor_kwargs={
+            "model_path": str(model_path),
+            "kmax": max(plan.top_k),
+            "threads": threads_per_worker,
+        },
+    )
+    for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
+        yield [json.loads(r) for r in batch["record"]]
 
 
 def evaluate_ray(
@@ -144,27 +179,27 @@ def evaluate_ray(
             start = time.perf_counter()  # throughput of the evaluation, not of starting Ray
             ctx = ray.data.DataContext.get_current()
             bars, ctx.enable_progress_bars = ctx.enable_progress_bars, False  # ours shows rate and ETA
-            # Sample paths are absolute (load_dataset), so workers in other working directories read
-            # the same files and report errors with the same text as the single-process run.
-            items = [{"index": s.index, "key": s.key, "path": s.path, "label": s.label} for s in plan.pending]
-            ds = ray.data.from_items(items).map_batches(
-                _Predictor,
-                batch_size=batch_size,
-                batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=num_workers),
-                num_cpus=threads_per_worker,
-                fn_constructor_kwargs={
-                    "model_path": str(model_path),
-                    "kmax": max(plan.top_k),
-                    "threads": threads_per_worker,
-                },
-            )
+            # Each image is written once: a record Ray delivers twice (a task retried after a worker
+            # died) is dropped, an image it never delivers is run again, up to MAX_PASSES times.
+            wanted = {s.index for s in plan.pending}
+            todo = plan.pending
             with plan.progress_bar("eval (ray)", progress) as bar:
-                for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
-                    records = [json.loads(r) for r in batch["record"]]
-                    write_records(plan.out, records)
-                    new += records
-                    bar.update(len(records))
+                for _ in range(MAX_PASSES):
+                    batches = _ray_records(ray, todo, model_path, plan, batch_size, num_workers, threads_per_worker)
+                    for records in batches:
+                        fresh = [r for r in records if r["index"] in wanted]
+                        wanted.difference_update(r["index"] for r in fresh)
+                        write_records(plan.out, fresh)
+                        new += fresh
+                        bar.update(len(fresh))
+                    todo = [s for s in todo if s.index in wanted]
+                    if not todo:
+                        break
+            if wanted:
+                raise RuntimeError(
+                    f"evaluate_ray: the Ray cluster returned no result for {len(wanted)} images after {MAX_PASSES} "
+                    "passes; run the same command again to resume them"
+                )
     finally:
         plan.close()
         if ctx is not None:
