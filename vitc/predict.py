@@ -187,7 +187,9 @@ def preprocess_or_error(
     except Exception as e:
         if not isinstance(image, (str, os.PathLike)):
             raise
-        detail = f"unexpected error while decoding ({type(e).__name__}: {e})"
+        name = type(e).__qualname__
+        name = name if type(e).__module__ == "builtins" else f"{type(e).__module__}.{name}"
+        detail = f"unexpected error while decoding ({name}: {e})"
         return None, ImageLoadError(image, "corrupt", detail)
     if error is not None:
         return None, error

@@ -95,13 +95,17 @@ def _folder_classes(
     return {n: i for i, n in enumerate(names)}, "sorted"
 
 
-def _walk(top: Path, visited: set[tuple[int, int]], unreadable: list[str]) -> list[tuple[str, list[str]]]:
+def _walk(
+    top: Path, visited: set[tuple[int, int]], unreadable: list[str], skipped: list[str]
+) -> list[tuple[str, list[str]]]:
     """``(folder, file names)`` of every folder under ``top``, following symlinks, each folder once.
 
     ``os.walk(followlinks=True)`` (torchvision's make_dataset) walks a symlink loop forever and a
-    folder linked twice twice; here a folder already seen (by ``(st_dev, st_ino)``, shared with
-    the caller across class folders) is not entered again, so loops end. Folders that cannot be
-    listed are reported in ``unreadable``.
+    folder linked twice twice; here a folder already in ``visited`` (by ``(st_dev, st_ino)``,
+    shared with the caller across class folders, and holding the dataset root and every class
+    folder from the start) is not entered again, so loops end and a link to another class folder
+    is not walked as this class. Folders that cannot be listed are reported in ``unreadable``,
+    the paths not entered again in ``skipped``.
     """
     out: list[tuple[str, list[str]]] = []
     stack = [str(top)]
@@ -112,7 +116,8 @@ def _walk(top: Path, visited: set[tuple[int, int]], unreadable: list[str]) -> li
         except OSError as e:
             unreadable.append(f"{folder} ({e.strerror or e})")
             continue
-        if (st.st_dev, st.st_ino) in visited:
+        if folder != str(top) and (st.st_dev, st.st_ino) in visited:
+            skipped.append(folder)
             continue
         visited.add((st.st_dev, st.st_ino))
         try:
@@ -131,6 +136,11 @@ def _walk(top: Path, visited: set[tuple[int, int]], unreadable: list[str]) -> li
         out.append((folder, files))
         stack.extend(os.path.join(folder, d) for d in sorted(subdirs, reverse=True))
     return out
+
+
+def _folder_id(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino)
 
 
 def _file_id(path: str) -> tuple[int, int] | str:
@@ -154,14 +164,15 @@ def _load_image_folder(
         )
     mapping, rule = _folder_classes(names, id2label, num_labels, class_mapping, root)
     samples: list[Sample] = []
-    visited: set[tuple[int, int]] = set()
+    visited = {_folder_id(root / n) for n in [".", *names]}
     seen: dict[tuple[int, int] | str, str] = {}
     duplicates: list[tuple[str, str]] = []
     unreadable: list[str] = []
+    skipped: list[str] = []
     for name in names:
         # ref: torchvision.datasets.folder.make_dataset: sorted os.walk, sorted file names; each
         # folder and each file once (see _walk), a file at its first path in that order.
-        for folder, files in sorted(_walk(root / name, visited, unreadable)):
+        for folder, files in sorted(_walk(root / name, visited, unreadable, skipped)):
             for f in sorted(files):
                 if f.lower().endswith(IMAGE_EXTENSIONS):
                     path = Path(folder) / f
@@ -175,6 +186,14 @@ def _load_image_folder(
         warnings.warn(
             f"{root}: {len(unreadable)} folder{'s' if len(unreadable) != 1 else ''} could not be listed, their "
             f"images are not counted: {'; '.join(unreadable[:3])}{' ...' if len(unreadable) > 3 else ''}",
+            stacklevel=3,
+        )
+    if skipped:
+        where = Path(sorted(skipped)[0]).relative_to(root).as_posix()
+        warnings.warn(
+            f"{root}: {len(skipped)} linked folder{'s lead' if len(skipped) != 1 else ' leads'} to a folder already "
+            f"walked (a symlink loop, or a second path to one folder), not walked again: {where!r}"
+            + (" ..." if len(skipped) > 1 else ""),
             stacklevel=3,
         )
     if duplicates:
