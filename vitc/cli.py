@@ -445,19 +445,24 @@ def _run_eval(args: argparse.Namespace) -> int:
                 raise ValueError(
                     "--shard and --ray do not go together: Ray spreads the images over its workers"
                 )
+            import contextlib
+
             from vitc.eval.ray import evaluate_ray  # Ray is optional: imported only for --ray
 
-            result = evaluate_ray(
-                args.model,
-                args.dataset,
-                address=args.ray,
-                num_workers=args.workers,
-                batch_size=args.batch_size,
-                top_k=top_k,
-                output=args.output,
-                class_mapping=args.class_mapping,
-                progress=progress,
-            )
+            # Ray prints cluster events ("(raylet) A worker died ...") on stdout from a thread of its
+            # own: they go to stderr, so that stdout holds the result alone (--json stays JSON).
+            with contextlib.redirect_stdout(sys.stderr):
+                result = evaluate_ray(
+                    args.model,
+                    args.dataset,
+                    address=args.ray,
+                    num_workers=args.workers,
+                    batch_size=args.batch_size,
+                    top_k=top_k,
+                    output=args.output,
+                    class_mapping=args.class_mapping,
+                    progress=progress,
+                )
         else:
             result = evaluate(
                 args.model,
