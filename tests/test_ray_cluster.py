@@ -242,3 +242,18 @@ def test_an_interrupted_driver_leaves_an_output_that_resumes(cluster, job, tmp_p
     assert proc.returncode == 0, stderr.decode(errors="replace")[-3000:]
     assert_same_as_single(job, out, stdout.decode())
     assert read_output(out)[1][: len(records)] == records  # the old lines kept, the rest appended
+
+
+def test_an_address_where_no_cluster_answers_is_refused_at_once(job, capsys):
+    """ray.init retries a wrong address for minutes; vitc says at once that nothing answers there."""
+    from vitc.cli import main
+
+    root, data, _, _ = job
+    port = free_port()  # nothing listens there
+    assert main(["eval", "-m", str(root / "model"), str(data), "--ray", f"127.0.0.1:{port}", "--no-progress"]) == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(f"vitc eval: error: --ray 127.0.0.1:{port}: no Ray cluster answers at 127.0.0.1:{port}")
+    assert "ray start --head" in err
+    import ray
+
+    assert not ray.is_initialized()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -41,6 +42,30 @@ def _import_ray() -> Any:
             f"evaluating on Ray needs the 'ray[data]' package, which is not installed ({e}): {RAY_INSTALL_HINT}"
         ) from None
     return ray
+
+
+# Seconds to wait for a TCP connection to a cluster's address before saying it does not answer.
+CONNECT_TIMEOUT = 10
+
+
+def check_reachable(address: str) -> None:
+    """Refuse a ``host:port`` (or ``ray://host:port``) address where nothing answers.
+
+    ``ray.init`` itself retries a wrong address for minutes with a log line every few seconds;
+    "auto" and "local" are left to Ray (they fail fast or start a cluster).
+    """
+    target = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT):
+            pass
+    except OSError as e:
+        raise ConnectionError(
+            f"--ray {address}: no Ray cluster answers at {host}:{port} ({e.strerror or e}); start one with "
+            "'ray start --head --port=PORT' (and give its address), or use --ray local"
+        ) from None
 
 
 class _Predictor:
@@ -115,7 +140,8 @@ def evaluate_ray(
     model_path : a .vitc file or Hugging Face folder every worker can read (None: the embedded model).
     dataset : ImageFolder tree or list file, as for :func:`vitc.eval.run.evaluate`.
     address : ``"local"`` starts a Ray instance on this machine (and stops it afterwards); anything
-        else is passed to ``ray.init(address=...)`` (``"auto"``, ``"ray://host:10001"``). If Ray is
+        else is passed to ``ray.init(address=...)`` (``"auto"``, ``"host:6379"``,
+        ``"ray://host:10001"``; a ``host:port`` where nothing answers is refused at once). If Ray is
         already initialized in this process, that instance is used as it is.
     num_workers : actors, each with its own model.
     batch_size : images per forward pass (per Ray batch).
@@ -132,6 +158,8 @@ def evaluate_ray(
     ------
     ImportError
         If ray[data] is not installed.
+    ConnectionError
+        If nothing answers at a ``host:port`` address.
     FileNotFoundError, ValueError
         As :func:`vitc.eval.run.evaluate`.
     """
@@ -174,6 +202,7 @@ def evaluate_ray(
                 if address == "local":
                     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
                 else:
+                    check_reachable(address)
                     ray.init(address=address, log_to_driver=False, configure_logging=False)
                 started_ray = True
             start = time.perf_counter()  # throughput of the evaluation, not of starting Ray
