@@ -98,11 +98,11 @@ def test_error_records_have_a_kind_and_are_counted_by_kind(model, tmp_path, caps
         "LABEL_4/text.jpg": "not_an_image",
     }
     assert "file not found" in result.corrupt_files["LABEL_1/gone.png"]  # missing is missing
-    assert "4 corrupt (1 missing, 1 not_an_image, 2 corrupt)" in result.summary()
+    assert "9 images: 5 evaluated, 4 corrupt (by kind: missing 1, not_an_image 1, corrupt 2)" in result.summary()
     assert result.to_dict()["errors_by_kind"] == result.errors_by_kind
     # the command line prints the counts by kind too, and exits 0: bad images are not fatal
     assert vitc_main(["eval", "-m", str(model_dir), str(root), "--no-progress"]) == 0
-    assert "(1 missing, 1 not_an_image, 2 corrupt)" in capsys.readouterr().out
+    assert "(by kind: missing 1, not_an_image 1, corrupt 2)" in capsys.readouterr().out
 
 
 def test_a_file_that_breaks_the_decoder_never_aborts_the_run_or_its_resume(model, folder, tmp_path, monkeypatch):

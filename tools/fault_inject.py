@@ -272,7 +272,7 @@ def resume_and_compare(ws: Workspace, out: Path, note: str) -> None:
 def predict_signal(ws: Workspace) -> str:
     sig = ws.rng.choice(list(SIGNALS.values()))
     as_json = ws.rng.random() < 0.5
-    delay = ws.rng.uniform(0, ws.predict_seconds)
+    delay = ws.rng.uniform(0, 0.8 * ws.predict_seconds)
     argv = ["predict", "--model", ws.model, "-b", "2", "-k", "3", *(["--json"] if as_json else []), *ws.images]
     run = run_vitc(argv, sleep=0.05, sig=sig, delay=delay)
     if startup_interrupt(run):
@@ -304,7 +304,7 @@ def eval_signal(ws: Workspace) -> str:
     out = ws.fresh("signal")
     if ws.rng.random() < 0.3:  # interrupt a resumed run too
         out.write_bytes(ws.clean_output[: ws.clean_output.find(b"\n", len(ws.clean_output) // 3) + 1])
-    run = run_vitc([*ws.eval_args, "-o", out], sleep=0.05, sig=sig, delay=ws.rng.uniform(0, ws.eval_seconds))
+    run = run_vitc([*ws.eval_args, "-o", out], sleep=0.05, sig=sig, delay=ws.rng.uniform(0, 0.8 * ws.eval_seconds))
     if startup_interrupt(run):
         return "startup"
     check_status(run)
@@ -502,7 +502,7 @@ def convert_signal(ws: Workspace) -> str:
     old = b"an older file at the destination"
     dst.write_bytes(old)
     sig = ws.rng.choice(list(SIGNALS.values()))
-    run = run_vitc(["convert", ws.hf, dst], sig=sig, delay=ws.rng.uniform(0, ws.convert_seconds))
+    run = run_vitc(["convert", ws.hf, dst], sig=sig, delay=ws.rng.uniform(0, 0.8 * ws.convert_seconds))
     if startup_interrupt(run):
         return "startup"
     check_status(run)

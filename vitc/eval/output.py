@@ -8,7 +8,7 @@ The first line is a header, every other line is one image::
      "dataset_size": 1000, "shard": [0, 1], "shard_size": 1000, "class_mapping": "sorted", "model": "...",
      "samples_digest": "9f2c...", "model_fingerprint": [1.23456, -0.5, ...]}
     {"index": 0, "path": "cat/001.png", "label": 3, "topk": [3, 1, 0, 7, 2], "probs": [0.61, ...]}
-    {"index": 1, "path": "cat/002.png", "label": 3, "error": "cannot read image ...: ..."}
+    {"index": 1, "path": "cat/002.png", "label": 3, "error": "cannot read image ...: ...", "kind": "corrupt"}
 
 ``path`` is relative to the dataset root (the ImageFolder folder or the list file's folder), so
 outputs from different machines merge; ``index`` is the image's position in the whole dataset.
@@ -17,8 +17,14 @@ sharding and ``model_fingerprint`` (see :func:`model_fingerprint`) the model wit
 resume and merge refuse files whose dataset or model differ. Files written before these two fields
 existed are accepted with a warning that the check could not be made.
 
+``kind`` (one of ``vitc.preprocess.IMAGE_ERROR_KINDS``) says why an image could not be used; records of
+an older vitc have none.
+
 Records are appended and flushed per batch (:func:`write_records`), so a killed run loses at most a
-batch; a complete file (a merge) is written atomically through vitc/io/atomic.py.
+batch, and at most its last line is incomplete; a complete file (a merge) is written atomically
+through vitc/io/atomic.py. One process writes an output at a time (:class:`OutputLock`). Every line
+is checked when a file is read back (:func:`parse_output`): what vitc did not write is refused with
+its file and line, an incomplete last line is dropped.
 """
 
 from __future__ import annotations

@@ -252,7 +252,7 @@ class EvalResult:
         """A few lines for a terminal: counts, accuracies, weakest classes, top confusions."""
         counts = f"{self.total:,} images: {self.evaluated:,} evaluated, {self.corrupt:,} corrupt"
         if self.errors_by_kind:
-            counts += " (" + ", ".join(f"{n:,} {kind}" for kind, n in self.errors_by_kind.items()) + ")"
+            counts += " (by kind: " + ", ".join(f"{kind} {n:,}" for kind, n in self.errors_by_kind.items()) + ")"
         if self.missing:
             counts += f", {self.missing:,} missing"
         if self.images_per_second is not None:
