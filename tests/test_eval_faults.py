@@ -492,3 +492,24 @@ def test_merging_into_a_copy_leaves_the_shards_valid(model, folder, clean, tmp_p
     merged = merge(shards, output=tmp_path / "all.jsonl")
     assert without_timing(merged) | {"seconds": None} == clean[1] | {"seconds": None}
     assert sorted(os.listdir(tmp_path)) == ["all.jsonl", "copy.jsonl", "s0.jsonl", "s1.jsonl"]
+
+
+def test_list_files_and_pairs_read_each_file_once(model, tmp_path):
+    root = write_image_folder(tmp_path / "imgs", {"a": 2})
+    (root / "a" / "link.png").symlink_to("000.png")
+    listing = tmp_path / "val.txt"
+    listing.write_text("imgs/a/000.png\t1\nimgs/a/001.png\t2\nimgs/a/link.png\t3\n")
+    with pytest.warns(UserWarning, match=r"1 listed image is another path to a file listed before .* line 3 "
+                      r"'imgs/a/link.png' is 'imgs/a/000.png'"):
+        data = load_dataset(listing, model.id2label)
+    assert [(s.key, s.label) for s in data.samples] == [("imgs/a/000.png", 1), ("imgs/a/001.png", 2)]
+    listing.write_text("imgs/a/000.png\t1\n./imgs/a/000.png\t1\n")
+    with pytest.raises(ValueError, match=r"val.txt:2: image './imgs/a/000.png' is listed twice \(first on line 1\)"):
+        load_dataset(listing, model.id2label)
+    with pytest.warns(UserWarning, match=r"dataset\[1\] '.*link.png' is '.*000.png'"):
+        data = load_dataset([(root / "a" / "000.png", 1), (root / "a" / "link.png", 1)], model.id2label)
+    assert len(data.samples) == 1
+
+
+def test_merge_takes_one_file_as_a_path(model, folder, clean):
+    assert merge(clean[0]).evaluated == merge([clean[0]]).evaluated == 25

@@ -526,13 +526,12 @@ def render_explanation(image: Any, heatmap: np.ndarray, title: str) -> PILImage:
 
 
 def save_png(image: PILImage, path: str | os.PathLike) -> Path:
-    """Write a PIL image as PNG atomically (a temporary file beside ``path``, then a rename)."""
+    """Write a PIL image as PNG atomically (vitc/io/atomic.py: a temporary file of a unique name
+    beside ``path``, fsynced, then renamed over it), so two runs writing one folder never mix."""
+    from vitc.io.atomic import atomic_write
+
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path, "wb") as f:
+        image.save(f, format="PNG")
     return path
 

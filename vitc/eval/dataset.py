@@ -222,6 +222,8 @@ def _load_pairs(pairs: Sequence[Any], id2label: dict[int, str], num_labels: int)
     by_name = _label2id(id2label)
     samples: list[Sample] = []
     seen: dict[str, int] = {}
+    files: dict[tuple[int, int] | str, str] = {}
+    duplicates: list[tuple[int, str, str]] = []
     for i, item in enumerate(pairs):
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], (str, os.PathLike))):
             raise TypeError(
@@ -246,7 +248,19 @@ def _load_pairs(pairs: Sequence[Any], id2label: dict[int, str], num_labels: int)
         if norm in seen:
             raise ValueError(f"dataset[{i}]: image {key!r} is listed twice (first at dataset[{seen[norm]}])")
         seen[norm] = i
+        first = files.setdefault(_file_id(norm), key)
+        if first != key:  # another name of a file given before (a symlink, a hard link)
+            duplicates.append((i, key, first))
+            continue
         samples.append(Sample(len(samples), key, str(Path(os.path.abspath(image))), int(label)))
+    if duplicates:
+        i, key, first = duplicates[0]
+        warnings.warn(
+            f"dataset: {len(duplicates)} image{'s are' if len(duplicates) != 1 else ' is'} another path to a file "
+            f"given before (a symlink or hard link), counted once, at its first pair: dataset[{i}] {key!r} is "
+            f"{first!r}" + (" ..." if len(duplicates) > 1 else ""),
+            stacklevel=3,
+        )
     if not samples:
         raise ValueError("dataset: expected at least one (image path, label) pair, found an empty list")
     return EvalDataset(root, samples, "list")
@@ -256,6 +270,8 @@ def _load_list_file(path: Path, num_labels: int) -> EvalDataset:
     root = path.parent
     samples: list[Sample] = []
     seen: dict[str, int] = {}
+    files: dict[tuple[int, int] | str, str] = {}
+    duplicates: list[tuple[int, str, str]] = []
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -280,10 +296,23 @@ def _load_list_file(path: Path, num_labels: int) -> EvalDataset:
             raise ValueError(
                 f"{path}:{lineno}: expected a label index in [0, {num_labels}) (the model's labels), found {label}"
             )
-        if key in seen:
-            raise ValueError(f"{path}:{lineno}: image {key!r} is listed twice (first on line {seen[key]})")
-        seen[key] = lineno
+        norm = os.path.normpath(key)  # 'a.png' and './a.png' are one image
+        if norm in seen:
+            raise ValueError(f"{path}:{lineno}: image {key!r} is listed twice (first on line {seen[norm]})")
+        seen[norm] = lineno
+        first = files.setdefault(_file_id(str(root / key)), key)
+        if first != key:  # another name of a file already listed (a symlink, a hard link)
+            duplicates.append((lineno, key, first))
+            continue
         samples.append(Sample(len(samples), key, str(root / key), label))
+    if duplicates:
+        lineno, key, first = duplicates[0]
+        warnings.warn(
+            f"{path}: {len(duplicates)} listed image{'s are' if len(duplicates) != 1 else ' is'} another path to a "
+            f"file listed before (a symlink or hard link), counted once, at its first line: line {lineno} "
+            f"{key!r} is {first!r}" + (" ..." if len(duplicates) > 1 else ""),
+            stacklevel=3,
+        )
     if not samples:
         raise ValueError(f"{path}: expected lines 'path<TAB>label_index', found none")
     return EvalDataset(root, samples, "list")

@@ -585,6 +585,8 @@ def merge(
         If shards or images are missing from the result, or a file (of an older vitc) has no
         dataset digest or model fingerprint to check.
     """
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]  # one file, not the characters of its name
     if not files:
         raise ValueError("merge: expected at least one output file, found none")
     headers: list[dict[str, Any]] = []
