@@ -422,10 +422,23 @@ def test_walk_order_and_keys_are_those_of_a_tree_without_links(folder):
 
 
 def test_a_list_file_that_is_a_fifo_is_refused_not_waited_on(model, tmp_path):
+    import threading
+
     fifo = tmp_path / "list.txt"
     os.mkfifo(fifo)
-    with pytest.raises(ValueError, match="found a special file"):
-        evaluate(model, fifo, progress=False)
+    refused = threading.Event()
+
+    def writer_after_a_while():  # so that a reader blocked on the FIFO fails the test instead of hanging it
+        if not refused.wait(20):
+            with open(fifo, "w"):
+                pass
+
+    threading.Thread(target=writer_after_a_while, daemon=True).start()
+    try:
+        with pytest.raises(ValueError, match="found a special file"):
+            evaluate(model, fifo, progress=False)
+    finally:
+        refused.set()
 
 
 # ---- what a new user meets -----------------------------------------------------------------------
