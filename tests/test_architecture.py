@@ -55,7 +55,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "io": {"base", "weights"},
     "preprocess": {"base", "io"},
     "convert": {"base", "weights", "io"},
-    "predict": {"base", "preprocess"},
+    "predict": {"base", "io", "preprocess"},
     "model": {"base", "weights", "io", "preprocess", "predict"},
     "testing": {"base", "model"},
     "eval": {"base", "io", "preprocess", "predict", "model"},

@@ -21,6 +21,12 @@ SAMPLES = vitc.sample_images()
 SAMPLE_NAME = re.compile(r"digit_(\d)_\d+\.png")
 
 
+DEFAULT_MODEL_NOTE = (
+    "vitc predict: no --model given: using vitc's embedded MNIST digits model (10 classes, 28x28 digits); "
+    "pass --model (a .vitc file, Hugging Face folder or hub ID) for your own"
+)
+
+
 def true_label(path: str | Path) -> str:
     return f"digit {SAMPLE_NAME.fullmatch(Path(path).name).group(1)}"
 
@@ -79,10 +85,16 @@ def test_predict_top_k(capsys) -> None:
     assert [pairs[0][0] for pairs in preds.values()] == ["digit 2", "digit 7"]
 
 
+def json_lines(out: str) -> list[dict]:
+    """``vitc predict --json`` output: one JSON record per line."""
+    assert out.endswith("\n")
+    return [json.loads(line) for line in out.splitlines()]
+
+
 def test_predict_json(capsys) -> None:
     rc, out, _ = run(capsys, "predict", "--json", "-k", "2", "--batch-size", "3")
     assert rc == 0
-    records = json.loads(out)
+    records = json_lines(out)
     assert [r["image"] for r in records] == [str(p) for p in SAMPLES]
     for r in records:
         assert len(r["predictions"]) == 2
@@ -95,7 +107,7 @@ def test_predict_matches_the_python_api(capsys) -> None:
     rc, out, _ = run(capsys, "predict", "--json", "--top-k", "10", *map(str, SAMPLES[:3]))
     assert rc == 0
     api = vitc.load_default_model().predict(SAMPLES[:3], top_k=10)
-    assert [[(p["label"], p["probability"]) for p in r["predictions"]] for r in json.loads(out)] == api
+    assert [[(p["label"], p["probability"]) for p in r["predictions"]] for r in json_lines(out)] == api
 
 
 def test_predict_with_a_model_folder(tmp_path, capsys) -> None:
@@ -141,7 +153,7 @@ def test_predict_explain_progress_bar_on_a_terminal(tmp_path, capsys, monkeypatc
     assert "explain" in err and f"{len(SAMPLES)}/{len(SAMPLES)}" in err
     # few images, or not a terminal: no bar
     rc, _, err = run(capsys, "predict", "--explain", str(tmp_path / "few"), *map(str, SAMPLES[:2]))
-    assert rc == 0 and err == ""
+    assert rc == 0 and err.splitlines() == [DEFAULT_MODEL_NOTE]
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     rc, _, err = run(capsys, "predict", "--explain", str(tmp_path / "pipe"))
     assert rc == 0 and err == ""
@@ -194,7 +206,7 @@ def test_broken_pipe_elsewhere_is_an_error(capsys, monkeypatch) -> None:
     def broken(*args, **kwargs):
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr("vitc.model.ViT.predict", broken)
+    monkeypatch.setattr("vitc.predict.iter_predictions", broken)
     assert main(["predict"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("vitc predict: error: ") and "Broken pipe" in err and err.count("\n") == 1
@@ -215,12 +227,15 @@ def test_python_m_vitc_into_a_closed_pipe() -> None:
     assert proc.stderr == ""
 
 
-def test_python_m_vitc_user_error() -> None:
+def test_python_m_vitc_user_error(tmp_path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "vitc", "predict", "no-such-image.png"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "vitc", "predict", "--model", str(tmp_path / "no-such-model.vitc")],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.stdout == ""
-    assert_user_error(proc.returncode, proc.stderr, "image not found", "no-such-image.png")
+    assert_user_error(proc.returncode, proc.stderr, "model not found", "no-such-model.vitc")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,10 +292,7 @@ def test_user_errors_are_one_line(tmp_path, capsys) -> None:
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     cases = [
-        (["predict", str(tmp_path / "missing.png")], "image not found"),
         (["predict", "--model", str(tmp_path / "missing.vitc"), str(SAMPLES[0])], "model not found"),
-        (["predict", str(not_an_image)], "not an image file"),
-        (["predict", str(tmp_path)], "directory"),
         (["predict", "--top-k", "0"], "--top-k"),
         (["predict", "--top-k", "-3"], "--top-k"),
         (["predict", "--top-k", "three"], "--top-k"),
@@ -389,3 +401,114 @@ def test_bench_from_the_console_script(tmp_path) -> None:
                           cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: vitc bench") and "--engines" in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# predict over many images: streamed, per-image errors, Ctrl-C (issue 15)
+
+
+def unreadable_images(tmp_path: Path) -> dict[str, str]:
+    """{path: kind} of images vitc cannot read."""
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(SAMPLES[0].read_bytes()[:70])
+    (tmp_path / "folder.jpg").mkdir()
+    return {
+        str(tmp_path / "missing.png"): "missing",
+        str(text): "not_an_image",
+        str(cut): "corrupt",
+        str(tmp_path / "folder.jpg"): "unreadable",
+    }
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_predict_reports_each_unreadable_image_and_goes_on(tmp_path, capsys, as_json) -> None:
+    bad = unreadable_images(tmp_path)
+    good = [str(p) for p in SAMPLES[:3]]
+    images = [good[0], *bad, good[1], good[2]]
+    rc, out, err = run(capsys, "predict", *(["--json"] if as_json else []), "-b", "2", "-k", "2", *images)
+    assert rc == 1 and "Traceback" not in err
+    printed = [r["image"] for r in json_lines(out)] if as_json else list(parse_text(out))
+    assert printed == good  # the good ones, in order
+    lines = err.splitlines()
+    assert lines[0] == DEFAULT_MODEL_NOTE
+    prefixes = [f"vitc predict: error: {kind}: cannot read image '{path}': " for path, kind in bad.items()]
+    assert len(lines) == 2 + len(bad) and all(map(str.startswith, lines[1:-1], prefixes))
+    assert lines[1].endswith("file not found") and lines[4].endswith("it is a directory")
+    assert lines[-1] == (
+        "vitc predict: 4 of 7 images could not be read (1 missing, 1 unreadable, 1 not_an_image, 1 corrupt); "
+        "3 predicted"
+    )
+    # every image unreadable: nothing on stdout, status 1, still no traceback
+    rc, out, err = run(capsys, "predict", "--model", str(vitc.default_model.DEFAULT_MODEL_PATH), *bad)
+    assert rc == 1 and out == "" and err.count("vitc predict: error: ") == 4 and "Traceback" not in err
+
+
+def test_predict_says_when_it_uses_the_embedded_model(tmp_path, capsys) -> None:
+    rc, out, err = run(capsys, "predict", str(SAMPLES[0]))
+    assert rc == 0 and err.splitlines() == [DEFAULT_MODEL_NOTE]
+    rc, out, err = run(capsys, "predict", "--model", str(vitc.default_model.DEFAULT_MODEL_PATH), str(SAMPLES[0]))
+    assert rc == 0 and err == ""
+    rc, out, err = run(capsys, "predict")  # the demo: the sample digits belong to the embedded model
+    assert rc == 0 and err == ""
+
+
+def test_predict_help_explains_streaming_and_exit_status(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "exit status: 0 every image predicted; 1 some image could not be read" in text
+    assert "130 interrupted" in text and "JSON lines" in text and "as each batch finishes" in text
+
+
+# `vitc predict` in a child whose forward sleeps: results come out batch by batch.
+SLOW_PREDICT_CHILD = """
+import sys, time, vitc.cli, vitc.model
+forward = vitc.model.ViT.__call__
+def slow_forward(self, *args, **kwargs):
+    time.sleep(0.3)
+    return forward(self, *args, **kwargs)
+vitc.model.ViT.__call__ = slow_forward
+sys.exit(vitc.cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_ctrl_c_keeps_every_result_already_printed(as_json) -> None:
+    """SIGINT after the first batch: what was printed is whole, parses and is the start of the input."""
+    import select
+    import signal
+    import time
+
+    images = [str(p) for p in SAMPLES] * 4  # 40 images, 20 batches of 2: ~6 s
+    argv = ["predict", "-b", "2", "-k", "2", *(["--json"] if as_json else []), *images]
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLOW_PREDICT_CHILD, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        first = b""
+        while not first.endswith(b"\n"):  # the first result, printed while later batches still run
+            assert time.monotonic() < deadline, "no result printed in 120 s"
+            ready, _, _ = select.select([child.stdout], [], [], 1.0)
+            if ready:
+                first += os.read(child.stdout.fileno(), 1)
+            assert child.poll() is None, child.stderr.read().decode()
+        child.send_signal(signal.SIGINT)
+        rest, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+        child.wait()
+    out, err = (first + rest).decode(), err.decode()
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and err.rstrip().endswith("vitc predict: interrupted")
+    assert out.endswith("\n")
+    if as_json:
+        printed = [r["image"] for r in json_lines(out)]
+        assert all(len(r["predictions"]) == 2 for r in json_lines(out))
+    else:
+        parsed = parse_text(out)
+        printed = list(parsed)
+        assert all(len(pairs) == 2 for pairs in parsed.values())
+    assert 1 <= len(printed) < len(images) and printed == images[: len(printed)]

@@ -450,7 +450,7 @@ def test_cli_no_mmap(tmp_path, files, capsys):
     assert "checksums OK" in capsys.readouterr().out
     sample = str(vitc.sample_images()[0])
     assert main(["predict", "--model", str(files["float32"]), "--no-mmap", sample, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)[0]["image"] == sample
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["image"] == sample  # JSON lines
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -13,7 +13,17 @@ from mnist_data import load_default_heldout
 from PIL import Image
 
 import vitc
-from vitc.predict import Prediction, Predictions, attention_rollout, explain, render_explanation
+from vitc import predict as predict_module
+from vitc.predict import (
+    Prediction,
+    Predictions,
+    attention_rollout,
+    explain,
+    interrupts_deferred,
+    iter_predictions,
+    render_explanation,
+)
+from vitc.preprocess import ImageLoadError, ImageMissingError
 
 # Probabilities: softmax of float32 logits that agree with transformers to ~1e-5.
 PROB_ATOL = 1e-5
@@ -301,3 +311,154 @@ def test_explain_rejects_many_images_and_bare_models(default_model, digits, tmp_
     bare = vitc.ViT.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="no classes"):
         explain(bare, np.zeros((HF_TEST_CONFIG["image_size"],) * 2 + (3,), dtype=np.uint8))
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs over many images: per-image errors, lazy batches, memory, interrupts (issue 15)
+
+
+def bad_images(tmp_path):
+    """A file of each kind that cannot give pixels, with the kind vitc reports for it."""
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("hello")
+    corrupt = tmp_path / "cut.png"
+    corrupt.write_bytes(vitc.sample_images()[0].read_bytes()[:60])
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    folder = tmp_path / "folder.png"
+    folder.mkdir()
+    return {
+        str(tmp_path / "missing.png"): "missing",
+        str(not_an_image): "not_an_image",
+        str(corrupt): "corrupt",
+        str(empty): "corrupt",
+        str(folder): "unreadable",
+    }
+
+
+def test_unreadable_images_are_errors_in_place_and_the_run_goes_on(default_model, tmp_path) -> None:
+    bad = bad_images(tmp_path)
+    good = [str(p) for p in vitc.sample_images()[:3]]
+    images = [good[0], *bad, good[1], good[2]]
+    preds = default_model.predict(images, top_k=2, batch_size=2)
+    assert isinstance(preds, Predictions) and len(preds) == len(images)
+    alone = default_model.predict(good, top_k=2)
+    assert [p for p in preds if p.ok] == alone  # the good images: the same predictions, in order
+    failed = [p for p in preds if not p.ok]
+    assert [p.source for p in failed] == list(bad) and all(p == [] and p.label is None for p in failed)
+    assert [p.error.kind for p in failed] == list(bad.values())
+    assert all(isinstance(p.error, ImageLoadError) and p.error.path == p.source for p in failed)
+    assert isinstance(failed[0].error, FileNotFoundError)  # missing is missing, not corrupt
+    assert preds.errors == [p.error for p in failed]
+    assert preds.error_counts == {"missing": 1, "unreadable": 1, "not_an_image": 1, "corrupt": 2}
+    text = repr(preds)
+    assert "not read (missing)" in text and "5 of 8 images could not be read" in text
+    assert "not read (corrupt)" in preds._repr_html_()
+    # one image on its own: its error is raised
+    with pytest.raises(ImageMissingError, match="missing.png"):
+        default_model.predict(str(tmp_path / "missing.png"))
+    # a wrong type is a programming error, not an image error
+    with pytest.raises(TypeError, match="expected"):
+        default_model.predict([good[0], 42])
+
+
+def test_a_file_that_breaks_the_decoder_is_recorded_not_raised(default_model, tmp_path, monkeypatch) -> None:
+    """An exception no one classified (a decoder bug on a strange file) ends one image, not the run."""
+    import struct
+
+    from vitc.preprocess import ImageProcessor
+
+    strange = tmp_path / "strange.png"
+    strange.write_bytes(vitc.sample_images()[0].read_bytes())
+    real = ImageProcessor.try_preprocess_one
+
+    def buggy(self, image, pipeline=False):
+        if str(image) == str(strange):
+            raise struct.error("unpack requires a buffer of 4 bytes")
+        return real(self, image, pipeline)
+
+    monkeypatch.setattr(ImageProcessor, "try_preprocess_one", buggy)
+    preds = default_model.predict([strange, vitc.sample_images()[1]])
+    assert preds[1].ok and preds[0].error.kind == "corrupt"
+    assert "(struct.error: unpack requires a buffer of 4 bytes)" in str(preds[0].error)
+
+
+def test_iter_predictions_is_lazy_one_batch_ahead(default_model, digits) -> None:
+    pulled = []
+
+    def images():
+        for i in range(40):
+            pulled.append(i)
+            yield digits[i % len(digits)]
+
+    stream = iter_predictions(default_model, images(), top_k=1, batch_size=4)
+    assert pulled == []  # nothing decoded before the first result is asked for
+    first = next(stream)
+    assert isinstance(first, Prediction) and first.ok
+    assert len(pulled) <= 2 * 4  # the batch it came from and at most one batch ahead
+    rest = list(stream)
+    assert len(rest) == 39 and len(pulled) == 40
+    assert [p.label for p in [first, *rest]] == [p.label for p in default_model.predict([*images()], top_k=1)]
+    with pytest.raises(ValueError, match="batch_size"):
+        iter_predictions(default_model, images(), batch_size=0)  # checked at the call, not at the first next()
+
+
+def test_predict_memory_is_flat_in_the_number_of_images(default_model) -> None:
+    """A generator of 10x more images does not use more memory: decoded a batch at a time."""
+    import tracemalloc
+
+    def images(n):
+        rng = np.random.default_rng(0)
+        for _ in range(n):
+            yield rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)  # 120 kB each
+
+    default_model.predict(images(8), batch_size=4)  # warm: workspaces and caches
+    peaks = {}
+    for n in (16, 160):
+        tracemalloc.start()
+        try:
+            assert len(default_model.predict(images(n), batch_size=4)) == n
+            peaks[n] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    # all 160 images held at once would be 19 MB; one batch ahead holds ~1 MB
+    assert peaks[160] < 2 * peaks[16] + 2_000_000, peaks
+
+
+class HugeBatchModel:
+    """A model whose forward asks NumPy for far more memory than any machine has."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def __call__(self, pixel_values, **kwargs):
+        np.empty((len(pixel_values), 2**40), dtype=np.float32)
+        raise AssertionError("unreachable")
+
+
+def test_a_batch_that_does_not_fit_says_how_much_it_needs(default_model, digits) -> None:
+    huge = HugeBatchModel(default_model)
+    with pytest.raises(MemoryError) as info:
+        predict_module.predict(huge, list(digits[:3]), default_model.image_processor, batch_size=3)
+    text = str(info.value)
+    assert "batch of 3 images" in text
+    assert re.search(r"needs [\d.]+ GiB more \(an array of shape \(3, 1099511627776\) float32\)", text), text
+    assert "batch_size=" in text and "--batch-size" in text
+
+
+def test_interrupts_deferred_holds_ctrl_c_until_the_block_ends() -> None:
+    import os
+    import signal
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("the block ran to its end")
+    assert done == ["the block ran to its end"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupts_deferred():  # without a signal: nothing happens
+        pass

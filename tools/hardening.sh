@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Every hardening check of vitc in one run, with one summary at the end (issue 8):
 #
-#   tools/hardening.sh [SECONDS_PER_FUZZ_TARGET]      (default 60; 7-15 min in all on 2 cores)
+#   tools/hardening.sh [SECONDS_PER_FUZZ_TARGET]      (default 60; 12-20 min in all on 2 cores)
 #
 #   1. tools/fuzz/run.sh SECONDS        atheris/libFuzzer on the four checkpoint readers
 #   2. tools/sanitize.sh                ASan + UBSan build; kernel, model, low-precision, thread and
 #                                       hostile-file tests
 #   3. tools/valgrind.sh                memcheck of every ufunc and a small forward in each weight mode
 #   4. pytest tests/test_hostile_files.py tests/test_leaks.py tests/test_threads_and_extremes.py
+#   5. tools/fault_inject.py            signals and kills at random points of predict/eval/convert,
+#                                       concurrent writers, damaged outputs and images (FAULT_ROUNDS,
+#                                       default 36; FAULT_SEED for a fixed seed)
 #
 # Logs go to ${HARDENING_DIR:-/tmp/vitc-hardening}/ (fuzz work files to its fuzz/ folder). Exit status
 # 0 only if there is no fuzz finding, no sanitizer or valgrind report and no failing test. Needs the
@@ -48,9 +51,11 @@ if [ -z "${HARDENING_SUMMARY_ONLY:-}" ]; then
   step "hostile-file, leak and thread tests (log: $out/pytest.log)"
   run pytest python -m pytest -q -p no:cacheprovider tests/test_hostile_files.py tests/test_leaks.py \
     tests/test_threads_and_extremes.py
+  step "fault injection, ${FAULT_ROUNDS:-36} rounds (log: $out/faults.log)"
+  run faults python tools/fault_inject.py --rounds "${FAULT_ROUNDS:-36}" ${FAULT_SEED:+--seed "$FAULT_SEED"}
 fi
 rc() { cat "$out/$1.rc" 2>/dev/null || echo missing; }
-fuzz_rc=$(rc fuzz) san_rc=$(rc sanitize) vg_rc=$(rc valgrind) py_rc=$(rc pytest)
+fuzz_rc=$(rc fuzz) san_rc=$(rc sanitize) vg_rc=$(rc valgrind) py_rc=$(rc pytest) fi_rc=$(rc faults)
 
 # ---- one summary
 pytest_counts() {  # "N passed, M failed" from pytest's last line
@@ -75,8 +80,12 @@ vg_errors=$(grep -E '^error records: ' "$out/valgrind.log" | tail -1)
 vg_verdict=$(grep -E '^valgrind: ' "$out/valgrind.log" | tail -1)
 echo "valgrind: ${vg_verdict:-no verdict (see $out/valgrind.log)}${vg_errors:+; $vg_errors}"
 echo "hostile/leak/thread tests: $(pytest_counts "$out/pytest.log") (exit $py_rc)"
-if [ "$fuzz_rc$san_rc$vg_rc$py_rc" != "0000" ]; then
-  echo "RESULT: FINDINGS (fuzz exit $fuzz_rc, sanitize exit $san_rc, valgrind exit $vg_rc, pytest exit $py_rc)"
+fi_head=$(grep -E '^fault injection: seed' "$out/faults.log" 2>/dev/null | head -1)
+fi_count=$(grep -E '^findings: ' "$out/faults.log" 2>/dev/null | tail -1)
+echo "fault injection: ${fi_count:-no verdict (see $out/faults.log)}${fi_head:+ (${fi_head#fault injection: })} (exit $fi_rc)"
+if [ "$fuzz_rc$san_rc$vg_rc$py_rc$fi_rc" != "00000" ]; then
+  echo "RESULT: FINDINGS (fuzz exit $fuzz_rc, sanitize exit $san_rc, valgrind exit $vg_rc, pytest exit $py_rc," \
+    "fault injection exit $fi_rc)"
   exit 1
 fi
 echo "RESULT: clean"

@@ -5,7 +5,9 @@ return results (nothing else parses argv).
 
 Errors a user can fix (a missing file, a bad checkpoint, wrong options) print one line and exit
 with status 1; --help explains every option with an example. A closed output pipe
-(``vitc predict | head -2``) ends the command quietly with status 141.
+(``vitc predict | head -2``) ends the command quietly with status 141. ``vitc predict`` streams its
+results and reports each image it cannot read on stderr, going on with the others (status 1 at the
+end if any failed); Ctrl-C ends a command with status 130, keeping what was printed or written.
 """
 
 from __future__ import annotations
@@ -38,9 +40,16 @@ EXAMPLES = {
   vitc predict --model ./hf-folder images/*.jpg --batch-size 4 --json > preds.json
   vitc predict --explain maps/ cat.jpg          # also write attention-map overlays as PNG
 
---json prints one list with a record per image, in input order:
-  [{"image": "cat.jpg", "predictions": [{"label": "tabby", "probability": 0.91}, ...]}, ...]
-with the top-k labels most probable first and probabilities in [0, 1] (softmax of the logits).""",
+Results are printed as each batch finishes (Ctrl-C keeps every line already printed). --json
+prints JSON lines, one record per image, in input order:
+  {"image": "cat.jpg", "predictions": [{"label": "tabby", "probability": 0.91}, ...]}
+with the top-k labels most probable first and probabilities in [0, 1] (softmax of the logits).
+An image that cannot be read (missing, not an image, corrupt, too large, ...) is reported on
+stderr with its kind and the others are still predicted; a summary line counts the failures.
+
+exit status: 0 every image predicted; 1 some image could not be read (the others were printed),
+or an error before any prediction (a bad option or model); 130 interrupted (Ctrl-C); 141 the
+reader of stdout went away (vitc predict | head).""",
     "convert": """examples:
   vitc convert ./vit-large-patch16-512 vit-large-patch16-512.vitc
   vitc convert ./vit-large-patch16-512 vit-large-patch16-512-int8.vitc --dtype int8
@@ -77,6 +86,8 @@ EXIT_BROKEN_PIPE = 141
 # The --explain pass runs one forward per image: show a bar (on a terminal) past this many images,
 # as predict does past 4 batches.
 EXPLAIN_BAR_MIN_IMAGES = 4
+# Status of a `vitc predict` in which some images could not be read (the others were printed).
+EXIT_IMAGES_FAILED = 1
 
 
 class UserError(Exception):
@@ -171,8 +182,24 @@ def _explain_dir(text: str) -> Path:
     return out_dir
 
 
+def _default_model_note(command: str) -> str:
+    """The one line that says the embedded model runs because no --model was given."""
+    return (
+        f"vitc {command}: no --model given: using vitc's embedded MNIST digits model (10 classes, 28x28 "
+        "digits); pass --model (a .vitc file, Hugging Face folder or hub ID) for your own"
+    )
+
+
+def _prediction_text(image: str, pred, as_json: bool) -> str:
+    if as_json:
+        record = {"image": image, "predictions": [{"label": lb, "probability": p} for lb, p in pred]}
+        return json.dumps(record) + "\n"
+    return _printable(image + "\n" + "".join(f"  {p:7.2%}  {label}\n" for label, p in pred))
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from vitc.default_model import sample_images
+    from vitc.predict import describe_failures, interrupts_deferred, iter_predictions
 
     model_path = _resolve(args.model, args.revision)
     images = list(args.images)
@@ -180,9 +207,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.model is not None:
             raise UserError("no images given (the sample images belong to the embedded model; pass IMAGE ...)")
         images = [str(p) for p in sample_images()]
-    for p in images:
-        if not Path(p).exists():
-            raise UserError(f"image not found: {p}")
     out_dir = _explain_dir(args.explain) if args.explain else None
     if out_dir is not None:  # an explanation PNG never replaces an input image or the model
         from vitc.io.atomic import refuse_overwriting_inputs
@@ -191,34 +215,43 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for name in _explanation_names(images):
             refuse_overwriting_inputs(out_dir / name, inputs, "predict --explain: the output")
     model = _model_arg(model_path, args.dtype, mmap=not args.no_mmap)
+    if args.model is None and args.images:  # (the sample images are for the embedded model)
+        print(_default_model_note("predict"), file=sys.stderr)
     on_terminal = sys.stderr.isatty()
-    preds = model.predict(
-        images, top_k=args.top_k, batch_size=args.batch_size, progress=None if on_terminal else False
+    preds = iter_predictions(
+        model, images, top_k=args.top_k, batch_size=args.batch_size, progress=None if on_terminal else False
     )
-    if out_dir is not None:
+    # Each result is printed (and flushed) as its batch finishes: an interrupted run keeps every
+    # line already printed, and each line is written whole (Ctrl-C is held while it is written).
+    read, failed = [], []
+    for image, pred in zip(images, preds, strict=True):
+        with interrupts_deferred():
+            if pred.error is not None:
+                failed.append(pred.error.kind)
+                sys.stdout.flush()  # keep stdout and stderr in input order on a shared terminal
+                print(f"vitc predict: error: {pred.error.kind}: {pred.error}", file=sys.stderr, flush=True)
+                continue
+            read.append(image)
+            sys.stdout.write(_prediction_text(image, pred, args.json))
+            sys.stdout.flush()
+    if out_dir is not None and read:
         from vitc.predict import explain, progress_bar, save_png
 
-        bar = progress_bar(len(images), "explain", on_terminal and len(images) > EXPLAIN_BAR_MIN_IMAGES)
+        bar = progress_bar(len(read), "explain", on_terminal and len(read) > EXPLAIN_BAR_MIN_IMAGES)
         try:
-            for image, name in zip(images, _explanation_names(images), strict=True):
+            for image, name in zip(read, _explanation_names(read), strict=True):
                 save_png(explain(model, image), out_dir / name)
                 if bar is not None:
                     bar.update(1)
         finally:
             if bar is not None:
                 bar.close()
-    if args.json:
-        records = [
-            {"image": img, "predictions": [{"label": lb, "probability": p} for lb, p in pred]}
-            for img, pred in zip(images, preds, strict=True)
-        ]
-        json.dump(records, sys.stdout, indent=2)
-        print()
-    else:
-        for img, pred in zip(images, preds, strict=True):
-            print(img)
-            for label, p in pred:
-                print(f"  {p:7.2%}  {label}")
+    if failed:
+        from vitc.predict import count_error_kinds
+
+        summary = describe_failures(count_error_kinds(failed), len(images))
+        print(f"vitc predict: {summary}; {len(read)} predicted", file=sys.stderr)
+        return EXIT_IMAGES_FAILED
     return 0
 
 
@@ -319,8 +352,15 @@ EVAL_EXAMPLES = """examples:
 
 class folders map to labels by name if every folder is a label of the model, else folder i
 (sorted) is class i, as torchvision's ImageFolder; force either with --class-mapping. Hidden
-folders (.name) are skipped, unlike torchvision. An output file records its dataset and model:
-resuming or merging files of another dataset or model is refused."""
+folders (.name) are skipped, unlike torchvision. Symlinked folders and files are followed, each
+file counted once (a file reached by two paths, at its first path; link loops end).
+
+An image that cannot be read is recorded with its kind (missing, unreadable, not_an_image,
+corrupt, too_large, unsupported) and counted; the run goes on. An output file records its dataset
+and model: resuming or merging files of another dataset or model is refused, and so is a damaged
+or edited file (naming its line); an incomplete last line (a killed run) is dropped and redone.
+Two runs cannot write one output at once: the second is refused (a killed run holds no lock).
+exit status: 0 done; 1 an error (named on stderr); 130 interrupted (the output resumes)."""
 
 
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -349,11 +389,13 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         help="a .vitc file, Hugging Face model folder or hub ID (default: the embedded model)",
     )
     p.add_argument("--revision", default=None, help=REVISION_HELP)
-    p.add_argument("--batch-size", "-b", type=int, default=8, help="images per forward pass (default: 8)")
+    p.add_argument(
+        "--batch-size", "-b", type=_positive_int, default=8, help="images per forward pass (default: 8)"
+    )
     p.add_argument(
         "--top-k",
         "-k",
-        type=int,
+        type=_positive_int,
         nargs="+",
         default=None,
         metavar="K",
@@ -364,8 +406,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "-o",
         default=None,
         metavar="FILE",
-        help="per-image predictions as JSON lines; an existing file is resumed "
-        "(with --merge: where to write the combined predictions)",
+        help="per-image predictions as JSON lines, appended per batch; an existing file is resumed "
+        "(after Ctrl-C or a kill: run the same command again). One run writes a file at a time: a "
+        "second is refused (with --merge: where to write the combined predictions)",
     )
     p.add_argument(
         "--shard",
@@ -392,7 +435,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         metavar="ADDRESS",
         help="run on a Ray cluster ('local' starts one on this machine; 'auto' joins a running one)",
     )
-    p.add_argument("--workers", type=int, default=2, help="Ray workers, one model each (default: 2)")
+    p.add_argument("--workers", type=_positive_int, default=2, help="Ray workers, one model each (default: 2)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
     bar = p.add_mutually_exclusive_group()
     bar.add_argument(
@@ -422,7 +465,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
-        return _run_eval(args)
+        try:
+            return _run_eval(args)
+        except KeyboardInterrupt:
+            # Every finished batch is already in the output (appended and flushed per batch).
+            resume = f"; {args.output} holds the images done: run the same command to resume" if args.output else ""
+            print(f"vitc eval: interrupted{resume}", file=sys.stderr)
+            return 130
 
 
 def _refuse_eval_output_over_inputs(args: argparse.Namespace) -> None:
@@ -464,24 +513,31 @@ def _run_eval(args: argparse.Namespace) -> int:
                 raise ValueError("--revision is the revision of a hub model: give --model too")
             # a local folder every Ray worker can read; a revision evaluate() does not take
             args.model = str(resolve_model(args.model, revision=args.revision))
+        if args.model is None:
+            print(_default_model_note("eval"), file=sys.stderr)
         if args.ray is not None:
             if args.shard is not None:
                 raise ValueError(
                     "--shard and --ray do not go together: Ray spreads the images over its workers"
                 )
+            import contextlib
+
             from vitc.eval.ray import evaluate_ray  # Ray is optional: imported only for --ray
 
-            result = evaluate_ray(
-                args.model,
-                args.dataset,
-                address=args.ray,
-                num_workers=args.workers,
-                batch_size=args.batch_size,
-                top_k=top_k,
-                output=args.output,
-                class_mapping=args.class_mapping,
-                progress=progress,
-            )
+            # Ray prints cluster events ("(raylet) A worker died ...") on stdout from a thread of its
+            # own: they go to stderr, so that stdout holds the result alone (--json stays JSON).
+            with contextlib.redirect_stdout(sys.stderr):
+                result = evaluate_ray(
+                    args.model,
+                    args.dataset,
+                    address=args.ray,
+                    num_workers=args.workers,
+                    batch_size=args.batch_size,
+                    top_k=top_k,
+                    output=args.output,
+                    class_mapping=args.class_mapping,
+                    progress=progress,
+                )
         else:
             result = evaluate(
                 args.model,
@@ -532,9 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "load; int8 is the fastest (AMX or AVX512-VNNI), its logits within ~0.1-0.2 of float32's "
                    "(cosine > 0.998) (default: as the model stores it)")
     p.add_argument("--json", action="store_true",
-                   help='print JSON instead of text: a list with one record per image, '
+                   help='print JSON lines instead of text: one record per image, '
                    '{"image": PATH, "predictions": [{"label": LABEL, "probability": P}, ...]}, '
-                   "most probable first (see below)")
+                   "most probable first, each printed as its batch finishes (see below)")
     p.add_argument("--explain", metavar="DIR", default=None,
                    help="write per image a PNG with the attention-rollout heat-map and the top label to DIR")
     p.add_argument("--no-mmap", action="store_true",

@@ -9,7 +9,10 @@ from __future__ import annotations
 import html
 import numbers
 import os
-from collections.abc import Iterable, Sequence
+import signal
+import threading
+from collections.abc import Iterable, Iterator, Sequence, Sized
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
     from vitc.model import ViT
-    from vitc.preprocess import ImageProcessor
+    from vitc.preprocess import ImageLoadError, ImageProcessor
 
 
 class Prediction(list):
@@ -27,16 +30,27 @@ class Prediction(list):
 
     A plain list of tuples (indexing, ``==``, ``json.dumps`` work as on a list); only the repr is
     a table: ``digit 3  92.54%`` per line, and an HTML table in a notebook.
+
+    An image that could not be read (in a run over many images) is an empty Prediction whose
+    ``error`` is the :class:`~vitc.preprocess.ImageLoadError` (``error.kind`` says why).
     """
 
-    def __init__(self, pairs: Sequence[tuple[str, float]], source: str | None = None):
+    def __init__(
+        self, pairs: Sequence[tuple[str, float]], source: str | None = None, error: ImageLoadError | None = None
+    ):
         super().__init__(pairs)
         self.source = source
+        self.error = error
 
     @property
-    def label(self) -> str:
-        """The most probable label."""
-        return self[0][0]
+    def ok(self) -> bool:
+        """True if the image was read and classified (``error`` is None)."""
+        return self.error is None
+
+    @property
+    def label(self) -> str | None:
+        """The most probable label (None for an image that could not be read: see ``error``)."""
+        return self[0][0] if self else None
 
     def _lines(self) -> list[str]:
         width = max((len(str(label)) for label, _ in self), default=0)
@@ -44,35 +58,74 @@ class Prediction(list):
 
     def __repr__(self) -> str:
         head = f"Prediction({self.source!r})" if self.source else "Prediction"
+        if self.error is not None:
+            return f"{head}: not read ({self.error.kind}): {self.error}"
         if not self:
             return f"{head}: []"
         return "\n".join([f"{head}:", *("  " + line for line in self._lines())])
 
     def _repr_html_(self) -> str:
+        title = f"<caption>{html.escape(self.source)}</caption>" if self.source else ""
+        if self.error is not None:
+            why = f"not read ({html.escape(self.error.kind)}): {html.escape(str(self.error))}"
+            return f"<table>{title}<tr><td>{why}</td></tr></table>"
         rows = "".join(
             f"<tr><td>{html.escape(str(label))}</td><td style='text-align:right'>{p:.2%}</td>"
             f"<td><div style='background:#4c78a8;height:0.8em;width:{100 * p:.0f}px'></div></td></tr>"
             for label, p in self
         )
-        title = f"<caption>{html.escape(self.source)}</caption>" if self.source else ""
         return f"<table>{title}<tr><th>label</th><th>probability</th><th></th></tr>{rows}</table>"
 
 
 class Predictions(list):
-    """One :class:`Prediction` per image, in input order (a plain list with a readable repr)."""
+    """One :class:`Prediction` per image, in input order (a plain list with a readable repr).
+
+    Images that could not be read keep their place as empty Predictions with an ``error``;
+    ``errors`` lists them and ``error_counts`` counts them by kind.
+    """
+
+    @property
+    def errors(self) -> list[ImageLoadError]:
+        """The errors of the images that could not be read, in input order."""
+        return [p.error for p in self if p.error is not None]
+
+    @property
+    def error_counts(self) -> dict[str, int]:
+        """{kind: images} for the images that could not be read (kinds of ``IMAGE_ERROR_KINDS``)."""
+        return count_error_kinds(e.kind for e in self.errors)
 
     def __repr__(self) -> str:
         if not self:
             return "Predictions: []"
         blocks = [f"Predictions ({len(self)} image{'s' if len(self) != 1 else ''}):"]
         blocks += ["\n".join("  " + line for line in repr(p).splitlines()) for p in self]
+        if self.errors:
+            blocks.append(f"  {describe_failures(self.error_counts, len(self))}")
         return "\n".join(blocks)
 
     def _repr_html_(self) -> str:
         return "<div style='display:flex;flex-wrap:wrap;gap:1em'>" + "".join(p._repr_html_() for p in self) + "</div>"
 
 
-def progress_bar(total: int, desc: str, show: bool):
+def count_error_kinds(kinds: Iterable[str]) -> dict[str, int]:
+    """{kind: count}, in the order of ``IMAGE_ERROR_KINDS`` (unknown kinds last, sorted)."""
+    from vitc.preprocess import IMAGE_ERROR_KINDS
+
+    counts: dict[str, int] = {}
+    for k in kinds:
+        counts[k] = counts.get(k, 0) + 1
+    order = {k: i for i, k in enumerate(IMAGE_ERROR_KINDS)}
+    return dict(sorted(counts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
+
+def describe_failures(counts: dict[str, int], total: int) -> str:
+    """``"2 of 5 images could not be read (1 missing, 1 corrupt)"``."""
+    failed = sum(counts.values())
+    kinds = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+    return f"{failed} of {total} image{'s' if total != 1 else ''} could not be read ({kinds})"
+
+
+def progress_bar(total: int | None, desc: str, show: bool):
     """A tqdm.auto bar (the widget in Jupyter with ipywidgets, text on stderr elsewhere), or None.
 
     tqdm is imported only when a bar is shown: in a notebook without ipywidgets the import warns.
@@ -111,6 +164,111 @@ def _source_name(image: Any) -> str | None:
     return str(image) if isinstance(image, (str, os.PathLike)) else None
 
 
+# ---------------------------------------------------------------------------------------------
+# Runs over many images: per-image errors, memory, interrupts (shared with vitc/eval/)
+
+
+def preprocess_or_error(
+    processor: ImageProcessor, image: Any, expected_shape: tuple[int, ...] | None, pipeline: bool = False
+) -> tuple[np.ndarray | None, ImageLoadError | None]:
+    """``(pixels, None)`` for an image a model of ``expected_shape`` (C, H, W) pixels can run, else
+    ``(None, error)``: the one place a run over many images turns a bad image into a record.
+
+    A file gives pixels or an :class:`~vitc.preprocess.ImageLoadError`; an exception nothing
+    classified (a decoder bug on a strange file) is recorded as ``"corrupt"`` with its type, so one
+    file never ends a run. An input that is not an image at all (a wrong type) still raises.
+    """
+    from vitc.preprocess import ImageLoadError
+
+    try:
+        x, error = processor.try_preprocess_one(image, pipeline=pipeline)
+    except (TypeError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        if not isinstance(image, (str, os.PathLike)):
+            raise
+        name = type(e).__qualname__
+        name = name if type(e).__module__ == "builtins" else f"{type(e).__module__}.{name}"
+        detail = f"unexpected error while decoding ({name}: {e})"
+        return None, ImageLoadError(image, "corrupt", detail)
+    if error is not None:
+        return None, error
+    if expected_shape is not None and tuple(x.shape) != tuple(expected_shape):
+        c, h, w = expected_shape
+        return None, ImageLoadError(
+            _source_name(image),
+            "unsupported",
+            f"preprocessed to {'x'.join(map(str, x.shape))} pixel values, the model takes {c}x{h}x{w} "
+            "(its preprocessor config does not bring every image to the model's size)",
+        )
+    return x, None
+
+
+def model_pixel_shape(model: Any) -> tuple[int, int, int] | None:
+    """(C, H, W) of the pixel values ``model`` runs without interpolation, or None if it does not say."""
+    config = getattr(model, "config", None)
+    try:
+        h, w = config.image_hw
+        return (int(config.num_channels), int(h), int(w))
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def batch_memory_error(exc: MemoryError, images: int, pixel_shape: tuple[int, ...] | None, what: str) -> MemoryError:
+    """A MemoryError that says how much a batch of ``images`` needed and what to do about it.
+
+    NumPy's MemoryError carries the shape and dtype of the array it could not allocate (the pixel
+    values, the model's outputs or its working memory); without them only the pixels are known.
+    """
+    shape, dtype = getattr(exc, "shape", None), getattr(exc, "dtype", None)
+    pixels = 4 * images * int(np.prod(pixel_shape)) if pixel_shape else 0
+    if shape is not None and dtype is not None:
+        asked = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+        need = f"{_gib(asked)} more (an array of shape {tuple(shape)} {np.dtype(dtype)})"
+        if pixels:
+            need += f" besides the {_gib(pixels)} of pixel values"
+    else:
+        need = f"more than is free (pixel values alone: {_gib(pixels)})" if pixels else "more than is free"
+    return MemoryError(
+        f"{what}: out of memory for a batch of {images} image{'s' if images != 1 else ''}: it needs {need}; "
+        "lower the batch size (batch_size=, --batch-size on the command line)"
+    )
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT (Ctrl-C) until the block ends, then raise it: lines written inside are whole.
+
+    Without it, a KeyboardInterrupt raised inside ``flush()`` after a partial write leaves half a
+    line behind. In threads other than the main one (where signals cannot be handled) a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    except (ValueError, OSError):  # an interpreter that does not let us handle signals
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held and callable(previous):
+            previous(signal.SIGINT, None)  # default_int_handler raises KeyboardInterrupt
+        elif held and previous == signal.SIG_DFL:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+# ---------------------------------------------------------------------------------------------
+# predict
+
+
 def predict(
     model: ViT,
     images: Any,
@@ -119,31 +277,137 @@ def predict(
     batch_size: int = 8,
     progress: bool | None = None,
 ) -> Prediction | Predictions:
-    """Classify images; see :meth:`vitc.ViT.predict`."""
+    """Classify images; see :meth:`vitc.ViT.predict`.
+
+    One image: its Prediction, or its :class:`~vitc.preprocess.ImageLoadError` raised. Many
+    images: Predictions in input order, where an image that cannot be read is an empty Prediction
+    with an ``error`` and the others are classified (see :func:`iter_predictions`).
+    """
+    if is_single_image(images):
+        (pred,) = iter_predictions(model, [images], processor, top_k, batch_size, progress=False)
+        if pred.error is not None:
+            raise pred.error
+        return pred
+    return Predictions(iter_predictions(model, images, processor, top_k, batch_size, progress))
+
+
+def iter_predictions(
+    model: ViT,
+    images: Iterable[Any],
+    processor: ImageProcessor | None = None,
+    top_k: int = 5,
+    batch_size: int = 8,
+    progress: bool | None = None,
+) -> Iterator[Prediction]:
+    """Classify images lazily: one :class:`Prediction` per image, in input order, batch by batch.
+
+    Images are decoded at most one batch ahead of the forward pass (in a thread), so memory does
+    not grow with the number of images and ``images`` may be any iterable (a generator, a glob).
+    Each Prediction is yielded as soon as its batch finishes. An image that cannot be read
+    (``pipeline("image-classification")``'s route: paths and PIL images through ``load_image``)
+    gives an empty Prediction whose ``error`` is an :class:`~vitc.preprocess.ImageLoadError`; the
+    run goes on. Arguments are checked when this is called, before the first image.
+
+    Parameters
+    ----------
+    model : ViT with a classifier head.
+    images : iterable of paths, PIL images or HWC / HW arrays (a single image is one item).
+    processor : default ``model.image_processor``.
+    top_k, batch_size : as :meth:`vitc.ViT.predict`.
+    progress : show a progress bar (default: when ``images`` has a length above 4 batches).
+
+    Raises
+    ------
+    ValueError
+        A model without classes, a bad ``top_k`` or ``batch_size``.
+    TypeError
+        (While iterating) an item that is not an image at all.
+    MemoryError
+        (While iterating) a batch that does not fit, saying how much it needs.
+    """
     if model.num_labels == 0:
         raise ValueError(
             "predict: this checkpoint has no classes (a bare ViTModel, or num_labels=0); use model(...) instead"
         )
     top_k = _positive_int("top_k", top_k)
     batch_size = _positive_int("batch_size", batch_size)
-    single = is_single_image(images)
-    items = [images] if single else list(images)
-    k = min(top_k, model.num_labels)
-    results = Predictions()
-    show = progress if progress is not None else len(items) > 4 * batch_size
-    bar = progress_bar(len(items), "predict", show)
+    processor = model.image_processor if processor is None else processor
+    if is_single_image(images):
+        images = [images]
+    total = len(images) if isinstance(images, Sized) else None
+    show = progress if progress is not None else (total is not None and total > 4 * batch_size)
+    return _predictions(model, iter(images), processor, min(top_k, model.num_labels), batch_size, total, show)
+
+
+def _decode_batch(
+    processor: ImageProcessor, chunk: list[Any], expected: tuple[int, int, int] | None
+) -> tuple[np.ndarray | None, list[ImageLoadError | None]]:
+    """Pixel values (B_good, C, H, W) of the readable images of ``chunk`` and one error (or None) per image."""
+    arrays, errors = [], []
+    for image in chunk:
+        x, error = preprocess_or_error(processor, image, expected, pipeline=True)
+        errors.append(error)
+        if x is not None:
+            arrays.append(x)
+    if not arrays:
+        return None, errors
     try:
-        for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
-            probs = softmax(model(processor(chunk)).logits)
-            for image, p in zip(chunk, probs, strict=True):
-                results.append(_top_k(model, p, k, _source_name(image)))
+        return np.stack(arrays), errors
+    except MemoryError as e:
+        raise batch_memory_error(e, len(arrays), arrays[0].shape, "predict") from None
+
+
+def _take(it: Iterator[Any], n: int) -> list[Any]:
+    chunk = []
+    for item in it:
+        chunk.append(item)
+        if len(chunk) == n:
+            break
+    return chunk
+
+
+def _predictions(
+    model: ViT,
+    it: Iterator[Any],
+    processor: ImageProcessor,
+    k: int,
+    batch_size: int,
+    total: int | None,
+    show: bool,
+) -> Iterator[Prediction]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = model_pixel_shape(model)
+    bar = progress_bar(total, "predict", show)
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        chunk = _take(it, batch_size)
+        # Decode one batch ahead: Pillow and the C forward both release the GIL.
+        ahead = pool.submit(_decode_batch, processor, chunk, expected) if chunk else None
+        while ahead is not None:
+            pixels, errors = ahead.result()
+            current = chunk
+            chunk = _take(it, batch_size)
+            ahead = pool.submit(_decode_batch, processor, chunk, expected) if chunk else None
+            probs = iter(())
+            if pixels is not None:
+                try:
+                    probs = iter(softmax(model(pixels).logits))
+                except MemoryError as e:
+                    raise batch_memory_error(e, len(pixels), pixels.shape[1:], "predict") from None
+            results = [
+                Prediction([], _source_name(image), error)
+                if error is not None
+                else _top_k(model, next(probs), k, _source_name(image))
+                for image, error in zip(current, errors, strict=True)
+            ]
             if bar is not None:
-                bar.update(len(chunk))
+                bar.update(len(current))
+            yield from results
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
-    return results[0] if single else results
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,13 +526,12 @@ def render_explanation(image: Any, heatmap: np.ndarray, title: str) -> PILImage:
 
 
 def save_png(image: PILImage, path: str | os.PathLike) -> Path:
-    """Write a PIL image as PNG atomically (a temporary file beside ``path``, then a rename)."""
+    """Write a PIL image as PNG atomically (vitc/io/atomic.py: a temporary file of a unique name
+    beside ``path``, fsynced, then renamed over it), so two runs writing one folder never mix."""
+    from vitc.io.atomic import atomic_write
+
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path, "wb") as f:
+        image.save(f, format="PNG")
     return path
 

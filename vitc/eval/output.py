@@ -8,7 +8,7 @@ The first line is a header, every other line is one image::
      "dataset_size": 1000, "shard": [0, 1], "shard_size": 1000, "class_mapping": "sorted", "model": "...",
      "samples_digest": "9f2c...", "model_fingerprint": [1.23456, -0.5, ...]}
     {"index": 0, "path": "cat/001.png", "label": 3, "topk": [3, 1, 0, 7, 2], "probs": [0.61, ...]}
-    {"index": 1, "path": "cat/002.png", "label": 3, "error": "cannot read image ...: ..."}
+    {"index": 1, "path": "cat/002.png", "label": 3, "error": "cannot read image ...: ...", "kind": "corrupt"}
 
 ``path`` is relative to the dataset root (the ImageFolder folder or the list file's folder), so
 outputs from different machines merge; ``index`` is the image's position in the whole dataset.
@@ -17,16 +17,24 @@ sharding and ``model_fingerprint`` (see :func:`model_fingerprint`) the model wit
 resume and merge refuse files whose dataset or model differ. Files written before these two fields
 existed are accepted with a warning that the check could not be made.
 
+``kind`` (one of ``vitc.preprocess.IMAGE_ERROR_KINDS``) says why an image could not be used; records of
+an older vitc have none.
+
 Records are appended and flushed per batch (:func:`write_records`), so a killed run loses at most a
-batch; a complete file (a merge) is written atomically through vitc/io/atomic.py.
+batch, and at most its last line is incomplete; a complete file (a merge) is written atomically
+through vitc/io/atomic.py. One process writes an output at a time (:class:`OutputLock`). Every line
+is checked when a file is read back (:func:`parse_output`): what vitc did not write is refused with
+its file and line, an incomplete last line is dropped.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,6 +42,8 @@ import numpy as np
 
 from vitc.eval.dataset import EvalDataset, Sample, samples_digest
 from vitc.io.atomic import atomic_write
+from vitc.predict import interrupts_deferred
+from vitc.preprocess import IMAGE_ERROR_KINDS
 
 FORMAT_VERSION = 1
 # Digits kept for probabilities in the output (float32 softmax is good to ~7).
@@ -149,10 +159,168 @@ def make_header(
     }
 
 
-def read_output(path: str | os.PathLike) -> tuple[dict[str, Any] | None, list[dict[str, Any]], int]:
-    """Read an evaluation output file.
+class OutputFileError(ValueError):
+    """An evaluation output that is not as vitc writes it (damaged or edited): names file and line."""
 
-    A last line without its newline is the trace of an interrupted write and is ignored.
+
+class OutputInUseError(ValueError):
+    """Another process is writing this evaluation output."""
+
+
+# What a line can be damaged into is open-ended; what vitc writes is not. Every line is checked
+# against what vitc writes, so a damaged file is refused with its line, never half-used.
+_DAMAGED = "not what vitc writes: the file was damaged or edited; repair or delete it, or use another output"
+
+
+@dataclass
+class OutputContents:
+    """An evaluation output file, checked line by line (see :func:`parse_output`)."""
+
+    header: dict[str, Any] | None
+    records: list[dict[str, Any]]
+    good_bytes: int  # length up to the end of the last complete line
+    partial_line: int | None  # number of an incomplete last line that was dropped, if any
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_header(where: str, h: dict[str, Any]) -> None:
+    """Refuse a header line whose fields are missing or of the wrong type."""
+
+    def bad(key: str, expected: str) -> OutputFileError:
+        found = "nothing (the key is missing)" if key not in h else repr(h[key])[:80]
+        return OutputFileError(f"{where}: header field {key!r}: expected {expected}, found {found} ({_DAMAGED})")
+
+    if h["vitc_eval"] != FORMAT_VERSION:
+        raise OutputFileError(
+            f"{where}: expected output format {FORMAT_VERSION}, found {h['vitc_eval']!r:.80} (a file of another "
+            "vitc version, or a damaged one)"
+        )
+    n = h.get("num_labels")
+    if not _is_int(n) or n < 1:
+        raise bad("num_labels", "a positive int")
+    labels = h.get("labels")
+    if not isinstance(labels, list) or len(labels) != n or not all(isinstance(x, str) for x in labels):
+        raise bad("labels", f"a list of {n} label strings (num_labels)")
+    ks = h.get("top_k")
+    if not isinstance(ks, list) or not ks or not all(_is_int(k) and k >= 1 for k in ks):
+        raise bad("top_k", "a non-empty list of positive ints")
+    size = h.get("dataset_size")
+    if not _is_int(size) or size < 0:
+        raise bad("dataset_size", "an int >= 0")
+    shard = h.get("shard")
+    if not (isinstance(shard, list) and len(shard) == 2 and all(map(_is_int, shard)) and 0 <= shard[0] < shard[1]):
+        raise bad("shard", "[i, n] with 0 <= i < n")
+    shard_size = h.get("shard_size")
+    if not _is_int(shard_size) or not 0 <= shard_size <= size:
+        raise bad("shard_size", f"an int in [0, dataset_size = {size}]")
+    if not isinstance(h.get("class_mapping"), str):
+        raise bad("class_mapping", "a string")
+    for key in ("dataset", "model", "samples_digest"):
+        if h.get(key) is not None and not isinstance(h[key], str):
+            raise bad(key, "a string or null")
+    fp = h.get("model_fingerprint")
+    if fp is not None and not (isinstance(fp, list) and all(map(_is_number, fp))):
+        raise bad("model_fingerprint", "a list of numbers or null")
+
+
+def _check_record(r: Any, h: dict[str, Any]) -> str | None:
+    """What is wrong with an image record under header ``h``, or None."""
+    if not isinstance(r, dict):
+        return f"expected an image record (a JSON object), found {type(r).__name__}"
+    for key, test, expected in (
+        ("index", _is_int, "an int"),
+        ("path", lambda x: isinstance(x, str), "a string"),
+        ("label", _is_int, "an int"),
+    ):
+        if key not in r:
+            return f"an image record without {key!r}"
+        if not test(r[key]):
+            return f"{key!r}: expected {expected}, found {r[key]!r:.80}"
+    n, size, (i, shards) = h["num_labels"], h["dataset_size"], h["shard"]
+    if not 0 <= r["index"] < size:
+        return f"index {r['index']} out of range [0, {size}) (the header's dataset_size)"
+    if r["index"] % shards != i:
+        return f"index {r['index']} does not belong to shard {i}/{shards} (index % {shards} == {i})"
+    if not 0 <= r["label"] < n:
+        return f"label {r['label']} out of range [0, {n}) (the header's num_labels)"
+    if "error" in r:
+        if not isinstance(r["error"], str) or "topk" in r or "probs" in r:
+            return "an error record has a string 'error' and no 'topk' or 'probs'"
+        if "kind" in r and r["kind"] not in IMAGE_ERROR_KINDS:
+            return f"'kind': expected one of {IMAGE_ERROR_KINDS}, found {r['kind']!r:.80}"
+        return None
+    topk, probs = r.get("topk"), r.get("probs")
+    if topk is None or probs is None:
+        return "an image record has either an 'error' or both 'topk' and 'probs'"
+    width = min(max(h["top_k"]), n)
+    if not isinstance(topk, list) or len(topk) < width or not all(_is_int(c) and 0 <= c < n for c in topk):
+        return f"'topk': expected at least {width} class indices in [0, {n}), found {topk!r:.80}"
+    if len(set(topk)) != len(topk):
+        return f"'topk' repeats a class: {topk!r:.80}"
+    if not isinstance(probs, list) or len(probs) != len(topk) or not all(_is_number(p) and 0 <= p <= 1 for p in probs):
+        return f"'probs': expected {len(topk)} probabilities in [0, 1], found {probs!r:.80}"
+    return None
+
+
+def parse_output(path: str | os.PathLike) -> OutputContents:
+    """Read and check an evaluation output file, line by line.
+
+    A last line without its newline is the trace of an interrupted write: it is dropped (its
+    number is returned as ``partial_line``, for the caller to say so). Every other line must be
+    what vitc writes: a header with its fields, then image records whose index belongs to the
+    header's dataset and shard, with a label and top-k classes in ``[0, num_labels)``, each image
+    once.
+
+    Raises
+    ------
+    OutputFileError
+        Naming the file, the line and what is wrong with it.
+    """
+    data = Path(path).read_bytes()
+    end = data.rfind(b"\n") + 1  # 0 when there is no complete line
+    complete = data[:end].split(b"\n")[:-1]
+    partial_line = len(complete) + 1 if data[end:].strip() else None
+    header: dict[str, Any] | None = None
+    records: list[dict[str, Any]] = []
+    first_line: dict[int, int] = {}
+    for lineno, raw in enumerate(complete, 1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(raw)
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            raise OutputFileError(f"{where}: expected a JSON line, found unparsable text ({e}; {_DAMAGED})") from None
+        if header is None:
+            if not isinstance(obj, dict) or "vitc_eval" not in obj:
+                raise OutputFileError(
+                    f'{where}: expected a vitc eval header line ({{"vitc_eval": ...}}), found {raw[:80]!r}'
+                )
+            _check_header(where, obj)
+            header = obj
+            continue
+        problem = _check_record(obj, header)
+        if problem is not None:
+            raise OutputFileError(f"{where}: {problem} ({_DAMAGED})")
+        seen = first_line.setdefault(obj["index"], lineno)
+        if seen != lineno:
+            raise OutputFileError(
+                f"{where}: image {obj['path']!r} (index {obj['index']}) is recorded twice, first on line {seen} "
+                f"({_DAMAGED})"
+            )
+        records.append(obj)
+    return OutputContents(header, records, end, partial_line)
+
+
+def read_output(path: str | os.PathLike) -> tuple[dict[str, Any] | None, list[dict[str, Any]], int]:
+    """Read an evaluation output file: ``(header, records, good_bytes)`` (see :func:`parse_output`).
 
     Returns
     -------
@@ -163,34 +331,90 @@ def read_output(path: str | os.PathLike) -> tuple[dict[str, Any] | None, list[di
     Raises
     ------
     ValueError
-        If a complete line is not JSON, or the first line is not a vitc eval header.
+        If a complete line is not JSON or not what vitc writes (:class:`OutputFileError`).
     """
-    data = Path(path).read_bytes()
-    end = data.rfind(b"\n") + 1  # 0 when there is no complete line
-    header: dict[str, Any] | None = None
-    records: list[dict[str, Any]] = []
-    for lineno, raw in enumerate(data[:end].splitlines(), 1):
-        if not raw.strip():
-            continue
+    c = parse_output(path)
+    return c.header, c.records, c.good_bytes
+
+
+# ---------------------------------------------------------------------------------------------
+# One writer per output
+
+
+class OutputLock:
+    """The right to write one output file, for one process: ``flock`` on ``<output>.lock`` beside it.
+
+    A second run on the same output is refused at once (:class:`OutputInUseError`, naming the pid
+    of the holder). The kernel releases the lock when its process ends however it ends (SIGKILL,
+    a crash), so a dead run never leaves it stuck; the lock file is removed on release, and one
+    left by a killed run is taken over by the next run. On a platform without ``fcntl`` (Windows)
+    there is no lock. As any ``flock``, it holds between processes that see one file system (on
+    NFS, where the server supports locks).
+    """
+
+    def __init__(self, output: str | os.PathLike):
+        self.output = Path(output)
+        self.path = self.output.with_name(self.output.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> OutputLock:
         try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{lineno}: expected a JSON line, found unparsable text ({e})") from None
-        if header is None:
-            if not isinstance(obj, dict) or "vitc_eval" not in obj:
-                raise ValueError(
-                    f'{path}:{lineno}: expected a vitc eval header line ({{"vitc_eval": ...}}), found {raw[:80]!r}'
-                )
-            if obj["vitc_eval"] != FORMAT_VERSION:
-                raise ValueError(f"{path}: expected output format {FORMAT_VERSION}, found {obj['vitc_eval']}")
-            header = obj
-            continue
-        if not isinstance(obj, dict) or "index" not in obj or "label" not in obj:
-            raise ValueError(
-                f"{path}:{lineno}: expected an image record with 'index' and 'label', found {raw[:80]!r}"
-            )
-        records.append(obj)
-    return header, records, end
+            import fcntl
+        except ImportError:  # Windows: no flock; one writer per output is then the user's to ensure
+            return self
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode(errors="replace").strip()
+                os.close(fd)
+                who = f"pid {holder}" if holder.isdigit() else "another process"
+                raise OutputInUseError(
+                    f"{self.output}: another evaluation ({who}) is writing this output; wait for it to finish, "
+                    "or give this run another output file (-o / output=)"
+                ) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            # The holder before us may have removed the file while we opened it: our lock would then
+            # be on a file no one else sees. Hold the lock of the file that is at the path.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                self._fd = fd
+                return self
+            os.close(fd)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.path)  # while still holding the lock: see acquire
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def note_partial_line(path: str | os.PathLike, contents: OutputContents, consequence: str) -> None:
+    """Warn that an incomplete last line was dropped (see :func:`parse_output`)."""
+    if contents.partial_line is not None:
+        warnings.warn(
+            f"{path}:{contents.partial_line}: dropped an incomplete last line (a write cut short when a run "
+            f"was killed); {consequence}",
+            stacklevel=4,
+        )
 
 
 _HEADER_KEYS_TO_MATCH = ("num_labels", "labels", "dataset_size", "shard", "class_mapping")
@@ -199,10 +423,15 @@ _HEADER_KEYS_TO_MATCH = ("num_labels", "labels", "dataset_size", "shard", "class
 def resume(
     path: Path, header: dict[str, Any], selection: Sequence[Sample]
 ) -> tuple[dict[int, dict[str, Any]], IO[str]]:
-    """Open ``path`` for appending; return the records it already holds for ``selection``."""
+    """Open ``path`` for appending; return the records it already holds for ``selection``.
+
+    The caller holds the output's :class:`OutputLock`.
+    """
     done: dict[int, dict[str, Any]] = {}
     if path.exists() and path.stat().st_size > 0:
-        old, records, good = read_output(path)
+        contents = parse_output(path)
+        old, records, good = contents.header, contents.records, contents.good_bytes
+        note_partial_line(path, contents, "its image is evaluated again")
         if old is not None:
             for key in _HEADER_KEYS_TO_MATCH:
                 if old.get(key) != header[key]:
@@ -252,11 +481,18 @@ def resume(
 
 
 def write_records(out: IO[str] | None, records: Iterable[dict[str, Any]]) -> None:
-    """Append records as JSON lines and flush, so a kill loses at most the batch being written."""
+    """Append records as JSON lines and flush, so a kill loses at most the batch being written.
+
+    Ctrl-C is held while the lines are written (:func:`vitc.predict.interrupts_deferred`): an
+    interrupt leaves whole lines; only a kill can leave an incomplete last line, which the next
+    run drops (:func:`parse_output`).
+    """
     if out is None:
         return
-    out.write("".join(json.dumps(r) + "\n" for r in records))
-    out.flush()
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    with interrupts_deferred():
+        out.write(text)
+        out.flush()
 
 
 def write_output_atomic(

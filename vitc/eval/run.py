@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -28,16 +28,18 @@ import numpy as np
 from vitc.eval.dataset import Sample, load_dataset, parse_shard, shard_samples
 from vitc.eval.output import (
     PROB_DECIMALS,
+    OutputLock,
     identity_problem,
     make_header,
     model_fingerprint,
-    read_output,
+    note_partial_line,
+    parse_output,
     resume,
     unchecked_fields,
     write_output_atomic,
     write_records,
 )
-from vitc.predict import softmax
+from vitc.predict import batch_memory_error, count_error_kinds, model_pixel_shape, preprocess_or_error, softmax
 
 if TYPE_CHECKING:
     from vitc.model import ViT
@@ -62,30 +64,40 @@ def _check_top_k(top_k: int | Iterable[int]) -> tuple[int, ...]:
 
 
 def load_batch(
-    processor: ImageProcessor, samples: Sequence[Sample]
+    processor: ImageProcessor, samples: Sequence[Sample], pixel_shape: tuple[int, int, int] | None = None
 ) -> tuple[np.ndarray | None, list[Sample], list[dict[str, Any]]]:
-    """Decode and preprocess a batch; images that cannot be read become error records.
+    """Decode and preprocess a batch; images that cannot be used become error records.
+
+    Parameters
+    ----------
+    processor : the model's image processor.
+    samples : the batch.
+    pixel_shape : (C, H, W) the model runs (:func:`vitc.predict.model_pixel_shape`); an image
+        preprocessed to another shape is an error record of kind "unsupported". None: the shape
+        of the batch's first readable image.
 
     Returns
     -------
-    pixel_values : (B, 3, H, W) float32 of the readable images, or None if there are none.
+    pixel_values : (B, C, H, W) float32 of the readable images, or None if there are none.
     good : the samples behind ``pixel_values``, in order.
-    errors : one record ``{"index", "path", "label", "error"}`` per unreadable image.
+    errors : one record ``{"index", "path", "label", "error", "kind"}`` per image that cannot be
+        used (``kind`` one of ``vitc.preprocess.IMAGE_ERROR_KINDS``).
     """
     arrays, good, errors = [], [], []
     for s in samples:
-        try:
-            arrays.append(processor.preprocess_one(s.path))
-            good.append(s)
-        except (ValueError, OSError, SyntaxError) as e:  # missing, truncated, not an image
-            errors.append({"index": s.index, "path": s.key, "label": s.label, "error": str(e)})
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise ValueError(
-            f"images resized to different shapes {sorted(shapes)} cannot form one batch: evaluation needs "
-            "a fixed {'height', 'width'} size in the preprocessor config"
-        )
-    return (np.stack(arrays) if arrays else None), good, errors
+        x, error = preprocess_or_error(processor, s.path, pixel_shape)
+        if error is not None:
+            errors.append({"index": s.index, "path": s.key, "label": s.label, "error": str(error), "kind": error.kind})
+            continue
+        pixel_shape = x.shape if pixel_shape is None else pixel_shape
+        arrays.append(x)
+        good.append(s)
+    if not arrays:
+        return None, good, errors
+    try:
+        return np.stack(arrays), good, errors
+    except MemoryError as e:
+        raise batch_memory_error(e, len(arrays), arrays[0].shape, "evaluate") from None
 
 
 def predict_records(
@@ -94,7 +106,10 @@ def predict_records(
     """Forward a preprocessed batch; one record per sample with the top-``k`` classes and probabilities."""
     if pixel_values is None or not samples:
         return []
-    probs = softmax(model(pixel_values).logits)
+    try:
+        probs = softmax(model(pixel_values).logits)
+    except MemoryError as e:
+        raise batch_memory_error(e, len(pixel_values), pixel_values.shape[1:], "evaluate") from None
     k = min(k, probs.shape[1])
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]  # ties: the lower index first, as predict()
     top = np.take_along_axis(probs, order, axis=1)
@@ -152,7 +167,8 @@ class EvalResult:
     ----------
     total : images selected (the dataset, or the shard), including corrupt and not yet evaluated ones.
     evaluated : images with a prediction.
-    corrupt : images that could not be read (see ``corrupt_files``).
+    corrupt : images that could not be used, whatever the reason (see ``errors_by_kind`` and
+        ``corrupt_files``).
     accuracy : {k: top-k accuracy over the evaluated images}, None for k when nothing was evaluated.
     per_class : top-1 accuracy of every class with at least one evaluated image, by class index.
     confused : the most frequent top-1 confusions (true != predicted), most frequent first.
@@ -162,6 +178,9 @@ class EvalResult:
     corrupt_files : paths (relative to the dataset root) of the corrupt images, with their errors.
     labels : class names by index.
     class_mapping : how labels were assigned: "names", "sorted" (ImageFolder) or "list".
+    errors_by_kind : {kind: images} of the images that could not be used, by
+        ``vitc.preprocess.IMAGE_ERROR_KINDS`` ("missing", "unreadable", "not_an_image", "corrupt",
+        "too_large", "unsupported"; "unknown" for records of an older vitc, which had no kind).
     """
 
     total: int
@@ -176,6 +195,7 @@ class EvalResult:
     corrupt_files: dict[str, str]
     labels: list[str]
     class_mapping: str
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
 
     @property
     def top1(self) -> float | None:
@@ -221,6 +241,7 @@ class EvalResult:
             "seconds": self.seconds,
             "images_per_second": self.images_per_second,
             "corrupt_files": dict(self.corrupt_files),
+            "errors_by_kind": dict(self.errors_by_kind),
             "class_mapping": self.class_mapping,
         }
         if confusion_matrix:
@@ -230,6 +251,8 @@ class EvalResult:
     def summary(self) -> str:
         """A few lines for a terminal: counts, accuracies, weakest classes, top confusions."""
         counts = f"{self.total:,} images: {self.evaluated:,} evaluated, {self.corrupt:,} corrupt"
+        if self.errors_by_kind:
+            counts += " (by kind: " + ", ".join(f"{kind} {n:,}" for kind, n in self.errors_by_kind.items()) + ")"
         if self.missing:
             counts += f", {self.missing:,} missing"
         if self.images_per_second is not None:
@@ -289,10 +312,11 @@ def summarize(
 ) -> EvalResult:
     """Compute an :class:`EvalResult` from output records (predictions and errors)."""
     num_labels = len(labels)
-    true, preds, corrupt = [], [], {}
+    true, preds, corrupt, kinds = [], [], {}, []
     for r in records:
         if "error" in r:
             corrupt[r["path"]] = r["error"]
+            kinds.append(r.get("kind", "unknown"))
         else:
             true.append(r["label"])
             preds.append(r["topk"])
@@ -335,6 +359,7 @@ def summarize(
         corrupt_files=corrupt,
         labels=list(labels),
         class_mapping=class_mapping,
+        errors_by_kind=count_error_kinds(kinds),
     )
 
 
@@ -348,6 +373,7 @@ class EvalPlan:
     pending: list[Sample]  # what is left to run
     out: IO[str] | None
     top_k: tuple[int, ...]
+    lock: OutputLock | None = None  # held from planning to close(): one writer per output
 
     def result(
         self, new_records: Iterable[dict[str, Any]], seconds: float | None, new_images: int
@@ -375,8 +401,12 @@ class EvalPlan:
         )
 
     def close(self) -> None:
-        if self.out is not None:
-            self.out.close()
+        try:
+            if self.out is not None:
+                self.out.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
 
 def plan_evaluation(
@@ -393,7 +423,8 @@ def plan_evaluation(
     """Find the samples, select the shard, read what ``output`` already holds and open it.
 
     ``fingerprint`` is the model's :func:`model_fingerprint`, written to and checked against the
-    output's header (needed when ``output`` is given).
+    output's header (needed when ``output`` is given). The output is locked for this process
+    (:class:`~vitc.eval.output.OutputLock`) until :meth:`EvalPlan.close`.
     """
     ks = _check_top_k(top_k)
     shard = parse_shard(shard)
@@ -401,14 +432,28 @@ def plan_evaluation(
     selection = shard_samples(data.samples, shard)
     header = make_header(id2label, num_labels, ks, data, shard, len(selection), model_name, fingerprint)
     done: dict[int, dict[str, Any]] = {}
-    out = None
+    out, lock = None, None
     if output is not None:
-        done, out = resume(Path(output), header, selection)
+        output = Path(output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        lock = OutputLock(output).acquire()  # refuses a second writer before anything is read
+        try:
+            done, out = resume(output, header, selection)
+        except BaseException:
+            lock.release()
+            raise
     pending = [s for s in selection if s.index not in done]
-    return EvalPlan(header, selection, done, pending, out, ks)
+    return EvalPlan(header, selection, done, pending, out, ks, lock)
 
 
 def _load_model(model: ViT | str | os.PathLike | None) -> tuple[ViT, str | None]:
+    if not (model is None or isinstance(model, (str, os.PathLike))) and not (
+        callable(model) and hasattr(model, "image_processor") and hasattr(model, "id2label")
+    ):
+        raise TypeError(
+            "model: expected a vitc.ViT, a path to a .vitc file or Hugging Face model folder, a hub ID, or None "
+            f"(the embedded model), found {type(model).__name__}"
+        )
     if model is None:
         from vitc.default_model import DEFAULT_MODEL_PATH, load_default_model
 
@@ -487,6 +532,7 @@ def evaluate(
         fingerprint=None if output is None else model_fingerprint(vit),
     )
     processor = vit.image_processor
+    shape = model_pixel_shape(vit)
     kmax = max(plan.top_k)
     new: list[dict[str, Any]] = []
     evaluated_now = 0
@@ -495,10 +541,10 @@ def evaluate(
         with plan.progress_bar("eval", progress) as bar, ThreadPoolExecutor(max_workers=1) as pool:
             batches = list(_batches(plan.pending, batch_size))
             # Decode one batch ahead: Pillow and the C forward both release the GIL.
-            ahead: Future | None = pool.submit(load_batch, processor, batches[0]) if batches else None
+            ahead: Future | None = pool.submit(load_batch, processor, batches[0], shape) if batches else None
             for b in range(len(batches)):
                 pixels, good, errors = ahead.result()
-                ahead = pool.submit(load_batch, processor, batches[b + 1]) if b + 1 < len(batches) else None
+                ahead = pool.submit(load_batch, processor, batches[b + 1], shape) if b + 1 < len(batches) else None
                 records = predict_records(vit, pixels, good, kmax) + errors
                 records.sort(key=lambda r: r["index"])
                 write_records(plan.out, records)
@@ -539,6 +585,8 @@ def merge(
         If shards or images are missing from the result, or a file (of an older vitc) has no
         dataset digest or model fingerprint to check.
     """
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]  # one file, not the characters of its name
     if not files:
         raise ValueError("merge: expected at least one output file, found none")
     headers: list[dict[str, Any]] = []
@@ -547,7 +595,9 @@ def merge(
     for f in files:
         if not Path(f).is_file():
             raise FileNotFoundError(f"eval output not found: '{f}'")
-        header, recs, _ = read_output(f)
+        contents = parse_output(f)
+        note_partial_line(f, contents, "its image counts as not evaluated")
+        header, recs = contents.header, contents.records
         if header is None:
             raise ValueError(f"{f}: expected a vitc eval output, found an empty file")
         if headers:
@@ -574,11 +624,7 @@ def merge(
             raise ValueError(f"{f}: shard {sh[0]}/{sh[1]} is also in {seen_shards[sh]}")
         seen_shards[sh] = str(f)
         headers.append(header)
-        for r in recs:
-            if r["index"] % sh[1] != sh[0]:
-                raise ValueError(
-                    f"{f}: record {r['path']!r} (index {r['index']}) does not belong to shard {sh[0]}/{sh[1]}"
-                )
+        for r in recs:  # parse_output checked that each belongs to the file's shard, once
             records[r["index"]] = r
     first = headers[0]
     unchecked = unchecked_fields(*headers)
@@ -607,5 +653,6 @@ def merge(
         )
     if output is not None:
         header = {**first, "top_k": list(ks), "shard": [0, 1], "shard_size": total}
-        write_output_atomic(output, header, ordered)
+        with OutputLock(output):  # not while an evaluation appends to it
+            write_output_atomic(output, header, ordered)
     return result
