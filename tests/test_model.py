@@ -231,6 +231,23 @@ def test_bad_input(tiny, shape, dtype, match):
         model(np.zeros(shape, dtype))
 
 
+@pytest.mark.parametrize("what", ["pil", "path", "paths", "uint8"])
+def test_images_given_to_the_forward_point_to_predict_and_the_processor(tiny, tmp_path, what):
+    from PIL import Image
+
+    model, _ = tiny
+    image = Image.new("RGB", (30, 30))
+    value = {
+        "pil": image,
+        "path": str(tmp_path / "a.png"),
+        "paths": [tmp_path / "a.png"],
+        "uint8": np.zeros((1, 3, 30, 30), np.uint8),
+    }[what]
+    with pytest.raises((TypeError, ValueError)) as caught:
+        model(value)
+    assert "m.predict" in str(caught.value) and "m.image_processor" in str(caught.value)
+
+
 def test_bad_input_with_interpolation(tiny):
     model, _ = tiny
     with pytest.raises(ValueError, match="multiples of the patch size"):

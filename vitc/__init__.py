@@ -43,9 +43,12 @@ from vitc.config import ViTConfig  # noqa: E402
 from vitc.convert import convert  # noqa: E402
 from vitc.default_model import load_default_model, sample_images  # noqa: E402
 from vitc.eval import EvalResult, evaluate, merge  # noqa: E402
+from vitc.eval.output import OutputFileError, OutputInUseError  # noqa: E402
+from vitc.io.hub import ModelNotFoundError  # noqa: E402
+from vitc.io.vitc_file import ChecksumError  # noqa: E402
 from vitc.model import ViT, ViTOutput  # noqa: E402
 from vitc.predict import Prediction, Predictions, attention_rollout  # noqa: E402
-from vitc.preprocess import ImageProcessor  # noqa: E402
+from vitc.preprocess import ImageLoadError, ImageMissingError, ImageProcessor  # noqa: E402
 from vitc.runtime import __version__, get_num_threads, set_num_threads, show_config  # noqa: E402
 
 __all__ = [
@@ -73,4 +76,11 @@ __all__ = [
     "EvalResult",
     "evaluate",
     "merge",
+    # errors worth catching by name
+    "ChecksumError",
+    "ImageLoadError",
+    "ImageMissingError",
+    "ModelNotFoundError",
+    "OutputFileError",
+    "OutputInUseError",
 ]

@@ -10,6 +10,7 @@ validates the inputs and keeps the position table for the input size.
 from __future__ import annotations
 
 import mmap
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -329,13 +330,20 @@ class ViT:
 
     # -- forward -------------------------------------------------------------------------------
     def _check_pixels(self, pixel_values: Any, interpolate_pos_encoding: bool) -> np.ndarray:
+        hint = "m.predict(images) for labels, or m.image_processor(images)['pixel_values'] for the model's input"
+        if _looks_like_images(pixel_values):
+            raise TypeError(
+                f"pixel_values: expected preprocessed float pixels (B, C, H, W), got {_kind_of(pixel_values)}; "
+                f"use {hint}"
+            )
         x = np.asarray(pixel_values)
         cin, (h_img, w_img), (ph, pw) = self.config.num_channels, self.config.image_hw, self._model.patch_size
         expected = f"(B, {cin}, {h_img}, {w_img}) float32"
         # Rule: any real floating dtype (float16/32/64, either byte order) is computed in float32, as
         # transformers casts; integers, bools, complex and strings are refused (pixels are not 0..255).
         if x.dtype.kind != "f":
-            raise ValueError(f"pixel_values: expected {expected}, got dtype {x.dtype} (cast to float32)")
+            raw = " (raw image values? use " + hint + ")" if x.dtype.kind in "ub" else " (cast to float32)"
+            raise ValueError(f"pixel_values: expected {expected}, got dtype {x.dtype}{raw}")
         if x.ndim != 4:
             raise ValueError(f"pixel_values: expected rank 4 {expected}, got shape {x.shape}")
         if x.shape[1] != cin:
@@ -425,3 +433,15 @@ class ViT:
         What ``vitc predict --explain`` writes; in a notebook it shows inline.
         """
         return _predict.explain(self, image, self.image_processor)
+
+
+def _looks_like_images(value: Any) -> bool:
+    """True for what ``predict`` takes but a forward does not: paths and PIL images (alone or listed)."""
+    first = value[0] if isinstance(value, list | tuple) and value else value
+    return isinstance(first, str | os.PathLike) or type(first).__module__.startswith("PIL.")
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return f"a {type(value).__name__} of {type(value[0]).__name__}"
+    return "a PIL image" if type(value).__module__.startswith("PIL.") else f"a {type(value).__name__}"
