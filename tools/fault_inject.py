@@ -49,6 +49,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -131,7 +132,8 @@ def startup_interrupt(run: Run) -> bool:
         run.sig == signal.SIGINT
         and TRACEBACK in run.err
         and "KeyboardInterrupt" in run.err
-        and ", in main\n" not in run.err
+        # (site.py's own main() runs the .pth files at startup: only vitc's main means vitc ran)
+        and re.search(r'vitc[/\\]cli\.py", line \d+, in main\n', run.err) is None
         and run.out == ""
     )
 
