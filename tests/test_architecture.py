@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("vitc.files", "base"),
     ("vitc.runtime", "base"),
     ("vitc.reference", "base"),
+    ("vitc.outputs", "base"),
     ("vitc.weights", "weights"),
     ("vitc.io", "io"),
     ("vitc.io.*", "io"),
