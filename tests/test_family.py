@@ -78,6 +78,18 @@ def test_deit_matches_transformers(tmp_path, name, size):
         assert scaled_max_err(ours.logits, ref.logits.numpy()) < LOGITS_ATOL
 
 
+def test_deit_attention_map_and_predict(tmp_path):
+    """The rollout reads the CLS row past both prefix tokens; predict averages the two heads."""
+    hf = _save(tmp_path, transformers.DeiTForImageClassificationWithTeacher)
+    model = vitc.ViT.from_pretrained(tmp_path)
+    image = (np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8)
+    assert model.attention_map(image).shape == (40, 50)
+    x = model.image_processor([image])
+    want = torch.softmax(hf_forward(hf, x).logits, -1)[0].numpy()
+    pred = model.predict(image, top_k=3)
+    np.testing.assert_allclose([p for _, p in pred], np.sort(want)[::-1][:3], atol=1e-5)
+
+
 def test_deit_converted_file(tmp_path):
     hf = _save(tmp_path / "hf", transformers.DeiTForImageClassificationWithTeacher)
     vitc.convert(tmp_path / "hf", tmp_path / "deit.vitc")
@@ -114,6 +126,13 @@ def test_masked_image_modeling(tmp_path, stride):
     assert scaled_max_err(ours.reconstruction, ref.reconstruction.numpy()) < HIDDEN_ATOL
     with pytest.raises(ValueError, match="bool_masked_pos"):
         model(x, bool_masked_pos=np.zeros((2, 225), bool))
+
+
+def test_deit_masked_image_modeling_refused(tmp_path):
+    """transformers' DeiT decoder reads sequence_output[:, 1:-1] (not the patches): refused, not guessed."""
+    _save(tmp_path, transformers.DeiTForMaskedImageModeling, encoder_stride=2)
+    with pytest.raises(ValueError, match="DeiTForMaskedImageModeling.*not supported"):
+        vitc.ViT.from_pretrained(tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -166,7 +166,10 @@ class ViT:
             pool=config.global_pool,  # timm's "avg" (set by the timm converter)
         )
         if "mim_decoder.weight" in self._tensors and self._model.num_prefix_tokens != 1:
-            raise ValueError("a masked-image-modeling decoder reads the patch tokens after one CLS token")
+            raise ValueError(
+                "a masked-image-modeling decoder after more than the CLS token (DeiTForMaskedImageModeling) "
+                "is not supported: expected ViTForMaskedImageModeling"
+            )
         self._num_parameters = self._count_parameters()
         self._pos_cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._pos_lock = threading.Lock()
@@ -278,6 +281,11 @@ class ViT:
         """Patch side (or (height, width) for a non-square patch)."""
         ph, pw = self._model.patch_size
         return ph if ph == pw else (ph, pw)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patches: 1 (CLS), 2 for DeiT (CLS, distillation)."""
+        return self._model.num_prefix_tokens
 
     @property
     def image_processor(self) -> ImageProcessor:

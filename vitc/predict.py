@@ -469,7 +469,7 @@ def _predictions(
 # Attention rollout
 
 
-def attention_rollout(attentions: Sequence[np.ndarray]) -> np.ndarray:
+def attention_rollout(attentions: Sequence[np.ndarray], prefix: int = 1) -> np.ndarray:
     """Attention rollout (Abnar & Zuidema 2020, used in the ViT paper's Figure 6).
 
     Each layer's attention is averaged over heads, the residual connection is accounted for as
@@ -481,7 +481,8 @@ def attention_rollout(attentions: Sequence[np.ndarray]) -> np.ndarray:
 
     Returns
     -------
-    (B, T - 1) array: how much the CLS token draws from each patch, rows summing to <= 1.
+    (B, T - prefix) array: how much the CLS token draws from each patch, rows summing to <= 1
+    (``prefix``: the tokens before the patches, CLS and DeiT's distillation token).
     """
     if len(attentions) == 0:
         raise ValueError("attention_rollout: expected at least one layer of attentions, got none")
@@ -490,7 +491,7 @@ def attention_rollout(attentions: Sequence[np.ndarray]) -> np.ndarray:
     for a in attentions:
         mixed = 0.5 * a.astype(np.float64).mean(axis=1) + 0.5 * np.eye(t)
         rollout = mixed @ rollout
-    return rollout[:, 0, 1:]
+    return rollout[:, 0, prefix:]
 
 
 def _top_k(model: ViT, probs: np.ndarray, k: int, source: str | None) -> Prediction:
@@ -507,8 +508,10 @@ def _rollout_heatmap(model: ViT, rgb: Any, processor: ImageProcessor, attentions
     from PIL import Image
 
     pixel_h, pixel_w = processor.output_size(rgb.height, rgb.width)
-    gh, gw = pixel_h // model.patch_size, pixel_w // model.patch_size
-    grid = attention_rollout(attentions)[0].reshape(gh, gw)
+    patch = model.patch_size
+    ph, pw = patch if isinstance(patch, tuple) else (patch, patch)
+    gh, gw = pixel_h // ph, pixel_w // pw
+    grid = attention_rollout(attentions, prefix=model.num_prefix_tokens)[0].reshape(gh, gw)
     grid = (grid - grid.min()) / max(float(grid.max() - grid.min()), 1e-12)
     heat = Image.fromarray(grid.astype(np.float32), mode="F").resize((rgb.width, rgb.height), Image.BILINEAR)
     return np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0)
