@@ -126,3 +126,26 @@ def test_inputs_the_pipeline_takes(tmp_path):
     # a list of them: one prediction each, in order
     many = model.predict(list(inputs.values()), top_k=2)
     assert [p.label for p in many] == [pipe(x, top_k=1)[0]["label"] for x in inputs.values()]
+
+
+def test_cli_function(tmp_path):
+    """vitc predict --function, and the default by problem_type, as the pipeline's scores."""
+    import subprocess
+    import sys
+
+    hf = _folder(tmp_path / "m", problem_type="multi_label_classification")
+    pipe = pipeline("image-classification", model=hf, image_processor=str(tmp_path / "m"))
+    Image.fromarray(_photo(8)).save(tmp_path / "x.png")
+    for args, fn in (([], None), (["--function", "none"], "none")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "vitc", "predict", "--model", str(tmp_path / "m"), "--json", "-k", "3", *args]
+            + [str(tmp_path / "x.png")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        got = json.loads(proc.stdout.splitlines()[0])["predictions"]
+        ref = pipe(str(tmp_path / "x.png"), top_k=3, **({"function_to_apply": fn} if fn else {}))
+        assert [g["label"] for g in got] == [r["label"] for r in ref]
+        np.testing.assert_allclose([g["probability"] for g in got], [r["score"] for r in ref], atol=SCORE_ATOL)
