@@ -134,7 +134,12 @@ def _preprocessor(pcfg: Mapping[str, Any], config: ViTConfig) -> dict[str, Any] 
     std = pcfg.get("std", (0.229, 0.224, 0.225))
     return {
         "do_resize": True,
-        "size": {"shortest_edge": int(math.floor(min(h, w) / crop_pct))},
+        # ref: timm transforms_imagenet_eval: floor(size / crop_pct), the short side for a square size
+        "size": (
+            {"shortest_edge": math.floor(h / crop_pct)}
+            if h == w
+            else {"height": math.floor(h / crop_pct), "width": math.floor(w / crop_pct)}
+        ),
         "resample": _RESAMPLE.get(pcfg.get("interpolation", "bicubic"), 3),
         "do_center_crop": True,
         "crop_size": {"height": h, "width": w},
