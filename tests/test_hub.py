@@ -515,7 +515,8 @@ def test_convert_and_cli_take_hub_ids(ckpts, hf_env, fake_hub, capsys, tmp_path)
     rc, out, err = run(capsys, "predict", "--model", REPO, str(image), "--json", "-k", "3")
     assert rc == 0, err
     api = vitc.ViT.from_pretrained(REPO).predict([image], top_k=3)
-    assert [[(p["label"], p["probability"]) for p in r["predictions"]] for r in json.loads(out)] == api
+    records = [json.loads(line) for line in out.splitlines()]  # predict --json writes JSON lines
+    assert [[(p["label"], p["probability"]) for p in r["predictions"]] for r in records] == api
     # vitc eval --model ID --revision: the result of evaluating the downloaded folder
     rc, out, err = run(
         capsys,
