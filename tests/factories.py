@@ -166,9 +166,7 @@ def save_bin(model: torch.nn.Module, folder: Path, *, shard_size: int | None = N
         name = f"pytorch_model-{n:05d}-of-{len(shards):05d}.bin"
         torch.save(shard, folder / name)
         weight_map.update({k: name for k in shard})
-    (folder / "pytorch_model.bin.index.json").write_text(
-        json.dumps({"metadata": {}, "weight_map": weight_map})
-    )
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
 
 
 def write_fake_torch_zip(path: Path, payload: bytes, *, extra: dict[str, bytes] | None = None) -> None:
@@ -219,24 +217,26 @@ def hf_state_dict(config, tensors: dict[str, np.ndarray]) -> dict[str, torch.Ten
         hf, vc = f"vit.encoder.layer.{i}.", f"blocks.{i}."
         q, k, v = t[vc + "attn.qkv.weight"].split(c)  # fused rows: query, key, value
         qb, kb, vb = t[vc + "attn.qkv.bias"].split(c)
-        sd.update({
-            hf + "attention.attention.query.weight": q,
-            hf + "attention.attention.query.bias": qb,
-            hf + "attention.attention.key.weight": k,
-            hf + "attention.attention.key.bias": kb,
-            hf + "attention.attention.value.weight": v,
-            hf + "attention.attention.value.bias": vb,
-            hf + "attention.output.dense.weight": t[vc + "attn.proj.weight"],
-            hf + "attention.output.dense.bias": t[vc + "attn.proj.bias"],
-            hf + "intermediate.dense.weight": t[vc + "mlp.fc1.weight"],
-            hf + "intermediate.dense.bias": t[vc + "mlp.fc1.bias"],
-            hf + "output.dense.weight": t[vc + "mlp.fc2.weight"],
-            hf + "output.dense.bias": t[vc + "mlp.fc2.bias"],
-            hf + "layernorm_before.weight": t[vc + "norm1.weight"],
-            hf + "layernorm_before.bias": t[vc + "norm1.bias"],
-            hf + "layernorm_after.weight": t[vc + "norm2.weight"],
-            hf + "layernorm_after.bias": t[vc + "norm2.bias"],
-        })
+        sd.update(
+            {
+                hf + "attention.attention.query.weight": q,
+                hf + "attention.attention.query.bias": qb,
+                hf + "attention.attention.key.weight": k,
+                hf + "attention.attention.key.bias": kb,
+                hf + "attention.attention.value.weight": v,
+                hf + "attention.attention.value.bias": vb,
+                hf + "attention.output.dense.weight": t[vc + "attn.proj.weight"],
+                hf + "attention.output.dense.bias": t[vc + "attn.proj.bias"],
+                hf + "intermediate.dense.weight": t[vc + "mlp.fc1.weight"],
+                hf + "intermediate.dense.bias": t[vc + "mlp.fc1.bias"],
+                hf + "output.dense.weight": t[vc + "mlp.fc2.weight"],
+                hf + "output.dense.bias": t[vc + "mlp.fc2.bias"],
+                hf + "layernorm_before.weight": t[vc + "norm1.weight"],
+                hf + "layernorm_before.bias": t[vc + "norm1.bias"],
+                hf + "layernorm_after.weight": t[vc + "norm2.weight"],
+                hf + "layernorm_after.bias": t[vc + "norm2.bias"],
+            }
+        )
     return {k: v.contiguous() for k, v in sd.items()}
 
 
@@ -256,3 +256,76 @@ def load_default_hf(folder: Path) -> ViTForImageClassification:
     """transformers' model of the default checkpoint (eager attention, eval mode), written to ``folder``."""
     write_default_hf(folder)
     return ViTForImageClassification.from_pretrained(folder, attn_implementation="eager").eval()
+
+
+# ---------------------------------------------------------------------------------------------------
+# timm checkpoints as the hub holds them, written from a transformers model
+
+
+def timm_state_dict(model: torch.nn.Module, *, global_pool: str = "token") -> dict[str, torch.Tensor]:
+    """A ViTForImageClassification's tensors under timm's names: the inverse of transformers'
+    convert_vit_timm_to_pytorch.py (create_rename_keys, read_in_q_k_v). ``global_pool="avg"`` names the
+    final layernorm ``fc_norm`` (timm's average pooling normalizes the mean, not the tokens)."""
+    sd = hub_state_dict(model)
+    out: dict[str, torch.Tensor] = {}
+    for i in range(model.config.num_hidden_layers):
+        hf, timm = f"vit.encoder.layer.{i}.", f"blocks.{i}."
+        for src, dst in (
+            ("layernorm_before", "norm1"),
+            ("attention.output.dense", "attn.proj"),
+            ("layernorm_after", "norm2"),
+            ("intermediate.dense", "mlp.fc1"),
+            ("output.dense", "mlp.fc2"),
+        ):
+            for p in ("weight", "bias"):
+                out[f"{timm}{dst}.{p}"] = sd.pop(f"{hf}{src}.{p}")
+        for p in ("weight", "bias"):
+            qkv = [sd.pop(f"{hf}attention.attention.{n}.{p}") for n in ("query", "key", "value")]
+            out[f"{timm}attn.qkv.{p}"] = torch.cat(qkv).contiguous()
+    final = "fc_norm" if global_pool == "avg" else "norm"
+    for src, dst in (
+        ("vit.embeddings.cls_token", "cls_token"),
+        ("vit.embeddings.patch_embeddings.projection.weight", "patch_embed.proj.weight"),
+        ("vit.embeddings.patch_embeddings.projection.bias", "patch_embed.proj.bias"),
+        ("vit.embeddings.position_embeddings", "pos_embed"),
+        ("classifier.weight", "head.weight"),
+        ("classifier.bias", "head.bias"),
+        ("vit.layernorm.weight", f"{final}.weight"),
+        ("vit.layernorm.bias", f"{final}.bias"),
+    ):
+        out[dst] = sd.pop(src)
+    assert not sd, f"tensors left unmapped: {sorted(sd)}"
+    return out
+
+
+def write_timm_checkpoint(folder: Path, model: torch.nn.Module, *, global_pool: str = "token") -> Path:
+    """config.json + model.safetensors as timm's push_to_hf_hub writes them (architecture, num_classes,
+    num_features, global_pool, model_args for the test sizes, pretrained_cfg), from a transformers model."""
+    c = model.config
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "architecture": "vit_base_patch16_224",
+        "num_classes": c.num_labels,
+        "num_features": c.hidden_size,
+        "global_pool": global_pool,
+        "model_args": {
+            "img_size": c.image_size,
+            "patch_size": c.patch_size,
+            "embed_dim": c.hidden_size,
+            "depth": c.num_hidden_layers,
+            "num_heads": c.num_attention_heads,
+            "mlp_ratio": c.intermediate_size / c.hidden_size,
+        },
+        "pretrained_cfg": {
+            "input_size": [3, c.image_size, c.image_size],
+            "interpolation": "bicubic",
+            "crop_pct": 0.9,
+            "crop_mode": "center",
+            "mean": [0.5, 0.5, 0.5],
+            "std": [0.5, 0.5, 0.5],
+            "num_classes": c.num_labels,
+        },
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    save_file(timm_state_dict(model, global_pool=global_pool), folder / "model.safetensors")
+    return folder

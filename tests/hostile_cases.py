@@ -695,7 +695,7 @@ VITC_CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "tensor_entry_list": (lambda g: mutate_header(g, lambda h: h["tensors"].update(x=[1])), "expected an object"),
     "preprocessor_list": (lambda g: mutate_header(g, lambda h: h.update(preprocessor=[1])), "expected object or null"),
     "format_version_str": (lambda g: mutate_header(g, lambda h: h.update(format_version="1")), "expected int"),
-    # format 2: the header's checksum, its exact keys, the newer-format message
+    # format 2 and 3: the header's checksum, its exact keys, the newer-format message
     "header_crc_flipped": (lambda g: g[:16] + bytes([g[16] ^ 1]) + g[17:], "header checksum mismatch"),
     "edit_not_resealed": (
         lambda g: mutate_header(g, set_config(hidden_act="relu"), seal=False),
@@ -735,13 +735,13 @@ VITC_CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
         lambda g: mutate_header(g, lambda h: h.update(packing={"float32": "x"})),
         "expected null for a float32 file|packing",
     ),
-    "format_version_header_1": (lambda g: mutate_header(g, lambda h: h.update(format_version=1)), "!= prefix 2"),
-    "newer_format": (lambda g: with_version(g, 3), r"written by a newer vitc \(format 3\): upgrade vitc$"),
+    "format_version_header_1": (lambda g: mutate_header(g, lambda h: h.update(format_version=1)), "!= prefix 3"),
+    "newer_format": (lambda g: with_version(g, 4), r"written by a newer vitc \(format 4\): upgrade vitc$"),
     "newer_format_damaged": (
-        lambda g: with_version(g, 3, seal=False),
-        r"written by a newer vitc \(format 3\): upgrade vitc \(or the file is damaged",
+        lambda g: with_version(g, 4, seal=False),
+        r"written by a newer vitc \(format 4\): upgrade vitc \(or the file is damaged",
     ),
-    "format_0": (lambda g: with_version(g, 0), "expected format version 1 or 2, found 0"),
+    "format_0": (lambda g: with_version(g, 0), "expected format version 1, 2 or 3, found 0"),
 }
 
 

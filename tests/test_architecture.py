@@ -19,7 +19,8 @@ import pytest
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "vitc"
 ROOT = "vitc"
 CORE = "vitc._core"  # the C extension: the one private module others may import
-CORE_IMPORTERS = {"vitc", "vitc.model", "vitc.runtime", "vitc.weights"}
+# (vitc.config: the activation and pooling names a config.json may use are the C core's, not a copy)
+CORE_IMPORTERS = {"vitc", "vitc.config", "vitc.model", "vitc.runtime", "vitc.weights"}
 
 # Every module's layer, first match wins (fnmatch patterns on the dotted name). A new module must be
 # given one here: deciding what it may import is part of adding it.
@@ -29,6 +30,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("vitc.files", "base"),
     ("vitc.runtime", "base"),
     ("vitc.reference", "base"),
+    ("vitc.outputs", "base"),
     ("vitc.weights", "weights"),
     ("vitc.io", "io"),
     ("vitc.io.*", "io"),

@@ -33,9 +33,7 @@ from vitc.weights import TENSORS, expected_shapes
 vfile = importlib.import_module("vitc.io.vitc_file")
 
 
-def hf_folder(
-    path: Path, model: torch.nn.Module, *, fmt: str = "safetensors", preprocessor: bool = True
-) -> Path:
+def hf_folder(path: Path, model: torch.nn.Module, *, fmt: str = "safetensors", preprocessor: bool = True) -> Path:
     if fmt == "safetensors":
         model.save_pretrained(path)
     else:
@@ -72,19 +70,19 @@ def test_config_from_hf(cls_model, tmp_path):
 def test_config_pairs_and_errors():
     cfg = ViTConfig(image_size=[32, 48], patch_size=[4, 8])
     assert cfg.grid_size == (8, 6) and cfg.to_dict()["image_size"] == [32, 48]
-    with pytest.raises(
-        ValueError, match=r"hidden_size \(30\) must be a multiple of num_attention_heads \(4\)"
-    ):
+    with pytest.raises(ValueError, match=r"hidden_size \(30\) must be a multiple of num_attention_heads \(4\)"):
         ViTConfig(hidden_size=30, num_attention_heads=4)
-    with pytest.raises(ValueError, match=r"image height \(30\) must be a multiple of the patch height \(4\)"):
-        ViTConfig(image_size=30, patch_size=4)
+    # sizes the patch does not divide are valid (transformers' convolution drops the remainder)
+    assert ViTConfig(image_size=30, patch_size=4).grid_size == (7, 7)
+    with pytest.raises(ValueError, match=r"image height \(3\) is smaller than the patch height \(4\)"):
+        ViTConfig(image_size=3, patch_size=4)
     with pytest.raises(
         ValueError,
-        match="expected one of gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, quick_gelu, relu, found 'swish'",
+        match="expected one of gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, quick_gelu, relu, tanh, found 'swish'",
     ):
         ViTConfig(hidden_act="swish")
-    with pytest.raises(ValueError, match="expected 'vit', found 'deit'"):
-        ViTConfig.from_dict({"model_type": "deit"})
+    with pytest.raises(ValueError, match="expected one of vit, deit, found 'beit'"):
+        ViTConfig.from_dict({"model_type": "beit"})
 
 
 @pytest.mark.parametrize(
@@ -134,9 +132,7 @@ def test_mapping_cls(cls_model):
             np.testing.assert_array_equal(
                 out[f"blocks.{i}.attn.qkv.weight"][32 * j : 32 * (j + 1)], sd[f"{a}.{p}.weight"]
             )
-            np.testing.assert_array_equal(
-                out[f"blocks.{i}.attn.qkv.bias"][32 * j : 32 * (j + 1)], sd[f"{a}.{p}.bias"]
-            )
+            np.testing.assert_array_equal(out[f"blocks.{i}.attn.qkv.bias"][32 * j : 32 * (j + 1)], sd[f"{a}.{p}.bias"])
         pairs = {
             "attn.proj.weight": "attention.output.dense.weight",
             "norm1.bias": "layernorm_before.bias",
@@ -184,14 +180,10 @@ def test_missing_misshaped_and_unused(cls_model):
     sd = state_dict_numpy(cls_model)
     bad = dict(sd)
     del bad["vit.encoder.layer.1.attention.attention.key.weight"]
-    with pytest.raises(
-        ValueError, match=r"missing 1 tensor.*vit.encoder.layer.1.attention.attention.key.weight"
-    ):
+    with pytest.raises(ValueError, match=r"missing 1 tensor.*vit.encoder.layer.1.attention.attention.key.weight"):
         convert_state_dict(cfg, bad)
     bad = {**sd, "vit.encoder.layer.0.intermediate.dense.weight": np.zeros((36, 32), np.float32)}
-    with pytest.raises(
-        ValueError, match=r"intermediate.dense.weight: expected shape \(37, 32\), found \(36, 32\)"
-    ):
+    with pytest.raises(ValueError, match=r"intermediate.dense.weight: expected shape \(37, 32\), found \(36, 32\)"):
         convert_state_dict(cfg, bad)
     bad = {**sd, "vit.embeddings.mask_token": np.zeros((1, 1, 32), np.float32)}
     with pytest.raises(ValueError, match=r"does not use: \['vit.embeddings.mask_token'\]"):
@@ -272,7 +264,7 @@ def test_roundtrip(tmp_path, cls_model, fmt):
         assert not tensors[k].flags.writeable and not tensors[k].flags.owndata  # zero-copy mmap views
         assert tensors[k].ctypes.data % ALIGNMENT == 0
     meta = read_metadata(dst)
-    assert "tensors" not in meta and meta["format_version"] == 2 and meta["dtype"] == "float32"
+    assert "tensors" not in meta and meta["format_version"] == 3 and meta["dtype"] == "float32"
     assert meta["config"] == cfg.to_dict() and meta["checksum"] == "crc32" and meta["packing"] is None
     for loaded, want_pre in (
         (load_any(dst), canonical),
@@ -296,7 +288,7 @@ def test_file_layout(tmp_path, cls_model):
     dst = convert(hf_folder(tmp_path / "hf", cls_model), tmp_path / "m.vitc", progress=False)
     raw = dst.read_bytes()
     magic, version, n, crc = struct.unpack("<6sHQI", raw[:20])
-    assert magic == b"VITC\x00\x01" and version == 2 and (20 + n) % ALIGNMENT == 0
+    assert magic == b"VITC\x00\x01" and version == 3 and (20 + n) % ALIGNMENT == 0
     assert crc == zlib.crc32(raw[:16] + raw[20 : 20 + n])
     assert raw[20 : 20 + n].isascii()
     header = json.loads(raw[20 : 20 + n])
@@ -466,9 +458,7 @@ def test_killed_conversion_leaves_no_destination_and_its_temp_is_removed(tmp_pat
     dst = out / "m.vitc"
     if previous:
         old = convert(src, dst, progress=False).read_bytes()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SLOW_CONVERT, str(src), str(dst)], stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_CONVERT, str(src), str(dst)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline() == "writing\n"
         (tmp,) = temp_files(out)
@@ -575,8 +565,8 @@ def test_truncated_and_bad_prefix_refused(tmp_path, good_file):
         (raw[:10], "expected at least 16 bytes"),
         (raw[:18], "expected at least 20 bytes"),
         (b"XXXX" + raw[4:], "expected magic"),
-        (raw[:6] + struct.pack("<H", 3) + raw[8:], r"written by a newer vitc \(format 3\): upgrade vitc"),
-        (raw[:6] + struct.pack("<H", 0) + raw[8:], "expected format version 1 or 2, found 0"),
+        (raw[:6] + struct.pack("<H", 4) + raw[8:], r"written by a newer vitc \(format 4\): upgrade vitc"),
+        (raw[:6] + struct.pack("<H", 0) + raw[8:], "expected format version 1, 2 or 3, found 0"),
         (raw[:8] + struct.pack("<Q", 2**62) + raw[16:], "header length"),
         (raw[:start] + b"[" + raw[start + 1 :], "header checksum mismatch"),
         (reseal(raw[:start] + b"[" + raw[start + 1 :]), "not valid UTF-8 JSON"),

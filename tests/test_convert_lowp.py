@@ -73,7 +73,7 @@ def assert_same_outputs(a: vitc.ViT, b: vitc.ViT) -> None:
     oa = a(x, output_hidden_states=True, output_attentions=True)
     ob = b(x, output_hidden_states=True, output_attentions=True)
     for name in ("logits", "last_hidden_state", "pooler_output"):
-        va, vb = getattr(oa, name), getattr(ob, name)
+        va, vb = getattr(oa, name, None), getattr(ob, name, None)  # a bare model has no logits
         assert (va is None) == (vb is None), name
         assert va is None or np.array_equal(va, vb), name
     assert all(np.array_equal(u, v) for u, v in zip(oa.hidden_states, ob.hidden_states, strict=True))
@@ -128,7 +128,7 @@ def test_stored_tensors_are_the_packed_arrays(files, dtype):
         for g, e in zip(got, want, strict=True):
             assert g.dtype == e.dtype and g.shape == e.shape and np.array_equal(g, e), name
     meta = read_metadata(files[dtype])
-    assert meta["format_version"] == 2 and meta["dtype"] == dtype and meta["packing"] == {dtype: PACKING[dtype]}
+    assert meta["format_version"] == 3 and meta["dtype"] == dtype and meta["packing"] == {dtype: PACKING[dtype]}
     assert read_metadata(files["float32"])["packing"] is None
     assert load_any(files[dtype])[2].keys() == stored.keys()
 
@@ -162,7 +162,7 @@ def test_file_sizes(tmp_path):
     for dtype in MODES:
         a = vitc.ViT.from_pretrained(tmp_path / f"{dtype}.vitc")
         b = vitc.ViT.from_pretrained(tmp_path / "float32.vitc", dtype=dtype)
-        assert np.array_equal(a(x).logits, b(x).logits)
+        assert all(np.array_equal(u, v) for u, v in zip(a(x).to_tuple(), b(x).to_tuple()))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -266,7 +266,11 @@ BF16_CASES = {
     "dtype_int8_packing": (lambda h: h.update(dtype="int8", packing={"int8": "nr32-k4"}), "expected dtype 'int8'"),
     "packing_unknown": (lambda h: h.update(packing={"bfloat16": "nr64-k2"}), "packed in layout 'nr64-k2'"),
     "int8_parts_added": (
-        lambda h: h["tensors"].update({QKV + ".scales": h["tensors"].pop("blocks.0.norm1.bias")}),
+        # (the informational architectures dropped: room in the header's padding for the longer name)
+        lambda h: (
+            h["tensors"].update({QKV + ".scales": h["tensors"].pop("blocks.0.norm1.bias")}),
+            h["config"].update(architectures=None),
+        ),
         r"do not match.*scales",
     ),
 }

@@ -110,10 +110,15 @@ def test_top_k_larger_than_num_labels_is_clipped(default_model, default_hf, digi
     pred = default_model.predict(digits[0], top_k=1000)
     assert len(pred) == default_model.num_labels == 10
     assert_matches(pred, hf_probs(default_hf, [digits[0]])[0], 10, default_model.id2label)
-    assert sum(p for _, p in pred) == pytest.approx(1.0, abs=1e-9)
+    assert sum(p for _, p in pred) == pytest.approx(1.0, abs=1e-6)  # float32 scores, as the pipeline's
 
 
-@pytest.mark.parametrize("top_k", [0, -1, 2.0, "3", None, True])
+def test_top_k_none_is_the_default(default_model, digits) -> None:
+    """pipeline(image, top_k=None) returns its default 5, and so does predict."""
+    assert default_model.predict(digits[0], top_k=None) == default_model.predict(digits[0], top_k=5)
+
+
+@pytest.mark.parametrize("top_k", [0, -1, 2.0, "3", True])
 def test_invalid_top_k_raises(default_model, digits, top_k) -> None:
     with pytest.raises(ValueError, match="top_k"):
         default_model.predict(digits[0], top_k=top_k)

@@ -43,7 +43,8 @@ EXAMPLES = {
 Results are printed as each batch finishes (Ctrl-C keeps every line already printed). --json
 prints JSON lines, one record per image, in input order:
   {"image": "cat.jpg", "predictions": [{"label": "tabby", "probability": 0.91}, ...]}
-with the top-k labels most probable first and probabilities in [0, 1] (softmax of the logits).
+with the top-k labels most probable first and their scores (softmax of the logits, or what --function
+or the model's problem_type picks, as pipeline("image-classification") does).
 An image that cannot be read (missing, not an image, corrupt, too large, ...) is reported on
 stderr with its kind and the others are still predicted; a summary line counts the failures.
 
@@ -219,7 +220,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(_default_model_note("predict"), file=sys.stderr)
     on_terminal = sys.stderr.isatty()
     preds = iter_predictions(
-        model, images, top_k=args.top_k, batch_size=args.batch_size, progress=None if on_terminal else False
+        model,
+        images,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        progress=None if on_terminal else False,
+        function_to_apply=args.function,
     )
     # Each result is printed (and flushed) as its batch finishes: an interrupted run keeps every
     # line already printed, and each line is written whole (Ctrl-C is held while it is written).
@@ -582,6 +588,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "or a hub ID such as google/vit-base-patch16-224 (default: the small model embedded in vitc)")
     p.add_argument("--revision", default=None, help=REVISION_HELP)
     p.add_argument("--top-k", "-k", type=_positive_int, default=5, help="labels per image (default: 5)")
+    p.add_argument("--function", default=None, choices=["softmax", "sigmoid", "none"],
+                   help="function of the logits, as pipeline(image-classification)'s function_to_apply "
+                   "(default: by the config: none for regression, sigmoid for multi-label or one label, "
+                   "else softmax)")
     p.add_argument("--batch-size", "-b", type=_positive_int, default=8, help="images per forward pass (default: 8)")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "int8"],
                    help="precision of the weight matrices: a float32 model is packed to bfloat16 / int8 at "

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from vitc import _core
 from vitc.files import file_kind, read_json_file, short_repr
 
 __all__ = [
@@ -27,20 +28,47 @@ __all__ = [
     "check_preprocessor",
 ]
 
-# Every activation a `model_type: vit` checkpoint is known to use (see SPEC.md). The names are
-# transformers' ACT2FN keys, so a config.json value is looked up verbatim.
-SUPPORTED_ACTIVATIONS: tuple[str, ...] = (
-    "gelu",
-    "gelu_new",
-    "gelu_pytorch_tanh",
-    "gelu_fast",
-    "quick_gelu",
-    "relu",
+# The activations vitc computes (the C core's, names as transformers' ACT2FN keys, so a config.json
+# value is looked up verbatim), for the blocks' MLP (hidden_act) and the pooler (pooler_act).
+SUPPORTED_ACTIVATIONS: tuple[str, ...] = tuple(_core.ACTIVATIONS)
+# ACT2FN names that are the same function under another name (transformers: GELUActivation(use_gelu_python)
+# computes the erf GELU in Python; numerically the same function).
+ACTIVATION_ALIASES: dict[str, str] = {"gelu_python": "gelu"}
+# transformers' ACT2FN keys (transformers/activations.py): a name here that vitc lacks is reported as
+# "not implemented", any other name as unknown to transformers too.
+TRANSFORMERS_ACTIVATIONS: frozenset[str] = frozenset(
+    "gelu gelu_10 gelu_accurate gelu_fast gelu_new gelu_python gelu_python_tanh gelu_pytorch_tanh hardswish "
+    "laplace leaky_relu linear mish prelu quick_gelu relu relu2 relu6 sigmoid silu sqrtsoftplus swish tanh "
+    "xielu".split()
 )
+# transformers' ViTConfig and DeiTConfig share every field vitc reads; model_type names which.
+MODEL_TYPES: tuple[str, ...] = ("vit", "deit")
+PROBLEM_TYPES: tuple[str, ...] = ("regression", "single_label_classification", "multi_label_classification")
+# timm's global_pool values vitc runs: "token" (the CLS token, transformers' ViT) or "avg" (mean of the
+# patch tokens, then fc_norm). Not a transformers field: set by the timm converter (vitc/io/timm.py).
+GLOBAL_POOLS: tuple[str, ...] = tuple(_core.POOLS)
 
-# The pooler of a bare ViTModel is tanh(dense(h[:, 0])); transformers allows other ACT2FN names but no
-# ViT checkpoint uses them, so anything else is refused rather than silently computed wrong.
-SUPPORTED_POOLER_ACTIVATIONS: tuple[str, ...] = ("tanh",)
+
+def _activation(name: str, value: Any) -> str:
+    """A supported activation name (aliases resolved), or a ValueError saying why not."""
+    if not isinstance(value, str):
+        raise ValueError(f"config {name}: expected an activation name such as 'gelu', found {short_repr(value)}")
+    value = ACTIVATION_ALIASES.get(value, value)
+    if value in SUPPORTED_ACTIVATIONS:
+        return value
+    why = (
+        "a transformers activation vitc does not implement"
+        if value in TRANSFORMERS_ACTIVATIONS
+        else "not an activation transformers knows either (ACT2FN)"
+    )
+    raise ValueError(f"config {name}: expected one of {', '.join(SUPPORTED_ACTIVATIONS)}, found {value!r} ({why})")
+
+
+def _bool_field(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"config {name}: expected true or false, found {short_repr(value)}")
+    return bool(value)
+
 
 Size2 = int | tuple[int, int]
 
@@ -86,7 +114,8 @@ class ViTConfig:
     hidden_size, num_hidden_layers, num_attention_heads, intermediate_size : int
         C, L, H and F in vitc's dimension alphabet.
     hidden_act : str
-        One of :data:`SUPPORTED_ACTIVATIONS`.
+        One of :data:`SUPPORTED_ACTIVATIONS` (or an alias of one, :data:`ACTIVATION_ALIASES`);
+        another name is refused, saying whether transformers knows it.
     layer_norm_eps : float
         Epsilon of every LayerNorm.
     image_size, patch_size : int or (int, int)
@@ -98,7 +127,7 @@ class ViTConfig:
     pooler_output_size : int or None
         Output size of the optional ViTModel pooler; None means ``hidden_size``.
     pooler_act : str
-        Pooler activation (only "tanh" is supported).
+        Pooler activation: any of :data:`SUPPORTED_ACTIVATIONS` (transformers' default "tanh").
     id2label, label2id : dict
         Class names; ``id2label`` keys are ints (JSON stores them as strings). The default is
         transformers' two labels LABEL_0/LABEL_1; an empty ``id2label`` means no labels
@@ -106,7 +135,23 @@ class ViTConfig:
     architectures : list of str or None
         e.g. ["ViTForImageClassification"], kept for information.
     model_type : str
-        Must be "vit".
+        "vit" or "deit" (DeiT: a distillation token after CLS; its config has the same fields).
+    hidden_dropout_prob, attention_probs_dropout_prob, initializer_range : float
+        Training settings, kept unchanged and without effect on inference.
+    encoder_stride : int
+        Upsampling factor of ViTForMaskedImageModeling's decoder (its pixel shuffle).
+    output_attentions, output_hidden_states, return_dict : bool
+        Defaults of the model call's arguments, as in transformers (``use_return_dict`` in a
+        config.json is read as ``return_dict``).
+    problem_type : str or None
+        "regression", "single_label_classification", "multi_label_classification" or None:
+        which function ``predict`` applies to the logits (as the image-classification pipeline).
+    global_pool : str
+        "token" (the CLS token, every transformers checkpoint) or "avg" (timm: the mean of the
+        patch tokens, then ``fc_norm``); set by the timm converter.
+
+    Image sizes that the patch size does not divide are valid: the patch convolution drops the
+    remainder, as in transformers.
     """
 
     hidden_size: int = 768
@@ -125,6 +170,17 @@ class ViTConfig:
     label2id: dict[str, int] = field(default_factory=dict)
     architectures: list[str] | None = None
     model_type: str = "vit"
+    # Training-only settings of transformers' ViTConfig: kept (and written back), no effect here.
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    initializer_range: float = 0.02
+    encoder_stride: int = 16
+    # PretrainedConfig's output defaults, honoured by ViT.__call__ (its arguments override them).
+    output_attentions: bool = False
+    output_hidden_states: bool = False
+    return_dict: bool = True
+    problem_type: str | None = None
+    global_pool: str = "token"
 
     def __post_init__(self) -> None:
         for name in (
@@ -139,34 +195,39 @@ class ViTConfig:
             _positive_int("pooler_output_size", self.pooler_output_size)
         self.image_size = _as_size("image_size", self.image_size)
         self.patch_size = _as_size("patch_size", self.patch_size)
-        if self.model_type != "vit":
-            raise ValueError(f"config model_type: expected 'vit', found {self.model_type!r}")
-        if self.hidden_act not in SUPPORTED_ACTIVATIONS:
-            raise ValueError(
-                f"config hidden_act: expected one of {', '.join(SUPPORTED_ACTIVATIONS)}, "
-                f"found {self.hidden_act!r}"
-            )
-        if self.pooler_act not in SUPPORTED_POOLER_ACTIVATIONS:
-            raise ValueError(
-                f"config pooler_act: expected one of {', '.join(SUPPORTED_POOLER_ACTIVATIONS)}, "
-                f"found {self.pooler_act!r}"
-            )
+        if self.model_type not in MODEL_TYPES:
+            raise ValueError(f"config model_type: expected one of {', '.join(MODEL_TYPES)}, found {self.model_type!r}")
+        self.hidden_act = _activation("hidden_act", self.hidden_act)
+        self.pooler_act = _activation("pooler_act", self.pooler_act)
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"config: hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
                 f"({self.num_attention_heads})"
             )
+        # ref: ViTPatchEmbeddings: Conv2d(kernel=stride=patch) drops the rows and columns the patch does
+        # not divide; an image smaller than one patch has no patch at all.
         for axis, img, patch in zip(("height", "width"), _pair(self.image_size), _pair(self.patch_size)):
-            if img % patch != 0:
-                raise ValueError(
-                    f"config: image {axis} ({img}) must be a multiple of the patch {axis} ({patch})"
-                )
+            if img < patch:
+                raise ValueError(f"config: image {axis} ({img}) is smaller than the patch {axis} ({patch})")
+        _positive_int("encoder_stride", self.encoder_stride)
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"config {name}: expected a finite number, found {short_repr(v)}")
+            setattr(self, name, float(v))
+        for name in ("output_attentions", "output_hidden_states", "return_dict"):
+            setattr(self, name, _bool_field(name, getattr(self, name)))
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(
+                f"config problem_type: expected one of {', '.join(PROBLEM_TYPES)} or null, found "
+                f"{short_repr(self.problem_type)}"
+            )
+        if self.global_pool not in GLOBAL_POOLS:
+            raise ValueError(
+                f"config global_pool: expected one of {', '.join(GLOBAL_POOLS)}, found {short_repr(self.global_pool)}"
+            )
         eps = self.layer_norm_eps
-        if (
-            isinstance(eps, bool)
-            or not isinstance(eps, (int, float))
-            or not (eps >= 0 and math.isfinite(eps))
-        ):
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (eps >= 0 and math.isfinite(eps)):
             raise ValueError(f"config layer_norm_eps: expected a finite float >= 0, found {eps!r}")
         self.layer_norm_eps = float(eps)
         if not isinstance(self.qkv_bias, bool):
@@ -186,6 +247,12 @@ class ViTConfig:
             self.label2id = {str(k): int(v) for k, v in (self.label2id or {}).items()}
         except (TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"config id2label/label2id: expected int ids and str labels ({exc})") from None
+        if self.problem_type == "single_label_classification" and self.num_labels == 1:
+            # ref: PretrainedConfig.__post_init__ refuses this too
+            raise ValueError(
+                'config problem_type: "single_label_classification" requires more than one label (found 1); '
+                'use "regression" for a single-output head'
+            )
 
     # ---- derived sizes
 
@@ -216,9 +283,14 @@ class ViTConfig:
         return gh * gw
 
     @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patches: CLS, and DeiT's distillation token."""
+        return 2 if self.model_type == "deit" else 1
+
+    @property
     def num_positions(self) -> int:
-        """T0 = 1 + num_patches, the rows of the position table (CLS first)."""
-        return 1 + self.num_patches
+        """T0 = prefix + num_patches, the rows of the position table (CLS first)."""
+        return self.num_prefix_tokens + self.num_patches
 
     @property
     def pooler_size(self) -> int:
@@ -228,6 +300,11 @@ class ViTConfig:
     @property
     def num_labels(self) -> int:
         return len(self.id2label)
+
+    @property
+    def use_return_dict(self) -> bool:
+        """transformers' (deprecated) name of :attr:`return_dict`."""
+        return self.return_dict
 
     # ---- (de)serialisation
 
@@ -255,6 +332,11 @@ class ViTConfig:
         kwargs = {k: v for k, v in d.items() if k in names}
         if kwargs.get("model_type") is None:
             kwargs.pop("model_type", None)
+        if "use_return_dict" in d and "return_dict" not in d:
+            kwargs["return_dict"] = d["use_return_dict"]
+        for name in ("output_attentions", "output_hidden_states", "return_dict", "pooler_act", "encoder_stride"):
+            if kwargs.get(name, 0) is None:  # null: the default, as transformers' config does
+                kwargs.pop(name)
         if kwargs.get("id2label") is None:
             # transformers' PretrainedConfig: without a label table there are num_labels (default 2)
             # labels named LABEL_i, and config.json omits them when they are the default. A table that

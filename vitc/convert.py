@@ -17,7 +17,15 @@ from vitc.io.atomic import atomic_write, output_path, refuse_overwriting_inputs
 from vitc.io.hf import input_files, load_hf_folder
 from vitc.io.hub import resolve_model
 from vitc.io.vitc_file import is_vitc_path, write
-from vitc.weights import GEMM_WEIGHTS, INT8_PARTS, PRECISIONS, expected_tensors, pack_weight, require_build_layout
+from vitc.weights import (
+    GEMM_WEIGHTS,
+    INT8_PARTS,
+    PRECISIONS,
+    expected_tensors,
+    pack_weight,
+    present_groups,
+    require_build_layout,
+)
 
 __all__ = ["convert"]
 
@@ -123,7 +131,13 @@ def convert(
     if os.path.isdir(dst_path):
         raise IsADirectoryError(f"convert: the output {dst_path} is a folder inside {dst}: expected a file name")
     config, preprocessor, tensors = load_hf_folder(src_path)
-    layout = expected_tensors(config, head="head.weight" in tensors, pooler="pooler.weight" in tensors, dtype=precision)
+    layout = expected_tensors(
+        config,
+        head="head.weight" in tensors,
+        pooler="pooler.weight" in tensors,
+        dtype=precision,
+        groups=present_groups(tensors),
+    )
     try:
         dst_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file where a folder is needed, a read-only place

@@ -13,7 +13,6 @@ import mmap
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,15 @@ from vitc import _core
 from vitc import predict as _predict
 from vitc.config import ViTConfig
 from vitc.io.load import load_stored
+from vitc.outputs import (
+    BaseModelOutputWithPooling,
+    DeiTForImageClassificationWithTeacherOutput,
+    ImageClassifierOutput,
+    MaskedImageModelingOutput,
+    ModelOutput,
+)
 from vitc.preprocess import ImageProcessor
-from vitc.weights import GEMM_WEIGHTS, INT8_PARTS, expected_shapes, pack_weight
+from vitc.weights import GEMM_WEIGHTS, INT8_PARTS, PYTHON_TENSORS, expected_shapes, pack_weight, present_groups
 
 # Interpolated position tables kept (per input size) and idle workspaces the C model keeps (per
 # batch shape): small LRUs, so alternating sizes do not recompute, and many sizes do not grow memory.
@@ -61,37 +67,8 @@ def _release_mapped_pages(a: np.ndarray) -> None:
         pass  # advice only
 
 
-@dataclass
-class ViTOutput:
-    """Outputs of a forward pass, named as transformers names them.
-
-    Attributes
-    ----------
-    logits : (B, num_labels) array, or None for a model without a classifier. A
-        ViTForImageClassification with ``num_labels=0`` has an identity classifier: (B, hidden_size),
-        the CLS row of ``last_hidden_state``, as in transformers.
-    last_hidden_state : (B, T, hidden_size) array, after the final layernorm.
-    pooler_output : (B, hidden_size) array when the checkpoint has a pooler, else None.
-    hidden_states : tuple of L+1 (B, T, hidden_size) arrays (embeddings, then each layer's
-        output) when ``output_hidden_states=True``, else None.
-    attentions : tuple of L (B, heads, T, T) arrays when ``output_attentions=True``, else None.
-    """
-
-    logits: np.ndarray | None
-    last_hidden_state: np.ndarray
-    pooler_output: np.ndarray | None = None
-    hidden_states: tuple[np.ndarray, ...] | None = None
-    attentions: tuple[np.ndarray, ...] | None = None
-
-    def __getitem__(self, key: str) -> Any:
-        # transformers' ModelOutput allows out["logits"]
-        if not isinstance(key, str):
-            raise TypeError(f"ViTOutput: index with a field name such as 'logits', got {key!r}")
-        return getattr(self, key)
-
-    def keys(self) -> list[str]:
-        """Names of the fields that are set (not None), like transformers' ModelOutput."""
-        return [k for k in self.__dataclass_fields__ if getattr(self, k) is not None]
+# The output of every model (transformers' ModelOutput types; vitc/outputs.py): one base class.
+ViTOutput = ModelOutput
 
 
 def _bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
@@ -130,9 +107,7 @@ def interpolate_pos_embed(pos_embed: np.ndarray, grid_h: int, grid_w: int, prefi
     num_positions = pos_embed.shape[0] - prefix
     s = int(round(num_positions**0.5))
     if s * s != num_positions:
-        raise ValueError(
-            f"pos_embed: expected {prefix} + s*s rows for a square grid, got {pos_embed.shape[0]}"
-        )
+        raise ValueError(f"pos_embed: expected {prefix} + s*s rows for a square grid, got {pos_embed.shape[0]}")
     grid = pos_embed[prefix:].astype(np.float64).reshape(s, s, -1)
     mh, mw = _bicubic_matrix(s, grid_h), _bicubic_matrix(s, grid_w)
     resized = np.einsum("ys,sxc->yxc", mh, np.einsum("xt,stc->sxc", mw, grid))
@@ -177,7 +152,7 @@ class ViT:
         # Built once: _core.Model checks every tensor's shape and dtype (naming it), keeps the arrays
         # and its working memory; each call passes only the pixels and the position table.
         self._model = _core.Model(
-            self._tensors,
+            {k: v for k, v in self._tensors.items() if k not in PYTHON_TENSORS},
             num_layers=config.num_hidden_layers,
             hidden_size=config.hidden_size,
             num_heads=config.num_attention_heads,
@@ -189,8 +164,13 @@ class ViT:
             hidden_act=config.hidden_act,
             precision=dtype,
             pooler_act=config.pooler_act,
-            pool=getattr(config, "global_pool", "token"),  # timm's "avg" (set by a timm converter)
+            pool=config.global_pool,  # timm's "avg" (set by the timm converter)
         )
+        if "mim_decoder.weight" in self._tensors and self._model.num_prefix_tokens != 1:
+            raise ValueError(
+                "a masked-image-modeling decoder after more than the CLS token (DeiTForMaskedImageModeling) "
+                "is not supported: expected ViTForMaskedImageModeling"
+            )
         self._num_parameters = self._count_parameters()
         self._pos_cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._pos_lock = threading.Lock()
@@ -256,7 +236,9 @@ class ViT:
     def _count_parameters(self) -> int:
         # Packed GEMM weights (padded, with int8 scales and column sums) count as their (N, K) matrix.
         t = self._tensors
-        shapes = expected_shapes(self.config, head="head.weight" in t, pooler="pooler.weight" in t)
+        shapes = expected_shapes(
+            self.config, head="head.weight" in t, pooler="pooler.weight" in t, groups=present_groups(t)
+        )
         total = 0
         for key, a in t.items():
             if key.endswith(GEMM_WEIGHTS) and key in shapes and a.dtype != np.float32:
@@ -300,6 +282,11 @@ class ViT:
         """Patch side (or (height, width) for a non-square patch)."""
         ph, pw = self._model.patch_size
         return ph if ph == pw else (ph, pw)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patches: 1 (CLS), 2 for DeiT (CLS, distillation)."""
+        return self._model.num_prefix_tokens
 
     @property
     def image_processor(self) -> ImageProcessor:
@@ -349,11 +336,10 @@ class ViT:
         if x.shape[1] != cin:
             raise ValueError(f"pixel_values: expected {cin} channels {expected}, got shape {x.shape}")
         h, w = x.shape[2:]
-        if h == 0 or w == 0 or h % ph or w % pw:
+        # ref: ViTPatchEmbeddings: the convolution drops the rows and columns the patch does not divide
+        if h < ph or w < pw:
             p = ph if ph == pw else f"{ph}x{pw}"
-            raise ValueError(
-                f"pixel_values: height and width must be positive multiples of the patch size {p}, got {h}x{w}"
-            )
+            raise ValueError(f"pixel_values: height and width must be at least the patch size {p}, got {h}x{w}")
         if not interpolate_pos_encoding and (h, w) != (h_img, w_img):
             raise ValueError(
                 f"pixel_values: expected {h_img}x{w_img} images {expected}, got {h}x{w}; "
@@ -382,46 +368,116 @@ class ViT:
                 self._pos_cache.popitem(last=False)
         return table
 
+    @property
+    def output_type(self) -> type[ModelOutput]:
+        """The transformers output class this checkpoint's forward returns (vitc/outputs.py)."""
+        if "mim_decoder.weight" in self._tensors:
+            return MaskedImageModelingOutput
+        if self._model.distilled:
+            return DeiTForImageClassificationWithTeacherOutput
+        if self._model.has_head:
+            return ImageClassifierOutput
+        return BaseModelOutputWithPooling
+
+    def _mim_reconstruction(self, last_hidden_state: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+        """ViTForMaskedImageModeling's decoder: 1x1 convolution of the patch tokens, pixel shuffle.
+
+        ref: modeling_vit.py ViTForMaskedImageModeling.forward (the grid is taken as square there:
+        floor(sqrt(patches)); vitc uses the real grid, the same for the square images it was made for).
+        """
+        prefix = self._model.num_prefix_tokens
+        b, _, c = last_hidden_state.shape
+        h, w = grid
+        s, cin = self.config.encoder_stride, self.config.num_channels
+        tokens = last_hidden_state[:, prefix:].reshape(b, h, w, c)
+        y = tokens @ self._tensors["mim_decoder.weight"].T + self._tensors["mim_decoder.bias"]  # (B, h, w, Cin*s*s)
+        # PixelShuffle: channel (c, i, j) of pixel (y, x) goes to (c, y*s + i, x*s + j)
+        y = y.reshape(b, h, w, cin, s, s).transpose(0, 3, 1, 4, 2, 5)
+        return np.ascontiguousarray(y.reshape(b, cin, h * s, w * s), dtype=np.float32)
+
     def __call__(
         self,
         pixel_values: Any,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        interpolate_pos_encoding: bool = False,
-    ) -> ViTOutput:
-        """Run the model on (B, C, H, W) pixel values (as the image processor returns them)."""
-        x = self._check_pixels(pixel_values, interpolate_pos_encoding)
-        pos = self._pos_table(*x.shape[2:]) if interpolate_pos_encoding else None
-        out = self._model.forward(x, pos, bool(output_hidden_states), bool(output_attentions))
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        interpolate_pos_encoding: bool | None = None,
+        return_dict: bool | None = None,
+        bool_masked_pos: Any = None,
+    ) -> ModelOutput | tuple:
+        """Run the model on (B, C, H, W) pixel values (as the image processor returns them).
+
+        As transformers: ``output_hidden_states``, ``output_attentions`` and ``return_dict`` default to
+        the config's (``config.json``; False, False, True unless it says otherwise); given, they win.
+        The result is the checkpoint's output type (:attr:`output_type`), or its ``to_tuple()`` when
+        ``return_dict`` is false. ``bool_masked_pos`` (masked image modeling's masking) is not
+        supported: anything but None is a ValueError.
+        """
+        config = self.config
+        want_hidden = config.output_hidden_states if output_hidden_states is None else bool(output_hidden_states)
+        want_attn = config.output_attentions if output_attentions is None else bool(output_attentions)
+        as_dict = config.return_dict if return_dict is None else bool(return_dict)
+        if bool_masked_pos is not None:
+            raise ValueError("bool_masked_pos: vitc runs no masked positions (mask tokens); expected None")
+        interpolate = bool(interpolate_pos_encoding)
+        x = self._check_pixels(pixel_values, interpolate)
+        pos = self._pos_table(*x.shape[2:]) if interpolate else None
+        out = self._model.forward(x, pos, want_hidden, want_attn)
         hidden, attn = out["hidden_states"], out["attentions"]
-        return ViTOutput(
-            logits=out["logits"],
-            last_hidden_state=out["last_hidden_state"],
-            pooler_output=out["pooler_output"],
+        (ph, pw) = self._model.patch_size
+        common = dict(
             hidden_states=tuple(hidden) if hidden is not None else None,
             attentions=tuple(attn) if attn is not None else None,
         )
+        kind = self.output_type
+        if kind is BaseModelOutputWithPooling:
+            result = kind(last_hidden_state=out["last_hidden_state"], pooler_output=out["pooler_output"], **common)
+        else:
+            extras = dict(last_hidden_state=out["last_hidden_state"], pooler_output=out["pooler_output"], **common)
+            if kind is MaskedImageModelingOutput:
+                grid = (x.shape[2] // ph, x.shape[3] // pw)
+                result = kind(reconstruction=self._mim_reconstruction(out["last_hidden_state"], grid), **extras)
+            elif kind is DeiTForImageClassificationWithTeacherOutput:
+                result = kind(
+                    logits=out["logits"],
+                    cls_logits=out["cls_logits"],
+                    distillation_logits=out["distillation_logits"],
+                    **extras,
+                )
+            else:
+                result = kind(logits=out["logits"], **extras)
+        return result if as_dict else result.to_tuple()
 
     forward = __call__
 
     # -- images in, labels out -------------------------------------------------------------------
     def predict(
-        self, images: Any, top_k: int = 5, batch_size: int = 8, progress: bool | None = None
+        self,
+        images: Any,
+        top_k: int | None = 5,
+        batch_size: int = 8,
+        progress: bool | None = None,
+        function_to_apply: str | None = None,
     ) -> _predict.Prediction | _predict.Predictions:
-        """Classify images: top-k ``(label, probability)`` pairs per image.
+        """Classify images: top-k ``(label, score)`` pairs per image, as ``pipeline("image-classification")``.
 
         Parameters
         ----------
-        images : a path, PIL image or HWC uint8 array, or a list of them.
-        top_k : labels per image, most probable first (softmax over the logits).
+        images : a path, PIL image (any mode), HWC / CHW / HW array or torch tensor, or a list of them.
+        top_k : labels per image, highest score first; more than the model's labels gives all of them,
+            None the default 5 (as the pipeline). Equal scores keep the label order.
         batch_size : images per forward pass.
         progress : show a progress bar (default: when there are many images).
+        function_to_apply : "softmax", "sigmoid" or "none"; None (default) picks as the pipeline does:
+            none for ``problem_type`` "regression", sigmoid for "multi_label_classification" or a
+            single label, softmax otherwise. Scores are float32, computed as the pipeline computes them.
 
         Returns
         -------
         Prediction (a list of pairs) for one image, Predictions (a list of them) for a list.
         """
-        return _predict.predict(self, images, self.image_processor, top_k, batch_size, progress)
+        return _predict.predict(
+            self, images, self.image_processor, top_k, batch_size, progress, function_to_apply=function_to_apply
+        )
 
     def attention_map(self, image: Any) -> np.ndarray:
         """(H, W) heat-map in [0, 1] at the image's size: attention rollout from the CLS token."""

@@ -143,11 +143,58 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+# pipeline("image-classification")'s function_to_apply values (transformers' ClassificationFunction).
+FUNCTIONS_TO_APPLY = ("softmax", "sigmoid", "none")
+DEFAULT_TOP_K = 5  # the pipeline's default, also what top_k=None means there
+
+
+def choose_function(config: Any, requested: str | None = None) -> str:
+    """The function predict applies to the logits: ``requested`` ("softmax", "sigmoid", "none", any
+    case; None or "default": by the config), as the image-classification pipeline picks it.
+
+    ref: transformers pipelines/image_classification.py ImageClassificationPipeline.postprocess:
+    "regression" -> none; "multi_label_classification" or one label -> sigmoid; otherwise softmax.
+    """
+    if requested is not None and not (isinstance(requested, str) and requested.lower() == "default"):
+        name = requested.lower() if isinstance(requested, str) else requested
+        if name not in FUNCTIONS_TO_APPLY:
+            raise ValueError(
+                f"function_to_apply: expected one of {', '.join(FUNCTIONS_TO_APPLY)}, 'default' or None, "
+                f"got {requested!r}"
+            )
+        return name
+    problem, n = getattr(config, "problem_type", None), config.num_labels
+    if problem == "regression":
+        return "none"
+    if problem == "multi_label_classification" or n == 1:
+        return "sigmoid"
+    return "softmax" if n > 1 or problem == "single_label_classification" else "none"
+
+
+def scores(logits: np.ndarray, function: str) -> np.ndarray:
+    """(B, K) float32 scores of (B, K) logits, each row computed exactly as the pipeline does it
+    (NumPy, float32, row by row), so equal logits give equal scores and ties stay ties."""
+    out = np.empty(logits.shape, np.float32)
+    for i, row in enumerate(np.asarray(logits, np.float32)):
+        if function == "sigmoid":
+            out[i] = 1.0 / (1.0 + np.exp(-row))
+        elif function == "softmax":
+            e = np.exp(row - np.max(row, axis=-1, keepdims=True))
+            out[i] = e / e.sum(axis=-1, keepdims=True)
+        else:
+            out[i] = row
+    return out
+
+
 def is_single_image(images: Any) -> bool:
-    """A path, a PIL image or one HWC / HW array, as opposed to a list (or any iterable) of them."""
+    """A path, a PIL image or one HWC / CHW / HW array or tensor, as opposed to a list (or any iterable,
+    a 4-d batch array or tensor included) of them."""
     if isinstance(images, (str, os.PathLike)):
         return True
     if isinstance(images, np.ndarray):
+        return images.ndim in (2, 3)
+    # a torch tensor (told by its type's module: torch is not imported for it) is one image as an array is
+    if type(images).__module__.split(".")[0] == "torch" and hasattr(images, "ndim"):
         return images.ndim in (2, 3)
     # Anything else iterable (list, tuple, generator, Path.glob) is many images; PIL images are
     # not iterable, and whatever is left gets the image type error from the image processor.
@@ -273,9 +320,10 @@ def predict(
     model: ViT,
     images: Any,
     processor: ImageProcessor,
-    top_k: int = 5,
+    top_k: int | None = DEFAULT_TOP_K,
     batch_size: int = 8,
     progress: bool | None = None,
+    function_to_apply: str | None = None,
 ) -> Prediction | Predictions:
     """Classify images; see :meth:`vitc.ViT.predict`.
 
@@ -284,20 +332,25 @@ def predict(
     with an ``error`` and the others are classified (see :func:`iter_predictions`).
     """
     if is_single_image(images):
-        (pred,) = iter_predictions(model, [images], processor, top_k, batch_size, progress=False)
+        (pred,) = iter_predictions(
+            model, [images], processor, top_k, batch_size, progress=False, function_to_apply=function_to_apply
+        )
         if pred.error is not None:
             raise pred.error
         return pred
-    return Predictions(iter_predictions(model, images, processor, top_k, batch_size, progress))
+    return Predictions(
+        iter_predictions(model, images, processor, top_k, batch_size, progress, function_to_apply=function_to_apply)
+    )
 
 
 def iter_predictions(
     model: ViT,
     images: Iterable[Any],
     processor: ImageProcessor | None = None,
-    top_k: int = 5,
+    top_k: int | None = DEFAULT_TOP_K,
     batch_size: int = 8,
     progress: bool | None = None,
+    function_to_apply: str | None = None,
 ) -> Iterator[Prediction]:
     """Classify images lazily: one :class:`Prediction` per image, in input order, batch by batch.
 
@@ -313,7 +366,7 @@ def iter_predictions(
     model : ViT with a classifier head.
     images : iterable of paths, PIL images or HWC / HW arrays (a single image is one item).
     processor : default ``model.image_processor``.
-    top_k, batch_size : as :meth:`vitc.ViT.predict`.
+    top_k, batch_size, function_to_apply : as :meth:`vitc.ViT.predict`.
     progress : show a progress bar (default: when ``images`` has a length above 4 batches).
 
     Raises
@@ -329,14 +382,15 @@ def iter_predictions(
         raise ValueError(
             "predict: this checkpoint has no classes (a bare ViTModel, or num_labels=0); use model(...) instead"
         )
-    top_k = _positive_int("top_k", top_k)
+    top_k = DEFAULT_TOP_K if top_k is None else _positive_int("top_k", top_k)  # None: the pipeline's default
     batch_size = _positive_int("batch_size", batch_size)
+    function = choose_function(model.config, function_to_apply)
     processor = model.image_processor if processor is None else processor
     if is_single_image(images):
         images = [images]
     total = len(images) if isinstance(images, Sized) else None
     show = progress if progress is not None else (total is not None and total > 4 * batch_size)
-    return _predictions(model, iter(images), processor, min(top_k, model.num_labels), batch_size, total, show)
+    return _predictions(model, iter(images), processor, min(top_k, model.num_labels), batch_size, total, show, function)
 
 
 def _decode_batch(
@@ -374,6 +428,7 @@ def _predictions(
     batch_size: int,
     total: int | None,
     show: bool,
+    function: str = "softmax",
 ) -> Iterator[Prediction]:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -392,7 +447,7 @@ def _predictions(
             probs = iter(())
             if pixels is not None:
                 try:
-                    probs = iter(softmax(model(pixels).logits))
+                    probs = iter(scores(model(pixels, return_dict=True).logits, function))
                 except MemoryError as e:
                     raise batch_memory_error(e, len(pixels), pixels.shape[1:], "predict") from None
             results = [
@@ -414,7 +469,7 @@ def _predictions(
 # Attention rollout
 
 
-def attention_rollout(attentions: Sequence[np.ndarray]) -> np.ndarray:
+def attention_rollout(attentions: Sequence[np.ndarray], prefix: int = 1) -> np.ndarray:
     """Attention rollout (Abnar & Zuidema 2020, used in the ViT paper's Figure 6).
 
     Each layer's attention is averaged over heads, the residual connection is accounted for as
@@ -426,7 +481,8 @@ def attention_rollout(attentions: Sequence[np.ndarray]) -> np.ndarray:
 
     Returns
     -------
-    (B, T - 1) array: how much the CLS token draws from each patch, rows summing to <= 1.
+    (B, T - prefix) array: how much the CLS token draws from each patch, rows summing to <= 1
+    (``prefix``: the tokens before the patches, CLS and DeiT's distillation token).
     """
     if len(attentions) == 0:
         raise ValueError("attention_rollout: expected at least one layer of attentions, got none")
@@ -435,10 +491,13 @@ def attention_rollout(attentions: Sequence[np.ndarray]) -> np.ndarray:
     for a in attentions:
         mixed = 0.5 * a.astype(np.float64).mean(axis=1) + 0.5 * np.eye(t)
         rollout = mixed @ rollout
-    return rollout[:, 0, 1:]
+    return rollout[:, 0, prefix:]
 
 
 def _top_k(model: ViT, probs: np.ndarray, k: int, source: str | None) -> Prediction:
+    # The pipeline sorts (label, score) pairs by score with Python's stable sort, reverse=True: equal
+    # scores keep label-index order, as a stable argsort of the negated scores does (NaN scores, whose
+    # place in the pipeline's sort is arbitrary, go last).
     order = np.argsort(-probs, kind="stable")[:k]
     labels = model.id2label
     return Prediction([(labels.get(int(i), f"LABEL_{int(i)}"), float(probs[i])) for i in order], source=source)
@@ -449,8 +508,10 @@ def _rollout_heatmap(model: ViT, rgb: Any, processor: ImageProcessor, attentions
     from PIL import Image
 
     pixel_h, pixel_w = processor.output_size(rgb.height, rgb.width)
-    gh, gw = pixel_h // model.patch_size, pixel_w // model.patch_size
-    grid = attention_rollout(attentions)[0].reshape(gh, gw)
+    patch = model.patch_size
+    ph, pw = patch if isinstance(patch, tuple) else (patch, patch)
+    gh, gw = pixel_h // ph, pixel_w // pw
+    grid = attention_rollout(attentions, prefix=model.num_prefix_tokens)[0].reshape(gh, gw)
     grid = (grid - grid.min()) / max(float(grid.max() - grid.min()), 1e-12)
     heat = Image.fromarray(grid.astype(np.float32), mode="F").resize((rgb.width, rgb.height), Image.BILINEAR)
     return np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0)
@@ -461,7 +522,7 @@ def attention_map(model: ViT, image: Any, processor: ImageProcessor) -> np.ndarr
     from vitc.preprocess import to_rgb_pil
 
     rgb = to_rgb_pil(image)
-    out = model(processor([rgb]), output_attentions=True)
+    out = model(processor([rgb]), output_attentions=True, return_dict=True)
     return _rollout_heatmap(model, rgb, processor, out.attentions)
 
 
@@ -493,7 +554,7 @@ def explain(model: ViT, image: Any, processor: ImageProcessor | None = None) -> 
         raise ValueError(f"explain: expected one image (a path, PIL image or HWC array), got {type(image).__name__}")
     processor = model.image_processor if processor is None else processor
     rgb = to_rgb_pil(image)
-    out = model(processor([rgb]), output_attentions=True)
+    out = model(processor([rgb]), output_attentions=True, return_dict=True)
     pred = _top_k(model, softmax(out.logits)[0], 1, _source_name(image))
     heat = _rollout_heatmap(model, rgb, processor, out.attentions)
     return render_explanation(rgb, heat, f"{pred[0][0]} ({pred[0][1]:.1%})")
@@ -534,4 +595,3 @@ def save_png(image: PILImage, path: str | os.PathLike) -> Path:
     with atomic_write(path, "wb") as f:
         image.save(f, format="PNG")
     return path
-

@@ -231,7 +231,7 @@ def compare_with_transformers(
     else:
         ours_model = ViT.from_pretrained(model_path if vitc_model is None else vitc_model)
     hf = load_transformers_model(model_path, classifier=ours_model.num_labels > 0)
-    ours = ours_model(x, output_hidden_states=True)
+    ours = ours_model(x, output_hidden_states=True, return_dict=True)
     with torch.no_grad():
         ref = hf(torch.from_numpy(np.ascontiguousarray(x)), output_hidden_states=True)
     ref_hidden = [t.numpy() for t in ref.hidden_states]

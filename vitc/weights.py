@@ -22,7 +22,7 @@ from a file.) :data:`PACKING` names each layout; a reader refuses a layout its C
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,21 +33,26 @@ from vitc.config import ViTConfig
 __all__ = [
     "DIM_SOURCES",
     "GEMM_WEIGHTS",
+    "CONFIG_GROUPS",
     "INT8_PARTS",
     "MIN_LAYER_TENSORS",
+    "NOT_GROUP_MARKERS",
     "OPTIONAL_GROUPS",
     "PACKING",
     "PRECISIONS",
+    "PYTHON_TENSORS",
     "TENSORS",
     "TENSOR_DTYPES",
     "TensorSpec",
     "build_packing",
+    "config_groups",
     "dims",
     "expand",
     "expected_shapes",
     "expected_tensors",
     "layer_name",
     "pack_weight",
+    "present_groups",
     "packed_len",
     "require_build_layout",
     "resolve_shape",
@@ -106,6 +111,8 @@ TENSORS: tuple[TensorSpec, ...] = (
     TensorSpec("patch_embed.proj.weight", ("C", "CinPP")),
     TensorSpec("patch_embed.proj.bias", ("C",)),
     TensorSpec("cls_token", ("C",)),
+    # DeiT's distillation token, after CLS in the sequence (config model_type "deit").
+    TensorSpec("dist_token", ("C",), "dist"),
     TensorSpec("pos_embed", ("T0", "C")),
     TensorSpec("blocks.{i}.norm1.weight", ("C",)),
     TensorSpec("blocks.{i}.norm1.bias", ("C",)),
@@ -120,14 +127,34 @@ TENSORS: tuple[TensorSpec, ...] = (
     TensorSpec("blocks.{i}.mlp.fc1.bias", ("F",)),
     TensorSpec("blocks.{i}.mlp.fc2.weight", ("C", "F")),
     TensorSpec("blocks.{i}.mlp.fc2.bias", ("C",)),
-    TensorSpec("norm.weight", ("C",)),
-    TensorSpec("norm.bias", ("C",)),
+    # The final norm of every token (timm's average pooling instead normalizes the mean: fc_norm).
+    TensorSpec("norm.weight", ("C",), "norm"),
+    TensorSpec("norm.bias", ("C",), "norm"),
+    TensorSpec("fc_norm.weight", ("C",), "fc_norm"),
+    TensorSpec("fc_norm.bias", ("C",), "fc_norm"),
     TensorSpec("head.weight", ("K", "C"), "head"),
     TensorSpec("head.bias", ("K",), "head"),
+    # DeiTForImageClassificationWithTeacher's second classifier, on the distillation token.
+    TensorSpec("head_dist.weight", ("K", "C"), "head_dist"),
+    TensorSpec("head_dist.bias", ("K",), "head_dist"),
     TensorSpec("pooler.weight", ("Cp", "C"), "pooler"),
     TensorSpec("pooler.bias", ("Cp",), "pooler"),
+    # ViTForMaskedImageModeling: the mask token (read only with bool_masked_pos, which vitc does not
+    # take; kept so the checkpoint converts whole) and the decoder's 1x1 convolution before its
+    # pixel shuffle. Run in NumPy by vitc/model.py, not by the C core.
+    TensorSpec("mask_token", ("C",), "mim"),
+    TensorSpec("mim_decoder.weight", ("Smim", "C"), "mim"),
+    TensorSpec("mim_decoder.bias", ("Smim",), "mim"),
 )
-OPTIONAL_GROUPS = ("head", "pooler")
+# Groups a checkpoint has completely or not at all, told by its tensors.
+OPTIONAL_GROUPS = ("head", "head_dist", "pooler", "mim")
+# Groups the config decides: "dist" (model_type deit), "norm" / "fc_norm" (global_pool token / avg).
+CONFIG_GROUPS = ("dist", "norm", "fc_norm")
+# Tensors that do not by themselves tell a group is there: transformers' ViTModel(use_mask_token=True)
+# has a mask token without a decoder (vitc does not use it: refused as unused, not read as a MIM model).
+NOT_GROUP_MARKERS = ("mask_token",)
+# Tensors the Python side computes with (the MIM decoder): never given to vitc._core.Model.
+PYTHON_TENSORS = ("mask_token", "mim_decoder.weight", "mim_decoder.bias")
 # Tensors every layer has (11): a checkpoint with fewer than this many per layer of its config is
 # refused before the table is expanded (a config saying 10**9 layers must not build 10**10 names).
 MIN_LAYER_TENSORS = sum(1 for t in TENSORS if "{i}" in t.name and t.when == "always")
@@ -148,6 +175,7 @@ def dims(config: ViTConfig) -> dict[str, int]:
         "T0": config.num_positions,
         "K": config.num_labels,
         "Cp": config.pooler_size,
+        "Smim": config.encoder_stride**2 * config.num_channels,
     }
 
 
@@ -163,6 +191,7 @@ DIM_SOURCES: dict[str, tuple[str, ...]] = {
     "T0": ("image_size", "patch_size"),
     "K": ("num_labels",),
     "Cp": ("pooler_output_size", "hidden_size"),
+    "Smim": ("encoder_stride", "num_channels"),
 }
 
 
@@ -179,7 +208,7 @@ def resolve_shape(symbols: tuple[str | int, ...], sizes: Mapping[str, int]) -> t
 
 def expand(config: ViTConfig, groups: set[str]) -> list[tuple[TensorSpec, int | None]]:
     """The tensors that exist for this config and these optional groups, with their layer index."""
-    active = {"always", *groups} | ({"qkv_bias"} if config.qkv_bias else set())
+    active = {"always", *groups} | config_groups(config) | ({"qkv_bias"} if config.qkv_bias else set())
     out: list[tuple[TensorSpec, int | None]] = []
     for spec in TENSORS:
         if spec.when not in active:
@@ -191,12 +220,30 @@ def expand(config: ViTConfig, groups: set[str]) -> list[tuple[TensorSpec, int | 
     return out
 
 
+def config_groups(config: ViTConfig) -> set[str]:
+    """The :data:`CONFIG_GROUPS` that ``config`` implies."""
+    out = {"norm" if config.global_pool == "token" else "fc_norm"}
+    if config.model_type == "deit":
+        out.add("dist")
+    return out
+
+
+def present_groups(names: Iterable[str]) -> set[str]:
+    """The :data:`OPTIONAL_GROUPS` of which any tensor is among ``names`` (vitc names)."""
+    names = set(names)
+    return {
+        t.when for t in TENSORS if t.when in OPTIONAL_GROUPS and t.name in names and t.name not in NOT_GROUP_MARKERS
+    }
+
+
 def layer_name(name: str, i: int | None) -> str:
     """``name`` with its ``{i}`` replaced by the layer index ``i`` (None: a name without one)."""
     return name.format(i=i) if i is not None else name
 
 
-def expected_shapes(config: ViTConfig, *, head: bool, pooler: bool) -> dict[str, tuple[int, ...]]:
+def expected_shapes(
+    config: ViTConfig, *, head: bool, pooler: bool, groups: Iterable[str] = ()
+) -> dict[str, tuple[int, ...]]:
     """vitc tensor names and shapes implied by ``config`` (with or without head/pooler), in file order.
 
     Parameters
@@ -204,14 +251,16 @@ def expected_shapes(config: ViTConfig, *, head: bool, pooler: bool) -> dict[str,
     config : ViTConfig
     head, pooler : bool
         Whether the classifier head / ViTModel pooler are included.
+    groups : iterable of str
+        Further :data:`OPTIONAL_GROUPS` included ("head_dist", "mim").
 
     Returns
     -------
     dict of str to tuple of int
     """
     sizes = dims(config)
-    groups = {g for g, on in (("head", head), ("pooler", pooler)) if on}
-    return {layer_name(t.name, i): resolve_shape(t.shape, sizes) for t, i in expand(config, groups)}
+    active = {g for g, on in (("head", head), ("pooler", pooler)) if on} | set(groups)
+    return {layer_name(t.name, i): resolve_shape(t.shape, sizes) for t, i in expand(config, active)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -228,7 +277,7 @@ def packed_len(precision: str, n: int, k: int) -> int:
 
 
 def expected_tensors(
-    config: ViTConfig, *, head: bool, pooler: bool, dtype: str = "float32"
+    config: ViTConfig, *, head: bool, pooler: bool, dtype: str = "float32", groups: Iterable[str] = ()
 ) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Names, per-tensor dtypes and shapes of the weights stored in ``dtype``, in file order.
 
@@ -246,7 +295,7 @@ def expected_tensors(
         The packed lengths follow from the config (see :func:`packed_len`), never from a file.
     """
     out: dict[str, tuple[str, tuple[int, ...]]] = {}
-    for name, shape in expected_shapes(config, head=head, pooler=pooler).items():
+    for name, shape in expected_shapes(config, head=head, pooler=pooler, groups=groups).items():
         if dtype == "float32" or not name.endswith(GEMM_WEIGHTS) or not name.startswith("blocks."):
             out[name] = ("float32", shape)
         elif dtype == "bfloat16":

@@ -79,7 +79,7 @@ def model_fingerprint(model: Any) -> list[float]:
     A hash of rounded values would not: a value next to a rounding boundary flips between machines.
     """
     pixels = model.image_processor.preprocess_one(_probe_image())[None]
-    logits = model(pixels).logits
+    logits = getattr(model(pixels, return_dict=True), "logits", None)
     if logits is None:
         raise ValueError(
             "model: expected a classifier (num_labels >= 1), found a model without a classifier head"

@@ -107,7 +107,7 @@ def predict_records(
     if pixel_values is None or not samples:
         return []
     try:
-        probs = softmax(model(pixel_values).logits)
+        probs = softmax(model(pixel_values, return_dict=True).logits)
     except MemoryError as e:
         raise batch_memory_error(e, len(pixel_values), pixel_values.shape[1:], "evaluate") from None
     k = min(k, probs.shape[1])

@@ -19,9 +19,11 @@ import numpy as np
 
 from vitc.config import CONFIG_ERRORS, ViTConfig, check_preprocessor
 from vitc.files import file_kind, read_json_file, require_file
+from vitc.io import timm
 from vitc.io.checkpoint import WEIGHTS_CANDIDATES, load_state_dict, weights_files
 from vitc.weights import (
     MIN_LAYER_TENSORS,
+    NOT_GROUP_MARKERS,
     OPTIONAL_GROUPS,
     TENSORS,
     dims,
@@ -74,6 +76,7 @@ WEIGHT_MAP: tuple[Rule, ...] = (
     Rule("patch_embed.proj.weight", ("embeddings.patch_embeddings.projection.weight",), ("C", "Cin", "Ph", "Pw")),
     Rule("patch_embed.proj.bias", ("embeddings.patch_embeddings.projection.bias",), ("C",)),
     Rule("cls_token", ("embeddings.cls_token",), (1, 1, "C")),
+    Rule("dist_token", ("embeddings.distillation_token",), (1, 1, "C")),
     Rule("pos_embed", ("embeddings.position_embeddings",), (1, "T0", "C")),
     Rule("blocks.{i}.norm1.weight", ("encoder.layer.{i}.layernorm_before.weight",), ("C",)),
     Rule("blocks.{i}.norm1.bias", ("encoder.layer.{i}.layernorm_before.bias",), ("C",)),
@@ -90,16 +93,29 @@ WEIGHT_MAP: tuple[Rule, ...] = (
     Rule("blocks.{i}.mlp.fc2.bias", ("encoder.layer.{i}.output.dense.bias",), ("C",)),
     Rule("norm.weight", ("layernorm.weight",), ("C",)),
     Rule("norm.bias", ("layernorm.bias",), ("C",)),
+    # transformers' ViT has no fc_norm (timm's average pooling, vitc/io/timm.py): a config.json asking
+    # for global_pool "avg" finds these missing.
+    Rule("fc_norm.weight", ("fc_norm.weight",), ("C",)),
+    Rule("fc_norm.bias", ("fc_norm.bias",), ("C",)),
     Rule("head.weight", ("classifier.weight",), ("K", "C")),
     Rule("head.bias", ("classifier.bias",), ("K",)),
+    Rule("head_dist.weight", ("distillation_classifier.weight",), ("K", "C")),
+    Rule("head_dist.bias", ("distillation_classifier.bias",), ("K",)),
     Rule("pooler.weight", ("pooler.dense.weight",), ("Cp", "C")),
     Rule("pooler.bias", ("pooler.dense.bias",), ("Cp",)),
+    Rule("mask_token", ("embeddings.mask_token",), (1, 1, "C")),
+    # ViTForMaskedImageModeling's decoder: Conv2d(C, stride**2 * Cin, 1), then PixelShuffle(stride).
+    Rule("mim_decoder.weight", ("decoder.0.weight",), ("Smim", "C", 1, 1)),
+    Rule("mim_decoder.bias", ("decoder.0.bias",), ("Smim",)),
 )
 _RULES = {r.dst: r for r in WEIGHT_MAP}
 
-# ViTForImageClassification nests the backbone under "vit."; its classifier stays at the top level.
+# ViTForImageClassification nests the backbone under "vit." (DeiT's under "deit."); its classifier and
+# MIM decoder stay at the top level.
 _BACKBONE_PREFIX = "vit."
-_UNPREFIXED = ("classifier.",)
+_UNPREFIXED = ("classifier.", "distillation_classifier.", "decoder.", "fc_norm.")
+# DeiT's names, as ViT's: DeiTForImageClassification(WithTeacher) calls its CLS head cls_classifier.
+_DEIT_RENAMES = ((re.compile(r"^deit\."), "vit."), (re.compile(r"^cls_classifier\."), "classifier."))
 
 # transformers >= 5 renames ViT parameters in memory (layers.0.attention.q_proj, mlp.fc1) and renames
 # them back to the hub names above when saving; torch.save(model.state_dict()) keeps the in-memory
@@ -116,9 +132,12 @@ _TRANSFORMERS5_RENAMES = (
 )
 
 
-def _hub_names(state_dict: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """(state dict under hub names, hub name -> name as given) for transformers 5 in-memory names."""
-    if not any(_TRANSFORMERS5_LAYER.search(k) for k in state_dict):
+def _hub_names(
+    state_dict: Mapping[str, np.ndarray], deit: bool = False
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """(state dict under ViT's hub names, that name -> name as given) for transformers 5 in-memory
+    names and (``deit``) DeiT's names."""
+    if not deit and not any(_TRANSFORMERS5_LAYER.search(k) for k in state_dict):
         return dict(state_dict), {}
     out: dict[str, np.ndarray] = {}
     origin: dict[str, str] = {}
@@ -126,6 +145,9 @@ def _hub_names(state_dict: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarr
         hub = key
         if _TRANSFORMERS5_LAYER.search(key):
             for pattern, repl in _TRANSFORMERS5_RENAMES:
+                hub = pattern.sub(repl, hub)
+        if deit:
+            for pattern, repl in _DEIT_RENAMES:
                 hub = pattern.sub(repl, hub)
         if hub in out:
             raise ValueError(f"checkpoint has both {origin.get(hub, hub)} and {key} (the same tensor)")
@@ -161,7 +183,7 @@ def convert_state_dict(config: ViTConfig, state_dict: Mapping[str, np.ndarray]) 
             f"checkpoint has {len(state_dict)} tensors: too few for the config's "
             f"{config.num_hidden_layers} layers (at least {MIN_LAYER_TENSORS} per layer)"
         )
-    state_dict, origin = _hub_names(state_dict)
+    state_dict, origin = _hub_names(state_dict, deit=config.model_type == "deit")
     prefix = _BACKBONE_PREFIX if any(k.startswith(_BACKBONE_PREFIX) for k in state_dict) else ""
 
     def hf_name(name: str) -> str:
@@ -172,7 +194,9 @@ def convert_state_dict(config: ViTConfig, state_dict: Mapping[str, np.ndarray]) 
     groups = {
         t.when
         for t in TENSORS
-        if t.when in OPTIONAL_GROUPS and any(hf_name(s) in state_dict for s in _RULES[t.name].src)
+        if t.when in OPTIONAL_GROUPS
+        and t.name not in NOT_GROUP_MARKERS
+        and any(hf_name(s) in state_dict for s in _RULES[t.name].src)
     }
     if "head" in groups and config.num_labels == 0:
         raise ValueError(
@@ -218,7 +242,7 @@ def convert_state_dict(config: ViTConfig, state_dict: Mapping[str, np.ndarray]) 
         # with zero classes stands for it (ViT returns that row as logits); a bare ViTModel has none.
         out["head.weight"] = np.zeros((0, config.hidden_size), np.float32)
         out["head.bias"] = np.zeros((0,), np.float32)
-        order = expected_shapes(config, head=True, pooler="pooler" in groups)
+        order = expected_shapes(config, head=True, pooler="pooler" in groups, groups=groups)
         out = {name: out[name] for name in order}
     return out
 
@@ -313,9 +337,19 @@ def load_hf_folder(src: Path) -> tuple[ViTConfig, dict[str, Any] | None, dict[st
     """
     folder, weights = _hf_folder(src)
     config_path, pre_path = _json_files(folder)
-    config = _config_from_dict(config_path, _read_json_dict(config_path))
-    preprocessor = _read_json_dict(pre_path) if pre_path is not None else None
+    raw = _read_json_dict(config_path)
+    timm_preprocessor = None
+    if timm.is_timm_config(raw):  # a timm checkpoint (vitc/io/timm.py): timm's names and config
+        try:
+            config, timm_preprocessor = timm.config_from_timm(raw)
+        except CONFIG_ERRORS as exc:
+            raise ValueError(f"{os.fspath(config_path)}: {exc}"[:2000]) from None
+    else:
+        config = _config_from_dict(config_path, raw)
+    preprocessor = _read_json_dict(pre_path) if pre_path is not None else timm_preprocessor
     if preprocessor is not None:
-        check_preprocessor(str(pre_path), preprocessor)
-    tensors = convert_state_dict(config, load_state_dict(weights))
-    return config, preprocessor, tensors
+        check_preprocessor(str(pre_path or config_path), preprocessor)
+    state_dict = load_state_dict(weights)
+    if timm.is_timm_config(raw):
+        return config, preprocessor, timm.convert_timm_state_dict(config, state_dict)
+    return config, preprocessor, convert_state_dict(config, state_dict)

@@ -1,15 +1,15 @@
 """The ``.vitc`` file: vitc's own single-file format, written once by ``vitc convert`` and memory-mapped
 at load (zero-copy, read-only, 64-byte aligned arrays), or read into process memory (``mmap=False``).
 
-The ``.vitc`` file format, version 2 (all integers little-endian)::
+The ``.vitc`` file format, version 3 (all integers little-endian)::
 
     offset 0   6 bytes   magic b"VITC\\x00\\x01"
-    offset 6   u16       format version (2)
+    offset 6   u16       format version (3)
     offset 8   u64       N, length of the JSON header
     offset 16  u32       CRC-32 (zlib.crc32) of bytes [0, 16) followed by the N header bytes
     offset 20  N bytes   ASCII JSON object (non-ASCII characters as \\u escapes), space-padded so the
                          data region starts 64-byte aligned. Exactly these keys, in this order:
-                         {"format_version": 2, "dtype": "float32" | "bfloat16" | "int8",
+                         {"format_version": 3, "dtype": "float32" | "bfloat16" | "int8",
                           "packing": null (float32) or {"bfloat16": "nr32-k2"} or {"int8": "nr32-k4"},
                           "checksum": "crc32",
                           "config": ViTConfig.to_dict() (every field of :data:`CONFIG_KEYS`),
@@ -28,6 +28,9 @@ on one core, which a memory-mapped load in milliseconds should not pay by defaul
 the fastest check in the standard library (measured on a 1.2 GB file: zlib.crc32 2.2 GB/s; sha1 0.66,
 sha256 0.61, md5 0.25, blake2b 0.27 GB/s) and detects every burst of up to 32 flipped bits; it guards
 against damage, not against a forger, who can recompute any unkeyed checksum.
+
+Version 2 is version 3 with fewer config keys (:data:`V2_CONFIG_KEYS`: no DeiT / timm / output
+defaults fields, which then take their defaults) and only ViT tensors; it is still read.
 
 Version 1 (vitc before the checksums) is still read: the same layout without the u32 at offset 16
 (the header starts at 16), UTF-8 JSON, no "checksum" key, "packing" only in reduced-precision files,
@@ -91,6 +94,7 @@ from vitc.weights import (
     TENSOR_DTYPES,
     build_packing,
     expected_tensors,
+    present_groups,
     require_build_layout,
 )
 
@@ -114,7 +118,7 @@ __all__ = [
 ]
 
 MAGIC = b"VITC\x00\x01"
-FORMAT_VERSION = 2  # what write() produces; versions 1 and 2 are read
+FORMAT_VERSION = 3  # what write() produces; versions 1, 2 and 3 are read
 _PREFIX = struct.Struct("<6sHQ")  # every version: magic, format version, header length
 _PREFIX2 = struct.Struct("<6sHQI")  # version >= 2: + CRC-32 of the first 16 bytes and the header
 ALIGNMENT = 64  # a cache line / AVX-512 vector: kernels may use aligned loads on every tensor
@@ -123,7 +127,7 @@ CHECKSUM = "crc32"
 _CRC_HEX = re.compile(r"[0-9a-f]{8}")
 _CRC_PLACEHOLDER = "00000000"  # same width as every CRC: the header is laid out before the data is
 
-# The keys of a version-2 header, at each level: exactly these (a new key is a new format version).
+# The keys of a version-3 header, at each level: exactly these (a new key is a new format version).
 HEADER_KEYS = ("format_version", "dtype", "packing", "checksum", "config", "preprocessor", "tensors")
 TENSOR_KEYS = ("dtype", "shape", "offset", "nbytes", "crc32")
 CONFIG_KEYS = (
@@ -143,6 +147,20 @@ CONFIG_KEYS = (
     "label2id",
     "architectures",
     "model_type",
+)
+# Format 3 added these config keys (ViTConfig fields since the ViT family and transformers' output flags).
+V2_CONFIG_KEYS = CONFIG_KEYS
+CONFIG_KEYS = (
+    *V2_CONFIG_KEYS,
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "initializer_range",
+    "encoder_stride",
+    "output_attentions",
+    "output_hidden_states",
+    "return_dict",
+    "problem_type",
+    "global_pool",
 )
 # Every field of PreprocessorConfig plus its type name, sorted; nulls kept (a null that disables a
 # step and one that is the default both read back as they were written).
@@ -364,8 +382,8 @@ def _read_header(path: str, buf: Any, size: int) -> tuple[dict[str, Any], int, i
         raise ValueError(f"{path}: expected magic {MAGIC!r}, found {magic!r}: not a .vitc file")
     if version > FORMAT_VERSION:
         raise ValueError(_newer_format(path, buf, size, version, n))
-    if version not in (1, 2):
-        raise ValueError(f"{path}: expected format version 1 or {FORMAT_VERSION}, found {version}")
+    if version not in (1, 2, 3):
+        raise ValueError(f"{path}: expected format version 1, 2 or {FORMAT_VERSION}, found {version}")
     start = _PREFIX.size if version == 1 else _PREFIX2.size
     if size < start:
         raise ValueError(f"{path}: expected at least {start} bytes, found {size} (truncated?)")
@@ -395,7 +413,8 @@ def _read_header(path: str, buf: Any, size: int) -> tuple[dict[str, Any], int, i
         raise ValueError(f"{path}: header format_version {header['format_version']} != prefix {version}")
     if version >= 2 and header["checksum"] != CHECKSUM:
         raise ValueError(f"{path}: header 'checksum': expected {CHECKSUM!r}, found {short_repr(header['checksum'])}")
-    _check_keys(path, "header 'config'", header["config"], CONFIG_KEYS, CONFIG_KEYS if version >= 2 else ())
+    config_keys = CONFIG_KEYS if version >= 3 else V2_CONFIG_KEYS
+    _check_keys(path, "header 'config'", header["config"], config_keys, config_keys if version >= 2 else ())
     pre = header["preprocessor"]
     if pre is not None and not isinstance(pre, dict):
         raise ValueError(f"{path}: header 'preprocessor': expected object or null, found {short_repr(pre)}")
@@ -546,7 +565,13 @@ def _check_tables(
             f"for {config.num_hidden_layers} layers"
         )
     # What the config implies (the packed lengths included): the file's table must be exactly this.
-    expected = expected_tensors(config, head="head.weight" in table, pooler="pooler.weight" in table, dtype=precision)
+    expected = expected_tensors(
+        config,
+        head="head.weight" in table,
+        pooler="pooler.weight" in table,
+        dtype=precision,
+        groups=present_groups(table),
+    )
     keys = TENSOR_KEYS if version >= 2 else _V1_TENSOR_KEYS
     entries = []
     for name, info in table.items():
