@@ -61,7 +61,7 @@ typedef enum {
     VITC_OP_LAYERNORM,       // norm.c
     VITC_OP_GEMM_BF16,       // gemm_bf16.c
     VITC_OP_GEMM_INT8,       // gemm_int8.c
-    VITC_OP_ATTENTION_BF16,  // attention_amx.c (reduced-precision models); else float32 attention
+    VITC_OP_ATTENTION_BF16,  // attention_amx.c / _avx512.c (reduced-precision models); else float32
     VITC_OP_COUNT,
 } vitc_op;
 

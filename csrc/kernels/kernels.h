@@ -67,10 +67,14 @@ void linear_forward_f64(double *out, const double *inp, const double *w, const d
 // scratch: attention_scratch_len(S, T, D, E) elements. probs (S,T), if not NULL, receives the
 // attention probabilities (HF `output_attentions`), row stride ld_probs.
 vitc_int attention_scratch_len(vitc_int S, vitc_int T, vitc_int D, vitc_int E);
-// bf16 variant for the reduced-precision models (attention_amx.c): q k^T and p v on AMX
-// tiles with bf16 inputs (q pre-scaled), fp32 sums and softmax; no probs output. Only where
-// attention_bf16_supported(D) (AMX usable, D = 32 or 64); scratch attention_bf16_scratch_bytes.
+// bf16 variant for the reduced-precision models: q k^T and p v with bf16 inputs (q pre-scaled),
+// fp32 sums and softmax; no probs output. AMX tiles (attention_amx.c) or vdpbf16ps on AVX-512
+// BF16 (attention_avx512.c), as the tier policy says. Only where attention_bf16_supported(D)
+// (one of those runs, D = 32 or 64); scratch attention_bf16_scratch_bytes (either code).
 int attention_bf16_supported(vitc_int D);
+// Test hook: nonzero runs the AVX-512 BF16 kernel's source on a portable emulation of its
+// instructions instead of any hardware code, on every CPU (attention_bf16_supported follows).
+void attention_bf16_set_emulation(int on);
 vitc_int attention_bf16_scratch_bytes(vitc_int T, vitc_int D);
 void attention_forward_bf16(float *out, const float *q, const float *k, const float *v,
                             float scale, vitc_int S, vitc_int T, vitc_int D, vitc_int ld_out,
