@@ -56,3 +56,33 @@ def test_image_alone_or_in_a_batch_any_threads(folder, tier, dtype, emulated):
     np.testing.assert_array_equal(pair[1], batch[3])
     np.testing.assert_array_equal(batch1, batch)
     np.testing.assert_array_equal(alone1, alone)
+
+
+@pytest.mark.parametrize("kind", ["bf16", "int8"])
+def test_gemm_rows_do_not_depend_on_their_mates_or_threads(tier, kind):
+    """The kernels alone: 600 rows (three row cache blocks), a slice of them whose block boundaries
+    fall elsewhere, 1 and 2 threads; every row bit-identical."""
+    from vitc import _core
+
+    rng = np.random.default_rng(6)
+    N, K = 100, 1100  # several K blocks and a column tail
+    x = rng.standard_normal((600, K), dtype=np.float32)
+    w = rng.standard_normal((N, K), dtype=np.float32) * 0.05
+    b = rng.standard_normal(N, dtype=np.float32)
+    if kind == "bf16":
+        wp = _core._pack_bf16(w)
+
+        def run(rows):
+            return _core._linear_bf16(np.ascontiguousarray(rows), wp, N, K, b, 1)
+    else:
+        packed, scales, sums = _core._pack_int8(w)
+
+        def run(rows):
+            return _core._linear_int8(np.ascontiguousarray(rows), packed, scales, sums, N, K, b, 1)
+
+    with threads(2):
+        full, part = run(x), run(x[137:451])
+    with threads(1):
+        full1 = run(x)
+    np.testing.assert_array_equal(part, full[137:451])
+    np.testing.assert_array_equal(full1, full)

@@ -238,35 +238,39 @@ BF16_TARGET static void bf16_tile_avx512(float *c, vitc_int ldc, const uint32_t 
 }
 #endif
 
-// Work item: one weight panel of NR columns; for each K block, every row panel.
+// Work item: weight panels of NR columns; per row block (lowp_row_block), per K block, every
+// panel of the item against every row panel of the block.
 static void bf16_gemm_panels(void *vctx, vitc_int begin, vitc_int end, int thread_id) {
     (void)thread_id;
     const bf16_ctx *c = vctx;
     const vitc_int K2 = round_up(c->K, 2) / 2;
     const vitc_int row_panels = round_up(c->M, BF16_MR) / BF16_MR;
-    for (vitc_int p0 = 0; p0 == 0 || p0 < K2; p0 += BF16_KC) {
-        const vitc_int kc = min_int(BF16_KC, K2 - p0);
-        const int first = p0 == 0, last = p0 + BF16_KC >= K2;
-        for (vitc_int panel = begin; panel < end; panel++) {
-            if (vitc_stopping()) return;  // the caller discards the output
-            const vitc_int n0 = panel * NR, cols = min_int(NR, c->N - n0);
-            const uint32_t *b = c->w + n0 * K2 + p0 * NR;
-            const float *bias = c->b ? c->b + n0 : NULL;
-            for (vitc_int rp = 0; rp < row_panels; rp++) {
-                const vitc_int m0 = rp * BF16_MR, rows = min_int(BF16_MR, c->M - m0);
-                const uint32_t *a = c->a + rp * K2 * BF16_MR + p0 * BF16_MR;
-                float *out = c->out + m0 * c->ld_out + n0;
+    const vitc_int block_panels = lowp_row_block(c->M, BF16_MR) / BF16_MR;
+    for (vitc_int rp0 = 0; rp0 < row_panels; rp0 += block_panels)
+        for (vitc_int p0 = 0; p0 == 0 || p0 < K2; p0 += BF16_KC) {
+            const vitc_int kc = min_int(BF16_KC, K2 - p0);
+            const int first = p0 == 0, last = p0 + BF16_KC >= K2;
+            for (vitc_int panel = begin; panel < end; panel++) {
+                if (vitc_stopping()) return;  // the caller discards the output
+                const vitc_int n0 = panel * NR, cols = min_int(NR, c->N - n0);
+                const uint32_t *b = c->w + n0 * K2 + p0 * NR;
+                const float *bias = c->b ? c->b + n0 : NULL;
+                for (vitc_int rp = rp0; rp < min_int(rp0 + block_panels, row_panels); rp++) {
+                    const vitc_int m0 = rp * BF16_MR, rows = min_int(BF16_MR, c->M - m0);
+                    const uint32_t *a = c->a + rp * K2 * BF16_MR + p0 * BF16_MR;
+                    float *out = c->out + m0 * c->ld_out + n0;
 #if LOWP_HAVE_X86_CODE
-                if (c->simd) {
-                    bf16_tile_avx512(out, c->ld_out, a, b, kc, rows, cols, first, last, bias,
-                                     c->act);
-                    continue;
-                }
+                    if (c->simd) {
+                        bf16_tile_avx512(out, c->ld_out, a, b, kc, rows, cols, first, last, bias,
+                                         c->act);
+                        continue;
+                    }
 #endif
-                bf16_tile_scalar(out, c->ld_out, a, b, kc, rows, cols, first, last, bias, c->act);
+                    bf16_tile_scalar(out, c->ld_out, a, b, kc, rows, cols, first, last, bias,
+                                     c->act);
+                }
             }
         }
-    }
 }
 
 #if LOWP_HAVE_X86_CODE

@@ -382,36 +382,40 @@ VNNI_TARGET static void int8_store_block(float *c, vitc_int ldc, const int32_t *
 }
 #endif
 
+// Work item: weight panels of NR columns; per row block (lowp_row_block), per K block, every
+// panel of the item against every row panel of the block.
 static void int8_gemm_panels(void *vctx, vitc_int begin, vitc_int end, int thread_id) {
     (void)thread_id;
     const int8_ctx *c = vctx;
     const vitc_int K4 = round_up(c->K, 4) / 4;
     const vitc_int row_panels = round_up(c->M, INT8_MR) / INT8_MR;
-    for (vitc_int p0 = 0; p0 == 0 || p0 < K4; p0 += INT8_KC) {
-        const vitc_int kc = min_int(INT8_KC, K4 - p0);
-        const int first = p0 == 0, last = p0 + INT8_KC >= K4;
-        for (vitc_int panel = begin; panel < end; panel++) {
-            if (vitc_stopping()) return;  // the caller discards the output
-            const vitc_int n0 = panel * NR, cols = min_int(NR, c->N - n0);
-            const int8_t *b = c->w + n0 * K4 * 4 + p0 * NR * 4;
-            const float *bias = c->b ? c->b + n0 : NULL;
-            for (vitc_int rp = 0; rp < row_panels; rp++) {
-                const vitc_int m0 = rp * INT8_MR, rows = min_int(INT8_MR, c->M - m0);
-                const uint32_t *a = c->a + rp * K4 * INT8_MR + p0 * INT8_MR;
-                float *out = c->out + m0 * c->ld_out + n0;
-                const float *rs = c->row_scale + m0;
+    const vitc_int block_panels = lowp_row_block(c->M, INT8_MR) / INT8_MR;
+    for (vitc_int rp0 = 0; rp0 < row_panels; rp0 += block_panels)
+        for (vitc_int p0 = 0; p0 == 0 || p0 < K4; p0 += INT8_KC) {
+            const vitc_int kc = min_int(INT8_KC, K4 - p0);
+            const int first = p0 == 0, last = p0 + INT8_KC >= K4;
+            for (vitc_int panel = begin; panel < end; panel++) {
+                if (vitc_stopping()) return;  // the caller discards the output
+                const vitc_int n0 = panel * NR, cols = min_int(NR, c->N - n0);
+                const int8_t *b = c->w + n0 * K4 * 4 + p0 * NR * 4;
+                const float *bias = c->b ? c->b + n0 : NULL;
+                for (vitc_int rp = rp0; rp < min_int(rp0 + block_panels, row_panels); rp++) {
+                    const vitc_int m0 = rp * INT8_MR, rows = min_int(INT8_MR, c->M - m0);
+                    const uint32_t *a = c->a + rp * K4 * INT8_MR + p0 * INT8_MR;
+                    float *out = c->out + m0 * c->ld_out + n0;
+                    const float *rs = c->row_scale + m0;
 #if LOWP_HAVE_X86_CODE
-                if (c->simd) {
-                    int8_tile_vnni(out, c->ld_out, a, b, kc, rows, cols, first, last, rs,
-                                   c->col_scale + n0, c->col_sum + n0, bias, c->act);
-                    continue;
-                }
+                    if (c->simd) {
+                        int8_tile_vnni(out, c->ld_out, a, b, kc, rows, cols, first, last, rs,
+                                       c->col_scale + n0, c->col_sum + n0, bias, c->act);
+                        continue;
+                    }
 #endif
-                int8_tile_scalar(out, c->ld_out, a, b, kc, rows, cols, first, last, rs,
-                                 c->col_scale + n0, c->col_sum + n0, bias, c->act);
+                    int8_tile_scalar(out, c->ld_out, a, b, kc, rows, cols, first, last, rs,
+                                     c->col_scale + n0, c->col_sum + n0, bias, c->act);
+                }
             }
         }
-    }
 }
 
 #if LOWP_HAVE_X86_CODE
