@@ -116,7 +116,7 @@ static const struct {
     [VITC_OP_LAYERNORM] = {"layernorm", {{"portable", 0}}},
     [VITC_OP_GEMM_BF16] = {"bf16 GEMM",
                            {{"portable", 0},
-                            {NULL, 0},
+                            {"avx2", 0},
                             {"avx512_bf16", VITC_CPU_AVX512_BF16},
                             {"amx_bf16", VITC_CPU_AVX512_BF16 | VITC_CPU_AMX_BF16}}},
     [VITC_OP_GEMM_INT8] = {"int8 GEMM",

@@ -128,15 +128,17 @@ def data(rng, M, N, K, bias):
 
 def expected_lowp_kernels(flags: set[str], tier: str) -> dict[str, str]:
     """The reduced-precision code cpu.c's policy should pick at ``tier`` on a CPU with ``flags``."""
-    amx, avx512 = tier == "amx", tier in ("avx512", "amx")
+    amx, avx512, avx2 = tier == "amx", tier in ("avx512", "amx"), tier != "portable"
 
-    def pick(amx_code: str, avx512_code: str) -> str:
+    def pick(amx_code: str, avx512_code: str, avx2_code: str | None) -> str:
         if amx and amx_code in flags:
             return amx_code
-        return avx512_code if avx512 and avx512_code in flags else "portable"
+        if avx512 and avx512_code in flags:
+            return avx512_code
+        return avx2_code if avx2 and avx2_code else "portable"  # any tier above portable has AVX2
 
-    bf16, int8 = pick("amx_bf16", "avx512_bf16"), pick("amx_int8", "avx512_vnni")
-    attention = bf16 if bf16 != "portable" else "float32"  # AMX or vdpbf16ps, as the GEMM
+    bf16, int8 = pick("amx_bf16", "avx512_bf16", "avx2"), pick("amx_int8", "avx512_vnni", None)
+    attention = bf16 if bf16 not in ("portable", "avx2") else "float32"  # AMX or vdpbf16ps, as the GEMM
     return {"bf16 GEMM": bf16, "int8 GEMM": int8, "bf16/int8 attention": attention}
 
 
@@ -201,6 +203,23 @@ def test_bf16_simd_matches_fallback(rng, M, N, K, act):
         slow = _core._linear_bf16(x, wp, N, K, b, act)
     # Same products, fp32 sums; the fallback even follows vdpbf16ps's order (odd, then even).
     np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5 * np.sqrt(K))
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("M,N,K", [(1, 1, 1), (17, 100, 64), (100, 33, 1100), (1025, 64, 17), (13, 129, 513)])
+def test_bf16_avx2_equals_portable(rng, M, N, K, act):
+    """The AVX2 tier's FMA tiles add the same exact products in the same order (odd, then even, pair
+    after pair) as the portable tile: bit-identical outputs on normal data."""
+    if "avx2" not in TIERS:
+        pytest.skip("no AVX2 + FMA here")
+    x, w, b = data(rng, M, N, K, True)
+    wp = _core._pack_bf16(w)
+    with at_tier("avx2"):
+        assert _core.kernels()["bf16 GEMM"] == "avx2"
+        fast = _core._linear_bf16(x, wp, N, K, b, act)
+    with at_tier("portable"):
+        slow = _core._linear_bf16(x, wp, N, K, b, act)
+    np.testing.assert_array_equal(fast, slow)
 
 
 def test_bf16_nonfinite(rng, tier):
