@@ -121,7 +121,7 @@ static const struct {
                             {"amx_bf16", VITC_CPU_AVX512_BF16 | VITC_CPU_AMX_BF16}}},
     [VITC_OP_GEMM_INT8] = {"int8 GEMM",
                            {{"portable", 0},
-                            {NULL, 0},
+                            {"avx2", 0},
                             {"avx512_vnni", VITC_CPU_AVX512_VNNI},
                             {"amx_int8", VITC_CPU_AVX512_VNNI | VITC_CPU_AMX_INT8}}},
     // Without AVX-512 BF16 the reduced-precision models run the float32 attention.

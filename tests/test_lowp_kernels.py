@@ -137,7 +137,7 @@ def expected_lowp_kernels(flags: set[str], tier: str) -> dict[str, str]:
             return avx512_code
         return avx2_code if avx2 and avx2_code else "portable"  # any tier above portable has AVX2
 
-    bf16, int8 = pick("amx_bf16", "avx512_bf16", "avx2"), pick("amx_int8", "avx512_vnni", None)
+    bf16, int8 = pick("amx_bf16", "avx512_bf16", "avx2"), pick("amx_int8", "avx512_vnni", "avx2")
     attention = bf16 if bf16 not in ("portable", "avx2") else "float32"  # AMX or vdpbf16ps, as the GEMM
     return {"bf16 GEMM": bf16, "int8 GEMM": int8, "bf16/int8 attention": attention}
 
@@ -219,6 +219,23 @@ def test_bf16_avx2_equals_portable(rng, M, N, K, act):
         fast = _core._linear_bf16(x, wp, N, K, b, act)
     with at_tier("portable"):
         slow = _core._linear_bf16(x, wp, N, K, b, act)
+    np.testing.assert_array_equal(fast, slow)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("M,N,K", [(1, 1, 1), (17, 100, 64), (100, 33, 1100), (1025, 64, 17), (13, 129, 513)])
+def test_int8_avx2_equals_portable(rng, M, N, K, act):
+    """The AVX2 tier's vpmaddwd tiles: exact int32 sums, the same epilogue: bit-identical outputs."""
+    if "avx2" not in TIERS:
+        pytest.skip("no AVX2 + FMA here")
+    x, w, b = data(rng, M, N, K, True)
+    x[M // 2, K // 2] = np.nan if M > 2 else x[M // 2, K // 2]  # a NaN row: NaN scale, NaN outputs
+    packed, scales, sums = _core._pack_int8(w)
+    with at_tier("avx2"):
+        assert _core.kernels()["int8 GEMM"] == "avx2"
+        fast = _core._linear_int8(x, packed, scales, sums, N, K, b, act)
+    with at_tier("portable"):
+        slow = _core._linear_int8(x, packed, scales, sums, N, K, b, act)
     np.testing.assert_array_equal(fast, slow)
 
 

@@ -220,7 +220,9 @@ ATTN_AMX_TARGET static void attention_amx(float *out, const float *q, const floa
 void attention_forward_bf16(float *out, const float *q, const float *k, const float *v,
                             float scale, vitc_int S, vitc_int T, vitc_int D, vitc_int ld_out,
                             vitc_int ld_q, vitc_int ld_k, vitc_int ld_v, void *scratch) {
-    if (attention_bf16_emulated()) {
+    // The emulation also where the tier fell below AVX-512 after the caller's check (a test
+    // thread lowering it or ending the emulation meanwhile): never an instruction the CPU lacks.
+    if (attention_bf16_emulated() || vitc_op_tier(VITC_OP_ATTENTION_BF16) < VITC_TIER_AVX512) {
         attention_forward_bf16_emulated(out, q, k, v, scale, S, T, D, ld_out, ld_q, ld_k, ld_v,
                                         scratch);
         return;
