@@ -116,19 +116,19 @@ static const struct {
     [VITC_OP_LAYERNORM] = {"layernorm", {{"portable", 0}}},
     [VITC_OP_GEMM_BF16] = {"bf16 GEMM",
                            {{"portable", 0},
-                            {NULL, 0},
+                            {"avx2", 0},
                             {"avx512_bf16", VITC_CPU_AVX512_BF16},
                             {"amx_bf16", VITC_CPU_AVX512_BF16 | VITC_CPU_AMX_BF16}}},
     [VITC_OP_GEMM_INT8] = {"int8 GEMM",
                            {{"portable", 0},
-                            {NULL, 0},
+                            {"avx2", 0},
                             {"avx512_vnni", VITC_CPU_AVX512_VNNI},
                             {"amx_int8", VITC_CPU_AVX512_VNNI | VITC_CPU_AMX_INT8}}},
-    // Below AMX the reduced-precision models run the float32 attention.
+    // Without AVX-512 BF16 the reduced-precision models run the float32 attention.
     [VITC_OP_ATTENTION_BF16] = {"bf16/int8 attention",
                                 {{"float32", 0},
                                  {NULL, 0},
-                                 {NULL, 0},
+                                 {"avx512_bf16", VITC_CPU_AVX512_BF16},
                                  {"amx_bf16", VITC_CPU_AVX512_BF16 | VITC_CPU_AMX_BF16}}},
 };
 

@@ -52,8 +52,9 @@ int vitc_set_tier_override(vitc_tier tier);
 // ---------------------------------------------------------------------------------------------
 // Ops with more than one implementation. An op runs the code of the highest tier <= the active
 // tier at which it has code and the CPU has that code's extra features (AVX-512 BF16 for the bf16
-// GEMM, ...); an op without code at a tier runs the code of the tier below (today most ops have
-// no AVX2 code: at tier AVX2 they run their portable code). The table is in cpu.c.
+// GEMM, ...); an op without code at a tier runs the code of the tier below (today only the bf16
+// and int8 GEMMs have AVX2 code: at tier AVX2 other ops run their portable code). The table is in
+// cpu.c.
 typedef enum {
     VITC_OP_GEMM_F32,        // weight GEMMs of the float32 model and the linear/mlp ufuncs
     VITC_OP_ATTENTION_F32,   // one float32 attention head (attention.c)
@@ -61,7 +62,7 @@ typedef enum {
     VITC_OP_LAYERNORM,       // norm.c
     VITC_OP_GEMM_BF16,       // gemm_bf16.c
     VITC_OP_GEMM_INT8,       // gemm_int8.c
-    VITC_OP_ATTENTION_BF16,  // attention_amx.c (reduced-precision models); else float32 attention
+    VITC_OP_ATTENTION_BF16,  // attention_amx.c / _avx512.c (reduced-precision models); else float32
     VITC_OP_COUNT,
 } vitc_op;
 

@@ -214,7 +214,8 @@ PyObject *vitc_py_linear_int8(PyObject *self, PyObject *args) {
 // bf16 attention
 
 // _attention_bf16(q (S,D), k (T,D), v (T,D) float32, scale) -> out (S,D) float32.
-// RuntimeError where the AMX kernel cannot run (no AMX, or D not 32 or 64).
+// RuntimeError where no bf16 attention runs (no AMX nor AVX-512 BF16 and no emulation, or D not
+// 32 or 64).
 PyObject *vitc_py_attention_bf16(PyObject *self, PyObject *args) {
     (void)self;
     const char *fn = "_attention_bf16";
@@ -232,7 +233,8 @@ PyObject *vitc_py_attention_bf16(PyObject *self, PyObject *args) {
     }
     if (!attention_bf16_supported(D)) {
         PyErr_Format(PyExc_RuntimeError,
-                     "%s: the AMX bf16 attention does not run here (D=%zd; needs AMX and D 32 or 64)",
+                     "%s: the bf16 attention does not run here (D=%zd; needs AMX or AVX-512 BF16, "
+                     "and D 32 or 64)",
                      fn, D);
         return NULL;
     }
@@ -252,4 +254,16 @@ PyObject *vitc_py_attention_bf16(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     Py_DECREF(scratch);
     return (PyObject *)out;
+}
+
+// _set_attention_emulation(on: bool) -> None (kernels.h attention_bf16_set_emulation).
+PyObject *vitc_py_set_attention_emulation(PyObject *self, PyObject *on) {
+    (void)self;
+    if (!PyBool_Check(on)) {
+        PyErr_Format(PyExc_TypeError, "_set_attention_emulation: expected a bool, got %s",
+                     Py_TYPE(on)->tp_name);
+        return NULL;
+    }
+    attention_bf16_set_emulation(on == Py_True);
+    Py_RETURN_NONE;
 }

@@ -49,6 +49,7 @@ PyObject *vitc_py_linear_bf16(PyObject *self, PyObject *args);
 PyObject *vitc_py_pack_int8(PyObject *self, PyObject *w);
 PyObject *vitc_py_linear_int8(PyObject *self, PyObject *args);
 PyObject *vitc_py_attention_bf16(PyObject *self, PyObject *args);
+PyObject *vitc_py_set_attention_emulation(PyObject *self, PyObject *on);
 #define VITC_PY_LOWP_METHODS                                                                  \
     {"_pack_bf16", vitc_py_pack_bf16, METH_O,                                                  \
      "_pack_bf16(w) -> uint16 array\n\ninternal: pack float32 (N, K) weights for _linear_bf16."}, \
@@ -59,6 +60,11 @@ PyObject *vitc_py_attention_bf16(PyObject *self, PyObject *args);
     {"_linear_int8", vitc_py_linear_int8, METH_VARARGS,                                        \
      "_linear_int8(x, packed, scales, col_sums, N, K, b, act) -> out\n\ninternal: int8 linear."}, \
     {"_attention_bf16", vitc_py_attention_bf16, METH_VARARGS,                                   \
-     "_attention_bf16(q, k, v, scale) -> out\n\ninternal: the AMX bf16 attention kernel."},
+     "_attention_bf16(q, k, v, scale) -> out\n\ninternal: the bf16 attention kernel (AMX or "     \
+     "AVX-512 BF16, or their emulation)."},                                                     \
+    {"_set_attention_emulation", vitc_py_set_attention_emulation, METH_O,                      \
+     "_set_attention_emulation(on)\n\ninternal (tests): run the AVX-512 BF16 attention's "     \
+     "source on a portable emulation of its instructions, on any CPU, in the models and "      \
+     "_attention_bf16; False restores the tier's code."},
 
 #endif  // VITC_PY_H

@@ -6,14 +6,17 @@ int8: quantization emulated in float32 exactly as the kernel defines it, int32 s
 packed weights, scales, column sums and (without activation) outputs must match bit for bit.
 Every kernel tier the machine supports is run (the `tier` fixture: AMX tiles on this CI's Xeon,
 AVX-512 without AMX, AVX2 and portable, which run the portable code), with 1 and 2 threads. The bf16
-attention kernel (AMX) is checked against a float64 softmax of the same bf16-rounded inputs.
+attention kernels (AMX, AVX-512 BF16, and the latter's source on a portable emulation of its instructions,
+which runs on every CPU) are checked against a float64 softmax of the same bf16-rounded inputs.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
-from tiers import TIERS, at_tier
+from tiers import TIERS, at_tier, attention_emulation
 
 import vitc
 from vitc import _core
@@ -125,15 +128,17 @@ def data(rng, M, N, K, bias):
 
 def expected_lowp_kernels(flags: set[str], tier: str) -> dict[str, str]:
     """The reduced-precision code cpu.c's policy should pick at ``tier`` on a CPU with ``flags``."""
-    amx, avx512 = tier == "amx", tier in ("avx512", "amx")
+    amx, avx512, avx2 = tier == "amx", tier in ("avx512", "amx"), tier != "portable"
 
-    def pick(amx_code: str, avx512_code: str) -> str:
+    def pick(amx_code: str, avx512_code: str, avx2_code: str | None) -> str:
         if amx and amx_code in flags:
             return amx_code
-        return avx512_code if avx512 and avx512_code in flags else "portable"
+        if avx512 and avx512_code in flags:
+            return avx512_code
+        return avx2_code if avx2 and avx2_code else "portable"  # any tier above portable has AVX2
 
-    bf16, int8 = pick("amx_bf16", "avx512_bf16"), pick("amx_int8", "avx512_vnni")
-    attention = "amx_bf16" if bf16 == "amx_bf16" else "float32"
+    bf16, int8 = pick("amx_bf16", "avx512_bf16", "avx2"), pick("amx_int8", "avx512_vnni", "avx2")
+    attention = bf16 if bf16 not in ("portable", "avx2") else "float32"  # AMX or vdpbf16ps, as the GEMM
     return {"bf16 GEMM": bf16, "int8 GEMM": int8, "bf16/int8 attention": attention}
 
 
@@ -198,6 +203,40 @@ def test_bf16_simd_matches_fallback(rng, M, N, K, act):
         slow = _core._linear_bf16(x, wp, N, K, b, act)
     # Same products, fp32 sums; the fallback even follows vdpbf16ps's order (odd, then even).
     np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5 * np.sqrt(K))
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("M,N,K", [(1, 1, 1), (17, 100, 64), (100, 33, 1100), (1025, 64, 17), (13, 129, 513)])
+def test_bf16_avx2_equals_portable(rng, M, N, K, act):
+    """The AVX2 tier's FMA tiles add the same exact products in the same order (odd, then even, pair
+    after pair) as the portable tile: bit-identical outputs on normal data."""
+    if "avx2" not in TIERS:
+        pytest.skip("no AVX2 + FMA here")
+    x, w, b = data(rng, M, N, K, True)
+    wp = _core._pack_bf16(w)
+    with at_tier("avx2"):
+        assert _core.kernels()["bf16 GEMM"] == "avx2"
+        fast = _core._linear_bf16(x, wp, N, K, b, act)
+    with at_tier("portable"):
+        slow = _core._linear_bf16(x, wp, N, K, b, act)
+    np.testing.assert_array_equal(fast, slow)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("M,N,K", [(1, 1, 1), (17, 100, 64), (100, 33, 1100), (1025, 64, 17), (13, 129, 513)])
+def test_int8_avx2_equals_portable(rng, M, N, K, act):
+    """The AVX2 tier's vpmaddwd tiles: exact int32 sums, the same epilogue: bit-identical outputs."""
+    if "avx2" not in TIERS:
+        pytest.skip("no AVX2 + FMA here")
+    x, w, b = data(rng, M, N, K, True)
+    x[M // 2, K // 2] = np.nan if M > 2 else x[M // 2, K // 2]  # a NaN row: NaN scale, NaN outputs
+    packed, scales, sums = _core._pack_int8(w)
+    with at_tier("avx2"):
+        assert _core.kernels()["int8 GEMM"] == "avx2"
+        fast = _core._linear_int8(x, packed, scales, sums, N, K, b, act)
+    with at_tier("portable"):
+        slow = _core._linear_int8(x, packed, scales, sums, N, K, b, act)
+    np.testing.assert_array_equal(fast, slow)
 
 
 def test_bf16_nonfinite(rng, tier):
@@ -347,7 +386,7 @@ def test_argument_checks(rng):
 
 
 # ---------------------------------------------------------------------------------------------
-# bf16 attention (AMX)
+# bf16 attention (AMX, AVX-512 BF16 and its emulation)
 
 
 def attention_bf16_ref(q, k, v, scale):
@@ -366,20 +405,22 @@ def attention_f64(q, k, v, scale):
     return e @ v.astype(np.float64) / e.sum(axis=1, keepdims=True)
 
 
-AMX_BF16 = _core.kernels()["bf16/int8 attention"] == "amx_bf16"  # at the best tier allowed here
+# at the best tier allowed here: AMX tiles or vdpbf16ps (AVX-512 BF16); float32 elsewhere
+BF16_ATTENTION = _core.kernels()["bf16/int8 attention"] != "float32"
+ATTENTION_SHAPES = [(1, 1, 64), (5, 7, 32), (33, 70, 64), (1025, 1025, 64), (64, 31, 32), (25, 197, 64)]
 
 
-@pytest.mark.parametrize("S,T,D", [(1, 1, 64), (5, 7, 32), (33, 70, 64), (1025, 1025, 64), (64, 31, 32)])
-def test_attention_bf16(rng, S, T, D):
-    q = rng.standard_normal((S, D), dtype=np.float32) * 2
-    k = rng.standard_normal((T, D), dtype=np.float32)
-    v = rng.standard_normal((T, D), dtype=np.float32)
-    scale = 1 / np.sqrt(D)
-    if not AMX_BF16:  # a CPU without AMX: the hook refuses, the model keeps fp32 attention
-        with pytest.raises(RuntimeError, match="does not run here"):
-            _core._attention_bf16(q, k, v, scale)
-        return
-    out = _core._attention_bf16(q, k, v, scale)
+@contextlib.contextmanager
+def attention_code(code: str):
+    """The bf16 attention of this machine ("hardware") or the AVX-512 BF16 source on its emulation."""
+    if code == "emulated":
+        with attention_emulation():
+            yield
+    else:
+        yield
+
+
+def check_attention_bf16(out, q, k, v, scale):
     # bf16 rounding of a numerator can flip where the kernel's fp32 score differs from float64 in the
     # last bit: a few elements move by ~1e-4
     np.testing.assert_allclose(out, attention_bf16_ref(q, k, v, scale), rtol=1e-3, atol=1e-3)
@@ -387,15 +428,84 @@ def test_attention_bf16(rng, S, T, D):
     assert np.linalg.norm(out - exact) / np.linalg.norm(exact) < 1e-2
 
 
-def test_attention_bf16_nan_and_shapes(rng):
+@pytest.mark.parametrize("code", ["hardware", "emulated"])
+@pytest.mark.parametrize("S,T,D", ATTENTION_SHAPES)
+def test_attention_bf16(rng, tier, code, S, T, D):
+    q = rng.standard_normal((S, D), dtype=np.float32) * 2
+    k = rng.standard_normal((T, D), dtype=np.float32)
+    v = rng.standard_normal((T, D), dtype=np.float32)
+    scale = 1 / np.sqrt(D)
+    with attention_code(code):
+        runs = code == "emulated" or _core.kernels()["bf16/int8 attention"] != "float32"
+        if not runs:  # no AMX nor AVX-512 BF16 at this tier: the hook refuses, models keep fp32
+            with pytest.raises(RuntimeError, match="does not run here"):
+                _core._attention_bf16(q, k, v, scale)
+            return
+        out = _core._attention_bf16(q, k, v, scale)
+    check_attention_bf16(out, q, k, v, scale)
+
+
+def test_attention_bf16_emulation_matches_hardware(rng):
+    """Where the CPU runs a bf16 attention, its emulated AVX-512 BF16 twin gives the same values up
+    to the softmax's bf16 rounding flips (the AMX tiles may sum the pairs in another order)."""
+    q = rng.standard_normal((70, 64), dtype=np.float32) * 2
+    k, v = rng.standard_normal((2, 197, 64), dtype=np.float32)
+    for tier in TIERS:
+        with at_tier(tier):
+            if _core.kernels()["bf16/int8 attention"] == "float32":
+                continue
+            hardware = _core._attention_bf16(q, k, v, 0.125)
+            with attention_emulation():
+                emulated = _core._attention_bf16(q, k, v, 0.125)
+            np.testing.assert_allclose(hardware, emulated, rtol=0, atol=1e-3)
+            assert np.abs(hardware - emulated).mean() < 1e-5
+
+
+def test_attention_bf16_no_worse_than_amx_bar(rng):
+    """The emulated AVX-512 BF16 kernel's error vs float64 is that of bf16 inputs: on ViT-B-like
+    heads (T 197, D 64) within the bar the AMX kernel's test sets, and close to the error of the same
+    arithmetic done in float64 on the bf16-rounded inputs (attention_bf16_ref)."""
+    for _ in range(4):
+        q = rng.standard_normal((197, 64), dtype=np.float32) * 3
+        k, v = rng.standard_normal((2, 197, 64), dtype=np.float32)
+        with attention_emulation():
+            out = _core._attention_bf16(q, k, v, 0.125)
+        exact = attention_f64(q, k, v, 0.125)
+        err = np.linalg.norm(out - exact) / np.linalg.norm(exact)
+        ref_err = np.linalg.norm(attention_bf16_ref(q, k, v, 0.125) - exact) / np.linalg.norm(exact)
+        assert err < 1e-2 and err < 1.05 * ref_err + 1e-6
+
+
+@pytest.mark.parametrize("code", ["hardware", "emulated"])
+def test_attention_bf16_nan_and_shapes(rng, code):
     q = rng.standard_normal((20, 64), dtype=np.float32)
     kv = rng.standard_normal((40, 64), dtype=np.float32)
-    with pytest.raises(ValueError, match=r"expected q \(S, D\)"):
-        _core._attention_bf16(q, kv[:, :32].copy(), kv, 0.125)
-    with pytest.raises(RuntimeError, match="D=48"):
-        _core._attention_bf16(q[:, :48].copy(), kv[:, :48].copy(), kv[:, :48].copy(), 0.125)
-    if not AMX_BF16:
-        return
-    q[3, 5] = np.nan
-    out = _core._attention_bf16(q, kv, kv, 0.125)
+    with attention_code(code):
+        with pytest.raises(ValueError, match=r"expected q \(S, D\)"):
+            _core._attention_bf16(q, kv[:, :32].copy(), kv, 0.125)
+        with pytest.raises(RuntimeError, match="D=48"):
+            _core._attention_bf16(q[:, :48].copy(), kv[:, :48].copy(), kv[:, :48].copy(), 0.125)
+        if code == "hardware" and not BF16_ATTENTION:
+            return
+        q[3, 5] = np.nan
+        out = _core._attention_bf16(q, kv, kv, 0.125)
     assert np.isnan(out[3]).all() and np.isfinite(np.delete(out, 3, axis=0)).all()
+
+
+def test_attention_bf16_denormals_and_ranges(rng):
+    """bf16 rounding flushes denormal inputs to zero (vcvtne2ps2bf16, vdpbf16ps DAZ); huge scores
+    (exp underflow of every other key) and a constant row are exact."""
+    q = rng.standard_normal((9, 32), dtype=np.float32)
+    k = rng.standard_normal((11, 32), dtype=np.float32)
+    v = rng.standard_normal((11, 32), dtype=np.float32)
+    q[0] = 1e-40  # denormal: a zero query, uniform probabilities
+    q[1] = 0.0
+    k[2] *= 1e4  # one dominating key for most rows
+    v[:, 0] = 1e-39  # denormal values read as zero
+    with attention_emulation():
+        out = _core._attention_bf16(q, k, v, 1.0)
+    uniform = bf16_round(v).astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(out[0], uniform, rtol=1e-2, atol=1e-3)
+    np.testing.assert_array_equal(out[0], out[1])
+    assert (out[:, 0] == 0).all()
+    check_attention_bf16(out, q, k, v, 1.0)

@@ -1,6 +1,7 @@
 // attention_amx.c: one attention head in bf16 on AMX tiles, for the reduced-precision
-// models: q k^T and p v as tdpbf16ps products (bf16 inputs, fp32 sums), softmax in fp32.
-// Not the fp32 attention (attention.c) and not the dispatch (vit_forward.c decides);
+// models: q k^T and p v as tdpbf16ps products (bf16 inputs, fp32 sums), softmax in fp32; and the
+// entry points of the bf16 attention, which pick AMX or the AVX-512 BF16 code (attention_avx512.c).
+// Not the fp32 attention (attention.c) and not the model's choice (vit_forward.c decides);
 // pure C, no Python, no allocation: the scratch comes from the caller.
 //
 // Per head, with Tp = T rounded up to 32 keys:
@@ -25,7 +26,8 @@ enum { QB = 32 };  // query rows per block (two A tiles), keys padded to a multi
 static vitc_int round_up(vitc_int x, vitc_int m) { return (x + m - 1) / m * m; }
 
 int attention_bf16_supported(vitc_int D) {
-    return D > 0 && D % 32 == 0 && D <= 64 && vitc_op_tier(VITC_OP_ATTENTION_BF16) == VITC_TIER_AMX;
+    return D > 0 && D % 32 == 0 && D <= 64 &&
+           (vitc_op_tier(VITC_OP_ATTENTION_BF16) >= VITC_TIER_AVX512 || attention_bf16_emulated());
 }
 
 // Byte offsets of the scratch parts; each part 64-byte aligned.
@@ -51,7 +53,11 @@ static attn_amx_plan plan(vitc_int T, vitc_int D) {
     return p;
 }
 
-vitc_int attention_bf16_scratch_bytes(vitc_int T, vitc_int D) { return plan(T, D).total; }
+// Enough for either code: the tier may change between a plan and the forward that follows it.
+vitc_int attention_bf16_scratch_bytes(vitc_int T, vitc_int D) {
+    const vitc_int amx = plan(T, D).total, avx512 = attention_avx512_scratch_bytes(T, D);
+    return amx > avx512 ? amx : avx512;
+}
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -209,14 +215,24 @@ ATTN_AMX_TARGET static void attention_amx(float *out, const float *q, const floa
 }
 #endif
 
-// Callers check attention_bf16_supported(D) first; T >= 1.
+// Callers check attention_bf16_supported(D) first; T >= 1. The emulation (a test hook) first,
+// then the code of the op's tier: AMX tiles, or vdpbf16ps at the AVX-512 tier.
 void attention_forward_bf16(float *out, const float *q, const float *k, const float *v,
                             float scale, vitc_int S, vitc_int T, vitc_int D, vitc_int ld_out,
                             vitc_int ld_q, vitc_int ld_k, vitc_int ld_v, void *scratch) {
+    // The emulation also where the tier fell below AVX-512 after the caller's check (a test
+    // thread lowering it or ending the emulation meanwhile): never an instruction the CPU lacks.
+    if (attention_bf16_emulated() || vitc_op_tier(VITC_OP_ATTENTION_BF16) < VITC_TIER_AVX512) {
+        attention_forward_bf16_emulated(out, q, k, v, scale, S, T, D, ld_out, ld_q, ld_k, ld_v,
+                                        scratch);
+        return;
+    }
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (S > 0 && T > 0) attention_amx(out, q, k, v, scale, S, T, D, ld_out, ld_q, ld_k, ld_v, scratch);
-#else
-    (void)out, (void)q, (void)k, (void)v, (void)scale, (void)S, (void)T, (void)D, (void)ld_out;
-    (void)ld_q, (void)ld_k, (void)ld_v, (void)scratch;
+    if (vitc_op_tier(VITC_OP_ATTENTION_BF16) == VITC_TIER_AMX) {
+        if (S > 0 && T > 0)
+            attention_amx(out, q, k, v, scale, S, T, D, ld_out, ld_q, ld_k, ld_v, scratch);
+        return;
+    }
 #endif
+    attention_forward_bf16_avx512(out, q, k, v, scale, S, T, D, ld_out, ld_q, ld_k, ld_v, scratch);
 }

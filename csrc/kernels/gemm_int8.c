@@ -8,7 +8,7 @@
 
 #include "gemm_lowp.h"
 
-// The code the tier policy (cpu.h) picks: AMX tiles, AVX-512 VNNI or portable.
+// The code the tier policy (cpu.h) picks: AMX tiles, AVX-512 VNNI, AVX2 vpmaddwd or portable.
 static vitc_tier int8_tier(void) {
     return LOWP_HAVE_X86_CODE ? vitc_op_tier(VITC_OP_GEMM_INT8) : VITC_TIER_PORTABLE;
 }
@@ -65,7 +65,8 @@ static float abs_max(const float *x, vitc_int n) {
 vitc_int linear_int8_scratch_len(vitc_int M, vitc_int K) {
     const vitc_int panels = round_up(M, INT8_MR) * round_up(K, 4);
     const vitc_int rows = round_up(M, AMX_MR) * amx_row_bytes(round_up(K, 4), 1);
-    return round_up(M, 16) * (vitc_int)sizeof(float) + max_int(panels, rows);
+    // The AVX2 tier's panels hold two int16 pairs (8 bytes) per quad: twice the u8 panels.
+    return round_up(M, 16) * (vitc_int)sizeof(float) + max_int(2 * panels, rows);
 }
 
 typedef struct {
@@ -78,8 +79,9 @@ typedef struct {
     vitc_act act;
     vitc_int M, N, K, ld_out, ld_inp;
     float *row_scale;
-    uint32_t *a;  // u8 quads
-    int simd;
+    uint32_t *a;   // u8 quads (AVX2 tier: two dwords of int16 pairs per quad)
+    int simd;      // AVX-512 VNNI tiles
+    int avx2;      // AVX2 vpmaddwd tiles
     vitc_int lda;  // AMX path: a holds plain rows, lda quads apart
 } int8_ctx;
 
@@ -382,36 +384,159 @@ VNNI_TARGET static void int8_store_block(float *c, vitc_int ldc, const int32_t *
 }
 #endif
 
+#if LOWP_HAVE_X86_CODE
+// ---------------------------------------------------------------------------------------------
+// AVX2 tier: vpmaddwd on int16. A quad of u8 activations (a0..a3, q + 128) is stored as two int16
+// pairs, E = (a0, a2) and O = (a1, a3); a weight quad (b0..b3) becomes (b0, b2) and (b1, b3) by
+// shifts of its 16-bit halves, so two vpmaddwd give a0 b0 + a2 b2 and a1 b1 + a3 b3. Int32 sums
+// are exact (|sum| <= 255 * 127 * K), so the outputs are bit-identical to the other tiers.
+#define INT8_AVX2_TARGET __attribute__((target("avx2,fma")))
+enum { INT8_AVX2_MR = 4, INT8_AVX2_NR = 16 };  // 4 x 16 micro-tile: 8 accumulators
+
+// Rows of panels [begin, end) -> (K4 quads, INT8_MR rows, E then O) dwords and the row scales:
+// each row quantized as the other tiers do (int8_pack_row), its quads then spread in place.
+static void int8_pack_rows_avx2(void *vctx, vitc_int begin, vitc_int end, int thread_id) {
+    (void)thread_id;
+    const int8_ctx *c = vctx;
+    const vitc_int K4 = round_up(c->K, 4) / 4;
+    for (vitc_int panel = begin; panel < end; panel++)
+        for (vitc_int i = 0; i < INT8_MR; i++) {
+            uint32_t *dst = c->a + panel * K4 * INT8_MR * 2 + 2 * i;
+            int8_pack_row(c, panel * INT8_MR + i, dst, INT8_MR * 2);
+            for (vitc_int p = 0; p < K4; p++) {
+                const uint32_t q = dst[p * INT8_MR * 2];
+                dst[p * INT8_MR * 2] = (q & 0xffu) | ((q >> 16) & 0xffu) << 16;
+                dst[p * INT8_MR * 2 + 1] = ((q >> 8) & 0xffu) | (q >> 24) << 16;
+            }
+        }
+}
+
+// Lanes < n of 8 set (n may be <= 0 or >= 8).
+INT8_AVX2_TARGET static inline __m256i int8_lanes_below(vitc_int n) {
+    const int k = n < 0 ? 0 : n > 8 ? 8 : (int)n;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// c (rows <= 4, cols <= 16) [+]= a (kc quads of 4 rows, E/O dwords, quad step 2 INT8_MR) .
+// b (kc quads of 16 columns, quad step NR * 4 bytes); first / last and the epilogue as
+// int8_tile_scalar (same arithmetic: no fused multiply-add).
+INT8_AVX2_TARGET static void int8_tile_avx2(float *c, vitc_int ldc, const uint32_t *a,
+                                            const int8_t *b, vitc_int kc, vitc_int rows,
+                                            vitc_int cols, int first, int last, const float *rs,
+                                            const float *cs, const int32_t *csum, const float *bias,
+                                            vitc_act act) {
+    const __m256i m0 = int8_lanes_below(cols), m1 = int8_lanes_below(cols - 8);
+    __m256i acc[INT8_AVX2_MR][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < INT8_AVX2_MR; i++) {
+        if (first || i >= rows) {
+            acc[i][0] = _mm256_setzero_si256();
+            acc[i][1] = _mm256_setzero_si256();
+        } else {  // partial sums of the previous K blocks, int32 bits
+            acc[i][0] = _mm256_castps_si256(_mm256_maskload_ps(c + i * ldc, m0));
+            acc[i][1] = _mm256_castps_si256(_mm256_maskload_ps(c + i * ldc + 8, m1));
+        }
+    }
+    for (vitc_int p = 0; p < kc; p++) {
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)(b + p * NR * 4));
+        const __m256i w1 = _mm256_loadu_si256((const __m256i *)(b + p * NR * 4 + 32));
+        // 16-bit halves (b0 | b1 << 8, b2 | b3 << 8) -> (b0, b2) and (b1, b3), sign-extended
+        const __m256i e0 = _mm256_srai_epi16(_mm256_slli_epi16(w0, 8), 8);
+        const __m256i e1 = _mm256_srai_epi16(_mm256_slli_epi16(w1, 8), 8);
+        const __m256i o0 = _mm256_srai_epi16(w0, 8), o1 = _mm256_srai_epi16(w1, 8);
+        const uint32_t *ap = a + p * INT8_MR * 2;
+#pragma GCC unroll 4
+        for (int i = 0; i < INT8_AVX2_MR; i++) {
+            const __m256i ae = _mm256_set1_epi32((int)ap[2 * i]);
+            const __m256i ao = _mm256_set1_epi32((int)ap[2 * i + 1]);
+            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(ae, e0));
+            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(ae, e1));
+            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(ao, o0));
+            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(ao, o1));
+        }
+    }
+    if (!last) {
+        for (int i = 0; i < INT8_AVX2_MR && i < rows; i++) {
+            _mm256_maskstore_ps(c + i * ldc, m0, _mm256_castsi256_ps(acc[i][0]));
+            _mm256_maskstore_ps(c + i * ldc + 8, m1, _mm256_castsi256_ps(acc[i][1]));
+        }
+        return;
+    }
+    // (float)(acc - 128 col_sum) * (row_scale * col_scale) [+ bias]
+    const __m256i zp = _mm256_set1_epi32(INT8_ZERO_POINT);
+    const __m256i corr0 = _mm256_mullo_epi32(_mm256_maskload_epi32(csum, m0), zp);
+    const __m256i corr1 = _mm256_mullo_epi32(_mm256_maskload_epi32(csum + 8, m1), zp);
+    const __m256 cs0 = _mm256_maskload_ps(cs, m0), cs1 = _mm256_maskload_ps(cs + 8, m1);
+    const __m256 bias0 = bias ? _mm256_maskload_ps(bias, m0) : _mm256_setzero_ps();
+    const __m256 bias1 = bias ? _mm256_maskload_ps(bias + 8, m1) : _mm256_setzero_ps();
+    for (int i = 0; i < INT8_AVX2_MR && i < rows; i++) {
+        const __m256 r = _mm256_set1_ps(rs[i]);
+        __m256 y0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][0], corr0)),
+                                  _mm256_mul_ps(r, cs0));
+        __m256 y1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][1], corr1)),
+                                  _mm256_mul_ps(r, cs1));
+        if (bias) {
+            y0 = _mm256_add_ps(y0, bias0);
+            y1 = _mm256_add_ps(y1, bias1);
+        }
+        _mm256_maskstore_ps(c + i * ldc, m0, y0);
+        _mm256_maskstore_ps(c + i * ldc + 8, m1, y1);
+    }
+    apply_act_rows(c, ldc, act, rows, cols);
+}
+
+// One (INT8_MR x NR) block as 4 x 16 AVX2 micro-tiles; a at the row panel's quad p0.
+static void int8_block_avx2(float *c, vitc_int ldc, const uint32_t *a, const int8_t *b, vitc_int kc,
+                            vitc_int rows, vitc_int cols, int first, int last, const float *rs,
+                            const float *cs, const int32_t *csum, const float *bias, vitc_act act) {
+    for (vitc_int i0 = 0; i0 < rows; i0 += INT8_AVX2_MR)
+        for (vitc_int j0 = 0; j0 < cols; j0 += INT8_AVX2_NR)
+            int8_tile_avx2(c + i0 * ldc + j0, ldc, a + 2 * i0, b + j0 * 4, kc,
+                           min_int(INT8_AVX2_MR, rows - i0), min_int(INT8_AVX2_NR, cols - j0),
+                           first, last, rs + i0, cs + j0, csum + j0, bias ? bias + j0 : NULL, act);
+}
+#endif
+
+// Work item: weight panels of NR columns; per row block (lowp_row_block), per K block, every
+// panel of the item against every row panel of the block.
 static void int8_gemm_panels(void *vctx, vitc_int begin, vitc_int end, int thread_id) {
     (void)thread_id;
     const int8_ctx *c = vctx;
     const vitc_int K4 = round_up(c->K, 4) / 4;
     const vitc_int row_panels = round_up(c->M, INT8_MR) / INT8_MR;
-    for (vitc_int p0 = 0; p0 == 0 || p0 < K4; p0 += INT8_KC) {
-        const vitc_int kc = min_int(INT8_KC, K4 - p0);
-        const int first = p0 == 0, last = p0 + INT8_KC >= K4;
-        for (vitc_int panel = begin; panel < end; panel++) {
-            if (vitc_stopping()) return;  // the caller discards the output
-            const vitc_int n0 = panel * NR, cols = min_int(NR, c->N - n0);
-            const int8_t *b = c->w + n0 * K4 * 4 + p0 * NR * 4;
-            const float *bias = c->b ? c->b + n0 : NULL;
-            for (vitc_int rp = 0; rp < row_panels; rp++) {
-                const vitc_int m0 = rp * INT8_MR, rows = min_int(INT8_MR, c->M - m0);
-                const uint32_t *a = c->a + rp * K4 * INT8_MR + p0 * INT8_MR;
-                float *out = c->out + m0 * c->ld_out + n0;
-                const float *rs = c->row_scale + m0;
+    const vitc_int block_panels = lowp_row_block(c->M, INT8_MR) / INT8_MR;
+    for (vitc_int rp0 = 0; rp0 < row_panels; rp0 += block_panels)
+        for (vitc_int p0 = 0; p0 == 0 || p0 < K4; p0 += INT8_KC) {
+            const vitc_int kc = min_int(INT8_KC, K4 - p0);
+            const int first = p0 == 0, last = p0 + INT8_KC >= K4;
+            for (vitc_int panel = begin; panel < end; panel++) {
+                if (vitc_stopping()) return;  // the caller discards the output
+                const vitc_int n0 = panel * NR, cols = min_int(NR, c->N - n0);
+                const int8_t *b = c->w + n0 * K4 * 4 + p0 * NR * 4;
+                const float *bias = c->b ? c->b + n0 : NULL;
+                for (vitc_int rp = rp0; rp < min_int(rp0 + block_panels, row_panels); rp++) {
+                    const vitc_int m0 = rp * INT8_MR, rows = min_int(INT8_MR, c->M - m0);
+                    const uint32_t *a = c->a + rp * K4 * INT8_MR + p0 * INT8_MR;
+                    float *out = c->out + m0 * c->ld_out + n0;
+                    const float *rs = c->row_scale + m0;
 #if LOWP_HAVE_X86_CODE
-                if (c->simd) {
-                    int8_tile_vnni(out, c->ld_out, a, b, kc, rows, cols, first, last, rs,
-                                   c->col_scale + n0, c->col_sum + n0, bias, c->act);
-                    continue;
-                }
+                    if (c->simd) {
+                        int8_tile_vnni(out, c->ld_out, a, b, kc, rows, cols, first, last, rs,
+                                       c->col_scale + n0, c->col_sum + n0, bias, c->act);
+                        continue;
+                    }
+                    if (c->avx2) {
+                        const uint32_t *a16 = c->a + (rp * K4 + p0) * INT8_MR * 2;
+                        int8_block_avx2(out, c->ld_out, a16, b, kc, rows, cols, first, last, rs,
+                                        c->col_scale + n0, c->col_sum + n0, bias, c->act);
+                        continue;
+                    }
 #endif
-                int8_tile_scalar(out, c->ld_out, a, b, kc, rows, cols, first, last, rs,
-                                 c->col_scale + n0, c->col_sum + n0, bias, c->act);
+                    int8_tile_scalar(out, c->ld_out, a, b, kc, rows, cols, first, last, rs,
+                                     c->col_scale + n0, c->col_sum + n0, bias, c->act);
+                }
             }
         }
-    }
 }
 
 #if LOWP_HAVE_X86_CODE
@@ -446,10 +571,16 @@ void linear_int8_forward(float *out, const float *inp, const int8_t *w_packed, c
                   (float *)scratch,
                   (uint32_t *)(scratch + round_up(M, 16) * sizeof(float)),
                   tier >= VITC_TIER_AVX512,
+                  tier == VITC_TIER_AVX2,
                   0};
     const int threads = vitc_get_num_threads();
     const vitc_int panels = round_up(N, NR) / NR;
 #if LOWP_HAVE_X86_CODE
+    if (c.avx2) {
+        vitc_parallel_for(round_up(M, INT8_MR) / INT8_MR, threads, int8_pack_rows_avx2, &c);
+        vitc_parallel_for(panels, threads, int8_gemm_panels, &c);
+        return;
+    }
     if (K % 64 == 0 && tier == VITC_TIER_AMX) {
         c.lda = amx_row_bytes(K, 1) / 4;
         vitc_parallel_for(round_up(M, AMX_MR), threads, int8_pack_rows_amx, &c);

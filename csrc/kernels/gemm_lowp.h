@@ -41,6 +41,7 @@ enum {
     AMX_MR = 32,                // activation rows per AMX block (two A tiles)
     AMX_PAD = 64,               // bytes added to an AMX activation row
     AMX_L2_BLOCK = 512 * 1024,  // bytes of weight panels an AMX column group keeps in L2
+    LOWP_MC = 256,              // most activation rows per cache block (256 KiB of one K block)
 };
 
 static inline vitc_int round_up(vitc_int x, vitc_int m) {
@@ -51,6 +52,16 @@ static inline vitc_int min_int(vitc_int a, vitc_int b) {
 }
 static inline vitc_int max_int(vitc_int a, vitc_int b) {
     return a > b ? a : b;
+}
+
+// Rows of the activation cache blocks of the panel drivers (a multiple of mr): M split into equal
+// blocks of at most LOWP_MC rows, so one K block of them (1 KiB a row) stays in L2 while every
+// weight panel of a work item passes over it. Without it a batch streamed all of its M rows from
+// memory once per weight panel, and the per-image time rose with the batch. The blocks change
+// which rows meet which panel when, never the order of any output's sum (K blocks in order).
+static inline vitc_int lowp_row_block(vitc_int M, vitc_int mr) {
+    const vitc_int blocks = (M + LOWP_MC - 1) / LOWP_MC;
+    return round_up((M + blocks - 1) / max_int(blocks, 1), mr);
 }
 
 // Activation rows of the AMX layout, in bytes (elem: 2 for bf16, 1 for u8).

@@ -67,10 +67,14 @@ void linear_forward_f64(double *out, const double *inp, const double *w, const d
 // scratch: attention_scratch_len(S, T, D, E) elements. probs (S,T), if not NULL, receives the
 // attention probabilities (HF `output_attentions`), row stride ld_probs.
 vitc_int attention_scratch_len(vitc_int S, vitc_int T, vitc_int D, vitc_int E);
-// bf16 variant for the reduced-precision models (attention_amx.c): q k^T and p v on AMX
-// tiles with bf16 inputs (q pre-scaled), fp32 sums and softmax; no probs output. Only where
-// attention_bf16_supported(D) (AMX usable, D = 32 or 64); scratch attention_bf16_scratch_bytes.
+// bf16 variant for the reduced-precision models: q k^T and p v with bf16 inputs (q pre-scaled),
+// fp32 sums and softmax; no probs output. AMX tiles (attention_amx.c) or vdpbf16ps on AVX-512
+// BF16 (attention_avx512.c), as the tier policy says. Only where attention_bf16_supported(D)
+// (one of those runs, D = 32 or 64); scratch attention_bf16_scratch_bytes (either code).
 int attention_bf16_supported(vitc_int D);
+// Test hook: nonzero runs the AVX-512 BF16 kernel's source on a portable emulation of its
+// instructions instead of any hardware code, on every CPU (attention_bf16_supported follows).
+void attention_bf16_set_emulation(int on);
 vitc_int attention_bf16_scratch_bytes(vitc_int T, vitc_int D);
 void attention_forward_bf16(float *out, const float *q, const float *k, const float *v,
                             float scale, vitc_int S, vitc_int T, vitc_int D, vitc_int ld_out,
@@ -100,8 +104,9 @@ void mlp_forward_f64(double *out, const double *inp, const double *w1, const dou
 // of the microkernels; activations are converted per call into caller-provided scratch;
 // accumulation, bias and activation stay fp32 (int32 for the int8 dot products).
 // out (M,N) = act(inp (M,K) . w (N,K)^T + b (N)), row strides ld_out, ld_inp (elements).
-// Run-time dispatch (cpu.h tiers): AMX or AVX-512 BF16 / VNNI microkernels, or a portable
-// scalar path with the same packed layouts (same values, see below).
+// Run-time dispatch (cpu.h tiers): AMX or AVX-512 BF16 / VNNI microkernels, AVX2 (FMA on bf16
+// widened to fp32, vpmaddwd for int8), or a portable scalar path with the same packed weight
+// layouts (same values, see below; AVX2 and portable agree bit for bit in both precisions).
 #include <stdint.h>
 
 // bf16: w and inp are rounded to bf16 (nearest even; NaN stays NaN; float denormals become
@@ -138,8 +143,9 @@ void linear_int8_forward(float *out, const float *inp, const int8_t *w_packed, c
                          vitc_int N, vitc_int K, vitc_int ld_out, vitc_int ld_inp,
                          uint8_t *scratch);
 
-// Which code runs (AMX tiles, AVX-512 BF16 / VNNI, portable) is the tier policy's choice (cpu.h:
-// vitc_op_tier); AMX also needs K a multiple of 32 for bf16, 64 for int8 (other K run AVX-512).
+// Which code runs (AMX tiles, AVX-512 BF16 / VNNI, AVX2, portable) is the tier policy's choice
+// (cpu.h: vitc_op_tier); AMX also needs K a multiple of 32 for bf16, 64 for int8 (other K run
+// AVX-512).
 // ---------------------------------------------------------------------------------------------
 
 #endif  // VITC_KERNELS_H
