@@ -1,13 +1,16 @@
 """vitc against its peers on this machine: one command, one process per engine, one report.
 
-    vitc bench --models vit-l16-512 vit-b16-224 --threads 2 --out benchmarks/results
-    vitc bench --quick                        # tiny model, seconds: a smoke test of the pipeline
-    python benchmarks/run.py --quick          # the same from a checkout (writes benchmarks/results/)
+    vitc bench                                  # ViT-L/16-512 + ViT-B/16-224, every engine and precision
+    vitc bench --quick                          # tiny model, a minute: a smoke test of the pipeline
+    vitc bench --models vit-b16-224 --update-results   # from a checkout: benchmarks/results/<cpu-kind>/
+    vitc bench --profile --models vit-l16-512   # vitc's per-stage time as % of the forward
 
 Every engine loads the same random-weight checkpoint, is checked against transformers eager on a
-fixed input before it is timed, and runs in its own subprocess with the same thread count. See
-benchmarks/README.md for how to read the output. ``main(argv)`` is the entry point of ``vitc bench`` and of
-benchmarks/run.py.
+fixed input before it is timed, runs in its own subprocess with the same thread count, and is scored
+against fp32 transformers on real photos. Results go to a scratch folder (printed) unless an output
+is named: ``--out DIR``, or ``--update-results`` for the committed benchmarks/results/<cpu-kind>/ of a
+checkout; a ``--quick`` run never writes there. See benchmarks/README.md for how to read the output.
+``main(argv)`` is the entry point of ``vitc bench`` and of benchmarks/run.py.
 """
 
 from __future__ import annotations
@@ -26,24 +29,39 @@ from typing import Any
 
 import vitc
 from vitc.bench import report
-from vitc.bench.engines import ENGINES, ONNX_ENGINES
+from vitc.bench.cpu import cpu_info, load_average, openblas_env
+from vitc.bench.engines import ENGINE_REQUIRES, ENGINES, VITC_ENGINES, kernel_config
 from vitc.bench.models import DEFAULT_MODELS, MODELS, QUICK_MODELS
-from vitc.bench.peak import measure_peak
+from vitc.bench.peak import measure_peaks
+from vitc.bench.profile import format_profiles
 
 # The folder holding the vitc package this process imported: the children import the same one.
 VITC_PARENT = Path(vitc.__file__).resolve().parent.parent
-DEFAULT_OUT = Path("benchmarks") / "results"  # in the current folder (a checkout's root: its results)
-DEFAULT_ENGINES = ("vitc", "vitc-bf16", "vitc-int8", "hf-eager", "hf-sdpa", "ort", "ort-int8")
-QUICK_ENGINES = ("vitc", "hf-eager", "ort")
+# The committed results of a checkout (absent in an installed wheel): written only with --update-results
+# or an explicit --out, never by --quick.
+CHECKOUT_RESULTS = VITC_PARENT / "benchmarks" / "results"
+DEFAULT_ENGINES = (
+    "vitc", "vitc-bf16", "vitc-int8", "hf-eager", "hf-sdpa", "ort", "ort-int8", "ov", "ov-bf16", "ov-int8",
+)  # fmt: skip
+QUICK_ENGINES = ("vitc", "vitc-int8", "hf-eager", "ort", "ov")
 DEFAULT_BATCH = 8
+VITC_OF = {"fp32": "vitc", "bf16": "vitc-bf16", "int8": "vitc-int8"}
+SWEEP_MODEL = "vit-b16-224"
+SWEEP_BATCHES = (1, 2, 4, 8, 16)
+SWEEP_SIZES = (224, 384, 512, 640)
 # Environment for every child: pin every thread pool to the requested count so no library
-# (OpenMP, OpenBLAS, MKL) spawns one thread per core on top of another's.
+# (OpenMP, OpenBLAS, MKL, TBB via OpenVINO's own setting) spawns one thread per core on top of another's.
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def onnx_available() -> bool:
-    """ONNX rows need onnxruntime + onnx (the `bench` extra), not the test extra."""
-    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+def cache_dir() -> Path:
+    """Scratch space of ``vitc bench``: $XDG_CACHE_HOME/vitc/bench (default ~/.cache/vitc/bench)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vitc" / "bench"
+
+
+def missing_modules(engine: str) -> list[str]:
+    return [m for m in ENGINE_REQUIRES[engine] if importlib.util.find_spec(m) is None]
 
 
 def child_env(threads: int) -> dict[str, str]:
@@ -63,44 +81,40 @@ def run_child(module: str, args: list[str], env: dict[str, str], log: Path, cwd:
     with log.open("a") as f:
         f.write(f"\n$ {shlex.join(cmd)}\n")
         f.flush()
-        return subprocess.run(
-            cmd, check=False, env=env, cwd=cwd, stdout=f, stderr=subprocess.STDOUT
-        ).returncode
+        return subprocess.run(cmd, check=False, env=env, cwd=cwd, stdout=f, stderr=subprocess.STDOUT).returncode
 
 
-def cpu_name() -> str:
+def _inside(path: Path, folder: Path) -> bool:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
 
 
-def parse_args(argv: list[str] | None, default_out: Path = DEFAULT_OUT) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, checkout_results: Path | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="vitc bench", description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", choices=sorted(MODELS), help=f"default: {' '.join(DEFAULT_MODELS)}")
-    p.add_argument(
-        "--engines", nargs="+", choices=list(ENGINES), help=f"default: {' '.join(DEFAULT_ENGINES)}"
+    p.add_argument("--engines", nargs="+", choices=list(ENGINES), help=f"default: {' '.join(DEFAULT_ENGINES)}")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads per engine (default: all cores)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--out", type=Path, help=f"results folder (default: scratch, {cache_dir() / 'results'})")
+    out.add_argument(
+        "--update-results",
+        action="store_true",
+        help="write the committed results of this checkout, benchmarks/results/<cpu-kind>/ (not with --quick)",
     )
+    p.add_argument("--workdir", type=Path, help=f"checkpoint cache (default: {cache_dir() / 'work'})")
     p.add_argument(
-        "--threads", type=int, default=os.cpu_count() or 1, help="threads per engine (default: all cores)"
+        "--quick", action="store_true", help="tiny model, a few engines, 1 run: a smoke test, ratios mean little"
     )
-    p.add_argument(
-        "--out", type=Path, default=default_out, help=f"results folder (default: {default_out})"
-    )
-    p.add_argument("--workdir", type=Path, help="checkpoint cache (default: OUT/tmp)")
-    p.add_argument(
-        "--quick", action="store_true", help="tiny model, vitc + eager (+ ort if installed), 1 run"
-    )
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="the batch run's size (1: no batch run)")
     p.add_argument("--warmup", type=int, help="batch-1 warm-up calls, incl. the checked first call (>= 1)")
     p.add_argument("--runs", type=int, help="timed batch-1 calls")
-    p.add_argument(
-        "--batch-warmup", type=int, help="untimed batch calls (0: the checked first batch call is timed)"
-    )
+    p.add_argument("--batch-warmup", type=int, help="untimed batch calls (0: the checked first batch call is timed)")
     p.add_argument("--batch-runs", type=int, help="timed batch calls")
+    p.add_argument("--accuracy-images", type=int, help="real photos per engine for the accuracy columns")
+    p.add_argument("--calibration-images", type=int, help="real photos NNCF calibrates OpenVINO int8 on")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
     p.add_argument(
         "--rounds",
@@ -109,55 +123,108 @@ def parse_args(argv: list[str] | None, default_out: Path = DEFAULT_OUT) -> argpa
         help="run every engine this many times, alternating the order, and report each engine's least "
         "disturbed round (default: 2, --quick: 1)",
     )
+    p.add_argument(
+        "--sweep",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"scaling plot: vitc and the fastest peer per precision over batch and resolution (default: on, "
+        f"for {SWEEP_MODEL} if it ran; off with --quick)",
+    )
+    p.add_argument("--sweep-model", choices=sorted(MODELS), help=f"model of the sweep (default: {SWEEP_MODEL})")
+    p.add_argument("--sweep-batches", type=int, nargs="+", default=list(SWEEP_BATCHES))
+    p.add_argument("--sweep-sizes", type=int, nargs="+", default=list(SWEEP_SIZES))
+    p.add_argument("--sweep-runs", type=int, default=3, help="timed calls per sweep point (after 1 warm-up)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="only profile vitc: per-stage time (patch embed, QKV, attention, ...) as %% of the forward",
+    )
+    p.add_argument("--peak-seconds", type=float, default=1.0, help="seconds per peak trial (best of 3)")
     args = p.parse_args(argv)
     args.models = args.models or list(QUICK_MODELS if args.quick else DEFAULT_MODELS)
+    if args.profile:
+        args.engines = [e for e in (args.engines or VITC_OF.values()) if e in VITC_ENGINES]
+        if not args.engines:
+            p.error(f"--profile profiles vitc: expected --engines from {', '.join(sorted(VITC_ENGINES))}")
     args.engines = args.engines or list(QUICK_ENGINES if args.quick else DEFAULT_ENGINES)
-    args.workdir = args.workdir or args.out / "tmp"
     args.rounds = args.rounds if args.rounds is not None else (1 if args.quick else 2)
+    if args.sweep is None:
+        args.sweep = not args.quick and not args.profile
     if args.threads < 1 or args.batch_size < 1 or args.rounds < 1:
-        p.error("--threads and --batch-size must be >= 1")
+        p.error("--threads, --batch-size and --rounds must be >= 1")
+
+    # Where results go. The committed results change only when asked by name, never from --quick.
+    committed = checkout_results if checkout_results is not None else CHECKOUT_RESULTS
+    if args.update_results:
+        if args.quick:
+            p.error("--update-results with --quick: a quick run's numbers never replace the committed results")
+        if not committed.parent.is_dir():
+            p.error(f"--update-results needs a checkout: {committed.parent} does not exist (use --out DIR)")
+        args.out = committed / cpu_info().kind
+    elif args.out is not None:
+        if args.quick and _inside(args.out, committed):
+            p.error(f"--quick writes no results under {committed} (the committed results): choose another --out")
+    else:
+        args.out = cache_dir() / "results"
+    args.committed = committed
+    args.workdir = args.workdir or cache_dir() / "work"
     return args
 
 
 def counts_for(args: argparse.Namespace, model: str) -> dict[str, int]:
     c = MODELS[model].counts
-    counts = {
-        "warmup": max(1, args.warmup if args.warmup is not None else c.warmup),
-        "runs": max(1, args.runs if args.runs is not None else c.runs),
-        "batch_warmup": max(0, args.batch_warmup if args.batch_warmup is not None else c.batch_warmup),
-        "batch_runs": max(1, args.batch_runs if args.batch_runs is not None else c.batch_runs),
+
+    def pick(name: str, minimum: int) -> int:
+        given = getattr(args, name)
+        return max(minimum, given if given is not None else getattr(c, name))
+
+    return {
+        "warmup": pick("warmup", 1),
+        "runs": pick("runs", 1),
+        "batch_warmup": pick("batch_warmup", 0),
+        "batch_runs": pick("batch_runs", 1),
+        "accuracy_images": pick("accuracy_images", 1),
+        "calibration_images": pick("calibration_images", 1),
     }
-    return counts
+
+
+def command_line(argv: list[str] | None) -> str:
+    return shlex.join(["vitc", "bench", *(sys.argv[1:] if argv is None else argv)])
+
+
+def base_meta(args: argparse.Namespace, argv: list[str] | None, peaks: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "command": command_line(argv),
+        "quick": bool(args.quick),
+        "cpu": cpu_info().as_dict(),
+        "kernels": kernel_config(),
+        "openblas_env": openblas_env(),
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "peaks": peaks,
+        "flops": {m: MODELS[m].flops_per_image() for m in args.models},
+        "counts": {m: counts_for(args, m) for m in args.models},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
 
 
 def write_report(
-    args: argparse.Namespace,
-    argv: list[str] | None,
-    peak: dict[str, Any],
+    meta: dict[str, Any],
     results: list[dict[str, Any]],
     failed: list[str],
     out: Path,
+    sweeps: list[dict[str, Any]] | None = None,
 ) -> None:
     """(Re)write results.md/json/png from what has run so far: a stopped run still leaves a report."""
-    flops = {m: MODELS[m].flops_per_image() for m in args.models}
-    report.add_derived(results, flops, peak)
+    report.add_derived(results, meta["flops"], meta["peaks"], meta["threads"])
     versions: dict[str, str] = {"python": platform.python_version()}
     for r in results:
         versions.update(r.get("versions", {}))
-    meta = {
-        "command": shlex.join(["python", "benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]),
-        "cpu": cpu_name(),
-        "cores": os.cpu_count(),
-        "threads": args.threads,
-        "batch_size": args.batch_size,
-        "peak": peak,
-        "flops": flops,
-        "counts": {m: counts_for(args, m) for m in args.models},
-        "versions": versions,
-        "failed": failed,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-    report.write_all(results, meta, out)
+    names = next((r["accuracy"]["image_names"] for r in results if r.get("accuracy")), None)
+    meta.update(versions=versions, failed=failed, load_after=load_average())
+    if names:
+        meta.update(accuracy_images=len(names), accuracy_image_names=names)
+    report.write_all(results, meta, out, sweeps)
 
 
 def run_one(
@@ -182,6 +249,9 @@ def run_one(
         print(f"bench: FAILED {engine} on {model}: exit code {rc}; see {log}", flush=True)
         return None
     r = json.loads(res_path.read_text())
+    if r.get("status") == "n/a":
+        print(f"bench: {engine:9s} {model}: {r['reason']}", flush=True)
+        return r
     chk = r["check"]
     if not chk["passed"]:
         failed.append(
@@ -190,55 +260,166 @@ def run_one(
         )
         print(f"bench: FAILED CHECK {engine} on {model}: {chk}", flush=True)
         return r
+    acc = r.get("accuracy")
+    acc_text = f", cos {acc['cosine_min']:.5f}, top-1 {acc['top1_agree']}/{acc['images']}" if acc else ""
+    batch = report.per_image_batch(r)
+    batch_text = f", batch {batch * 1e3:9.1f} ms/img" if batch else ""
     print(
-        f"bench: {engine:9s} {model}: median {r['latency_s']['median'] * 1e3:9.1f} ms, "
-        f"{r['throughput_img_s']:7.2f} img/s, peak RSS {r['peak_rss_mb']:6.0f} MB, "
-        f"diff {chk['max_abs_diff']:.1e} ({time.perf_counter() - t0:.0f} s)",
+        f"bench: {engine:9s} {model}: median {r['latency_s']['median'] * 1e3:9.1f} ms{batch_text}, "
+        f"peak RSS {r['peak_rss_mb']:6.0f} MB{acc_text} (load {r.get('load_avg_1min') or 0:.1f}, "
+        f"{time.perf_counter() - t0:.0f} s)",
         flush=True,
     )
     return r
 
 
-def main(argv: list[str] | None = None, default_out: Path = DEFAULT_OUT) -> int:
+def prepare_model(
+    args: argparse.Namespace, model: str, engines: list[str], env: dict[str, str], log: Path, sizes: list[int] = ()
+) -> None:
+    counts = counts_for(args, model)
+    peers = [e for e in engines if e not in VITC_ENGINES]
+    prep_args = ["--model", model, "--workdir", str(args.workdir), "--seed", str(args.seed), "--engines", *peers]
+    prep_args += ["--accuracy-images", str(counts["accuracy_images"])]
+    prep_args += ["--calibration-images", str(counts["calibration_images"])]
+    if sizes:
+        prep_args += ["--sizes", *map(str, sizes)]
+    t0 = time.perf_counter()
+    print(f"bench: preparing {model} for {' '.join(engines)} (cached in {args.workdir / model}) ...", flush=True)
+    if run_child("prepare", prep_args, env, log, args.workdir) != 0:
+        raise SystemExit(f"bench: preparing {model} failed; see {log}")
+    print(f"bench: prepared {model} in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def run_sweeps(
+    args: argparse.Namespace, results: list[dict[str, Any]], env: dict[str, str], log: Path, failed: list[str]
+) -> list[dict[str, Any]]:
+    """vitc and the fastest peer of each precision (batch-1 medians of this run), over batch and size."""
+    model = args.sweep_model or SWEEP_MODEL
+    if model not in args.models:
+        print(f"bench: no sweep: {model} was not benchmarked in this run (--models, --sweep-model)", flush=True)
+        return []
+    pairs = []
+    for precision, mine in VITC_OF.items():
+        if not any(r["engine"] == mine and r["model"] == model and report.ok(r) for r in results):
+            continue
+        peer = report.fastest_peer(results, model, precision, batch=False)
+        if peer is not None:  # without a peer in this precision a curve compares nothing
+            pairs += [mine, peer["engine"]]
+    if not pairs:
+        return []
+    prepare_model(args, model, pairs, env, log, [s for s in args.sweep_sizes if s != MODELS[model].image_size])
+    counts = {"warmup": 1, "runs": max(1, args.sweep_runs)}
+    sweeps = []
+    for engine in pairs:
+        for axis, points in (("batch", args.sweep_batches), ("size", args.sweep_sizes)):
+            t0 = time.perf_counter()
+            res_path = args.workdir / model / f"sweep.{engine}.{axis}.json"
+            res_path.unlink(missing_ok=True)
+            child = ["--engine", engine, "--model", model, "--workdir", str(args.workdir), "--threads"]
+            child += [str(args.threads), "--counts", json.dumps(counts), "--out", str(res_path), "--sweep", axis]
+            child += ["--points", *map(str, points)]
+            rc = run_child("engines", child, env, log, args.workdir)
+            if not res_path.is_file():
+                failed.append(f"sweep {engine}/{model}/{axis}: exit code {rc} (see {log})")
+                print(f"bench: FAILED sweep {engine} {axis}: exit code {rc}; see {log}", flush=True)
+                continue
+            s = json.loads(res_path.read_text())
+            sweeps.append(s)
+            pts = ", ".join(
+                f"{p['batch'] if axis == 'batch' else p['size']}: {p['per_image_s'] * 1e3:.1f}" for p in s["points"]
+            )
+            print(f"bench: sweep {engine:9s} {axis:5s} ms/img {pts} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return sweeps
+
+
+def run_profiles(args: argparse.Namespace, env: dict[str, str], log: Path, out: Path) -> int:
+    """``--profile``: vitc's per-stage times; exit 2 with the interface's message until C has the timers."""
+    rows, missing = [], None
+    for model in args.models:
+        prepare_model(args, model, args.engines, env, log)
+        for engine in args.engines:
+            for batch in sorted({1, args.batch_size}):
+                res_path = args.workdir / model / f"profile.{engine}.b{batch}.json"
+                res_path.unlink(missing_ok=True)
+                child = ["--engine", engine, "--model", model, "--workdir", str(args.workdir), "--threads"]
+                child += [str(args.threads), "--batch-size", str(batch), "--out", str(res_path), "--profile"]
+                child += ["--counts", json.dumps({"runs": args.runs or 3})]
+                rc = run_child("engines", child, env, log, args.workdir)
+                if not res_path.is_file():
+                    print(f"bench: FAILED profile {engine} {model} b{batch}: exit {rc}; see {log}", file=sys.stderr)
+                    return 1
+                r = json.loads(res_path.read_text())
+                if r["status"] != "ok":
+                    missing = r["reason"]
+                    break
+                rows.append(r)
+            if missing:
+                break
+        if missing:
+            break
+    if missing:
+        print(f"bench: --profile: {missing}", file=sys.stderr)
+        return 2
+    cpu = cpu_info()
+    k = kernel_config()
+    text = "\n".join(
+        [
+            "# vitc stage profile",
+            "",
+            f"- CPU: {cpu.description}; vitc tier: {k.get('tier') or 'no tier system'}; threads: {args.threads}",
+            f"- command: `{command_line(None)}`; median of {args.runs or 3} profiled forwards",
+            "",
+            format_profiles(rows),
+            "",
+        ]
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "profile.md").write_text(text)
+    (out / "profile.json").write_text(json.dumps(rows, indent=1))
+    print(text)
+    return 0
+
+
+def main(argv: list[str] | None = None, checkout_results: Path | None = None) -> int:
     """Run the benchmark; 0 if every engine passed its check, 1 otherwise.
 
-    ``default_out`` is the results folder when ``--out`` is not given (benchmarks/run.py passes its own
-    results/ folder)."""
-    args = parse_args(argv, default_out)
+    ``checkout_results``: the committed results folder (benchmarks/run.py passes its own results/);
+    written only with ``--update-results`` (into <cpu-kind>/) or an explicit ``--out``."""
+    args = parse_args(argv, checkout_results)
     out: Path = args.out.resolve()
-    workdir: Path = args.workdir.resolve()
+    args.workdir = args.workdir.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    workdir.mkdir(parents=True, exist_ok=True)
+    args.workdir.mkdir(parents=True, exist_ok=True)
     log = out / "run.log"
     log.write_text("")
     env = child_env(args.threads)
+    if args.quick:
+        print(f"bench: {report.QUICK_WARNING}", flush=True)
 
-    engines = list(args.engines)
-    if not onnx_available():
-        skipped = [e for e in engines if e in ONNX_ENGINES]
-        engines = [e for e in engines if e not in ONNX_ENGINES]
-        if skipped:
-            print(f"bench: onnxruntime/onnx not installed (pip install 'vitc[bench]'): skipping {skipped}")
-    use_onnx = any(e in ONNX_ENGINES for e in engines)
+    engines = []
+    for e in args.engines:
+        missing = missing_modules(e)
+        if missing:
+            print(f"bench: skipping {e}: {', '.join(missing)} not installed (pip install 'vitc[bench]')")
+        else:
+            engines.append(e)
+    if args.profile:
+        return run_profiles(args, env, log, out)
 
-    # Peak first, while nothing else of ours is running.
-    print(f"bench: measuring the fp32 FMA peak on {args.threads} thread(s) ...", flush=True)
-    peak = measure_peak(args.threads)
-    print(
-        f"bench: peak {peak['per_core_gflops']:.1f} GFLOP/s per core, {peak['total_gflops']:.1f} total "
-        f"({peak['method']})",
-        flush=True,
-    )
+    load_before = load_average()
+    # Peaks first, while nothing else of ours is running.
+    print(f"bench: measuring the instruction peaks on 1 and {args.threads} pinned thread(s) ...", flush=True)
+    peaks = measure_peaks(args.threads, seconds=args.peak_seconds)
+    for k in peaks["kinds"].values():
+        print(f"bench: peak {k['instruction']:32s} {k['per_core']:8.1f} / {k['total']:8.1f} {k['unit']}", flush=True)
+    meta = base_meta(args, argv, peaks)
+    meta["load_before"] = load_before
+    print(f"bench: {meta['cpu']['description']}; vitc tier {meta['kernels'].get('tier')}; load {load_before}")
 
     results: list[dict[str, Any]] = []
     failed: list[str] = []
     for model in args.models:
-        t0 = time.perf_counter()
-        print(f"bench: preparing {model} (cached in {workdir / model}) ...", flush=True)
-        prep_args = ["--model", model, "--workdir", str(workdir), "--seed", str(args.seed)]
-        if run_child("prepare", prep_args + (["--onnx"] if use_onnx else []), env, log, workdir) != 0:
-            raise SystemExit(f"bench: preparing {model} failed; see {log}")
-        print(f"bench: prepared {model} in {time.perf_counter() - t0:.0f} s", flush=True)
+        prepare_model(args, model, engines, env, log)
         counts = counts_for(args, model)
         best: dict[str, dict[str, Any]] = {}
         for rnd in range(args.rounds):
@@ -246,22 +427,30 @@ def main(argv: list[str] | None = None, default_out: Path = DEFAULT_OUT) -> int:
             for engine in engines if rnd % 2 == 0 else engines[::-1]:
                 if any(f.startswith(f"{engine}/{model}:") for f in failed):
                     continue
-                r = run_one(args, engine, model, counts, workdir, env, log, failed)
+                if best.get(engine, {}).get("status") == "n/a":
+                    continue
+                r = run_one(args, engine, model, counts, args.workdir, env, log, failed)
                 if r is None:
                     continue
-                r["round_medians_s"] = best.get(engine, {}).get("round_medians_s", []) + [r["latency_s"]["median"]]
-                # Keep the least disturbed round of each engine: shared machines only ever slow us down.
-                if engine not in best or r["latency_s"]["median"] < best[engine]["latency_s"]["median"]:
+                # Keep the least disturbed round of each engine (shared machines only ever slow us down);
+                # a failed or n/a round replaces it, so the report shows it.
+                old = best.get(engine)
+                if not report.ok(r) or old is None or not report.ok(old):
                     best[engine] = r
-                else:
-                    best[engine]["round_medians_s"] = r["round_medians_s"]
+                if report.ok(r):
+                    r["round_medians_s"] = (old or {}).get("round_medians_s", []) + [r["latency_s"]["median"]]
+                    if best[engine] is not r and r["latency_s"]["median"] < old["latency_s"]["median"]:
+                        best[engine] = r
+                    else:
+                        best[engine]["round_medians_s"] = r["round_medians_s"]
                 results[:] = [x for x in results if not (x["model"] == model and x["engine"] == engine)]
                 results.append(best[engine])
                 results.sort(key=lambda x: (args.models.index(x["model"]), engines.index(x["engine"])))
-                write_report(args, argv, peak, results, failed, out)  # partial report after every engine
+                write_report(meta, results, failed, out)  # partial report after every engine
 
-    write_report(args, argv, peak, results, failed, out)
-    print(f"bench: wrote {out / 'results.md'}, results.json, latency.png")
+    sweeps = run_sweeps(args, results, env, log, failed) if args.sweep else []
+    write_report(meta, results, failed, out, sweeps)
+    print(f"bench: wrote {out / 'results.md'}, results.json, latency.png" + (", scaling.png" if sweeps else ""))
     print((out / "results.md").read_text())
     if failed:
         print("bench: FAILED:\n  " + "\n  ".join(failed), file=sys.stderr)
