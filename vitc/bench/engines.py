@@ -250,7 +250,8 @@ def load_ov_int8(folder: Path, threads: int, size: int | None = None) -> Loaded:
 
     versions["nncf"] = nncf.__version__
     variant = (
-        f"int8 static (NNCF, {len(q['calibration_images'])} calibration images, {q['fake_quantize_ops']} "
+        f"int8 static (NNCF, {len(q['calibration_images'])} calibration images, "
+        f"SmoothQuant {'on' if q.get('smooth_quant', True) else 'off'}, {q['fake_quantize_ops']} "
         f"FakeQuantize), other ops {precision} (default hint)"
     )
     return forward, variant, versions

@@ -293,43 +293,54 @@ def prepare_model(
 def run_sweeps(
     args: argparse.Namespace, results: list[dict[str, Any]], env: dict[str, str], log: Path, failed: list[str]
 ) -> list[dict[str, Any]]:
-    """vitc and the fastest peer of each precision (batch-1 medians of this run), over batch and size."""
+    """vitc and the fastest peer of each precision (batch-1 medians of this run), over batch and size.
+
+    The two engines of a precision alternate point by point (A B, B A, ...), each point in a fresh
+    process: on a machine whose speed drifts over minutes, the ratio at each point is then measured in
+    the same minute, which a whole curve of A followed by a whole curve of B is not."""
     model = args.sweep_model or SWEEP_MODEL
     if model not in args.models:
         print(f"bench: no sweep: {model} was not benchmarked in this run (--models, --sweep-model)", flush=True)
         return []
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for precision, mine in VITC_OF.items():
         if not any(r["engine"] == mine and r["model"] == model and report.ok(r) for r in results):
             continue
         peer = report.fastest_peer(results, model, precision, batch=False)
         if peer is not None:  # without a peer in this precision a curve compares nothing
-            pairs += [mine, peer["engine"]]
+            pairs.append((mine, peer["engine"]))
     if not pairs:
         return []
-    prepare_model(args, model, pairs, env, log, [s for s in args.sweep_sizes if s != MODELS[model].image_size])
+    engines = [e for pair in pairs for e in pair]
+    prepare_model(args, model, engines, env, log, [s for s in args.sweep_sizes if s != MODELS[model].image_size])
     counts = {"warmup": 1, "runs": max(1, args.sweep_runs)}
-    sweeps = []
-    for engine in pairs:
+    sweeps: dict[tuple[str, str], dict[str, Any]] = {}
+    for pair in pairs:
         for axis, points in (("batch", args.sweep_batches), ("size", args.sweep_sizes)):
-            t0 = time.perf_counter()
-            res_path = args.workdir / model / f"sweep.{engine}.{axis}.json"
-            res_path.unlink(missing_ok=True)
-            child = ["--engine", engine, "--model", model, "--workdir", str(args.workdir), "--threads"]
-            child += [str(args.threads), "--counts", json.dumps(counts), "--out", str(res_path), "--sweep", axis]
-            child += ["--points", *map(str, points)]
-            rc = run_child("engines", child, env, log, args.workdir)
-            if not res_path.is_file():
-                failed.append(f"sweep {engine}/{model}/{axis}: exit code {rc} (see {log})")
-                print(f"bench: FAILED sweep {engine} {axis}: exit code {rc}; see {log}", flush=True)
-                continue
-            s = json.loads(res_path.read_text())
-            sweeps.append(s)
-            pts = ", ".join(
-                f"{p['batch'] if axis == 'batch' else p['size']}: {p['per_image_s'] * 1e3:.1f}" for p in s["points"]
-            )
-            print(f"bench: sweep {engine:9s} {axis:5s} ms/img {pts} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    return sweeps
+            for i, point in enumerate(points):
+                for engine in pair if i % 2 == 0 else pair[::-1]:
+                    t0 = time.perf_counter()
+                    res_path = args.workdir / model / f"sweep.{engine}.{axis}.{point}.json"
+                    res_path.unlink(missing_ok=True)
+                    child = ["--engine", engine, "--model", model, "--workdir", str(args.workdir), "--threads"]
+                    child += [str(args.threads), "--counts", json.dumps(counts), "--out", str(res_path)]
+                    child += ["--sweep", axis, "--points", str(point)]
+                    rc = run_child("engines", child, env, log, args.workdir)
+                    if not res_path.is_file():
+                        failed.append(f"sweep {engine}/{model}/{axis} {point}: exit code {rc} (see {log})")
+                        print(f"bench: FAILED sweep {engine} {axis} {point}: exit code {rc}; see {log}", flush=True)
+                        continue
+                    s = json.loads(res_path.read_text())
+                    if (engine, axis) not in sweeps:
+                        sweeps[(engine, axis)] = {**s, "points": []}
+                    sweeps[(engine, axis)]["points"] += s["points"]
+                    per_image = s["points"][0]["per_image_s"] * 1e3
+                    print(
+                        f"bench: sweep {engine:9s} {axis:5s} {point:4d}: {per_image:9.1f} ms/img "
+                        f"({time.perf_counter() - t0:.0f} s)",
+                        flush=True,
+                    )
+    return list(sweeps.values())
 
 
 def run_profiles(args: argparse.Namespace, env: dict[str, str], log: Path, out: Path) -> int:
@@ -414,7 +425,8 @@ def main(argv: list[str] | None = None, checkout_results: Path | None = None) ->
         print(f"bench: peak {k['instruction']:32s} {k['per_core']:8.1f} / {k['total']:8.1f} {k['unit']}", flush=True)
     meta = base_meta(args, argv, peaks)
     meta["load_before"] = load_before
-    print(f"bench: {meta['cpu']['description']}; vitc tier {meta['kernels'].get('tier')}; load {load_before}")
+    tier = meta["kernels"].get("tier") or "none (no tier system)"
+    print(f"bench: {meta['cpu']['description']}; vitc tier: {tier}; load {load_before}")
 
     results: list[dict[str, Any]] = []
     failed: list[str] = []
