@@ -56,7 +56,7 @@ def _cpuinfo_fields(text: str) -> dict[str, str]:
 def _amd_microarch(family: int | None, model: int | None) -> tuple[str, str]:
     """(slug, name) of an AMD CPU from its family/model (AMD's published family numbers)."""
     if family == 23:  # Zen, Zen+, Zen 2; virtual machines often report a made-up model number
-        return "zen2", "Zen 2 class (family 23)"
+        return "zen2", "Zen-Zen 2 class (family 23)"
     if family == 25:
         zen4 = model is not None and (0x10 <= model <= 0x1F or 0x60 <= model <= 0x7F or 0xA0 <= model <= 0xAF)
         return ("zen4", "Zen 4 (family 25)") if zen4 else ("zen3", "Zen 3 (family 25)")
@@ -135,3 +135,36 @@ def load_average() -> tuple[float, float, float] | None:
 def openblas_env() -> dict[str, str]:
     """The OpenBLAS variables set in this environment (they select its kernels)."""
     return {k: os.environ[k] for k in OPENBLAS_ENV if k in os.environ}
+
+
+def _proc_stat_cpu() -> tuple[float, float] | None:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat's first line; None without /proc."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [float(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return total - idle, total
+
+
+class OthersShare:
+    """How much of the machine other processes used while a block ran: (all CPUs' busy time - this
+    process's CPU time) / (all CPUs' time). 0 on an otherwise idle machine; 0.5 on 2 CPUs means one
+    whole CPU went to someone else. ``share`` is None where /proc/stat is missing."""
+
+    def __enter__(self) -> OthersShare:
+        self._stat, self._self = _proc_stat_cpu(), sum(os.times()[:2])
+        self.share: float | None = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = _proc_stat_cpu()
+        if self._stat is None or end is None:
+            return
+        hz = os.sysconf("SC_CLK_TCK")
+        busy, total = (end[0] - self._stat[0]) / hz, (end[1] - self._stat[1]) / hz
+        mine = sum(os.times()[:2]) - self._self
+        if total > 0:
+            self.share = min(max((busy - mine) / total, 0.0), 1.0)

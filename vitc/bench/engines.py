@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from vitc.bench.cpu import load_average
+from vitc.bench.cpu import OthersShare, load_average
 from vitc.bench.models import MODELS, ModelSpec
 from vitc.bench.prepare import INPUT_NAME, OUTPUT_NAME, OV_INT8_FILE, VITC_FILES
 
@@ -420,7 +420,9 @@ def run_engine(
 
     for _ in range(counts["warmup"] - 1):
         forward(x1)
-    result["latency_s"] = summarize([timed(forward, x1)[1] for _ in range(counts["runs"])])
+    with OthersShare() as others:  # how much of the machine other users took while we were timed
+        result["latency_s"] = summarize([timed(forward, x1)[1] for _ in range(counts["runs"])])
+    result["others_cpu_share"] = others.share
 
     if batch_size > 1:
         # Batch input: row 0 is the checked input, so the batched path is checked too.

@@ -37,12 +37,13 @@
 static const long ITERS_PER_ROUND = 1L << 16;
 
 typedef struct {
-    int cpu;          // core to pin to, -1 for none
-    double seconds;   // how long to run
-    long rounds;      // out: rounds completed
-    double elapsed;   // out: wall time of this thread's loop
-    double sink;      // out: keeps the chains alive
-    int failed;       // out: the kernel could not run (AMX tile permission)
+    int cpu;              // core to pin to, -1 for none
+    double seconds;       // how long to run
+    long rounds;          // out: rounds completed
+    double elapsed;       // out: wall time of this thread's loop
+    double cpu_elapsed;   // out: CPU time this thread got during its loop
+    double sink;          // out: keeps the chains alive
+    int failed;           // out: the kernel could not run (AMX tile permission)
 } job;
 
 typedef void (*kernel_fn)(job *j);
@@ -53,9 +54,18 @@ static double now(void) {
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
+// CPU time of the calling thread: on a machine shared with other processes the rate per second of CPU
+// time is what the core delivers while the thread runs, the ceiling; the wall-clock rate is that times
+// the share of the core the thread got.
+static double thread_cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
 // The timing loop shared by every kind: BODY runs ITERS_PER_ROUND times per round until SECONDS pass.
 #define TIMED_LOOP(BODY)                                                 \
-    double t0 = now(), t = t0;                                           \
+    double t0 = now(), t = t0, c0 = thread_cpu_now();                    \
     long rounds = 0;                                                     \
     while (t - t0 < j->seconds) {                                        \
         for (long i = 0; i < ITERS_PER_ROUND; i++) {                     \
@@ -65,7 +75,8 @@ static double now(void) {
         t = now();                                                       \
     }                                                                    \
     j->rounds = rounds;                                                  \
-    j->elapsed = t - t0;
+    j->elapsed = t - t0;                                                 \
+    j->cpu_elapsed = thread_cpu_now() - c0;
 
 // ---- fp32 FMA, ymm ------------------------------------------------------------------------------
 // 12 accumulators: FMA latency (4-5 cycles) x 2 pipes, plus slack, so the chains never stall on a
@@ -280,11 +291,14 @@ int main(int argc, char **argv) {
         args[i] = (thread_arg){&jobs[i], k->fn};
         if (pthread_create(&tid[i], NULL, run, &args[i]) != 0) return 1;
     }
-    double total_ops = 0, max_elapsed = 0, sink = 0;
+    double total_ops = 0, max_elapsed = 0, sink = 0, cpu_rate = 0, cpu_share = 0;
     int failed = 0;
     for (int i = 0; i < threads; i++) {
         pthread_join(tid[i], NULL);
-        total_ops += (double)jobs[i].rounds * ITERS_PER_ROUND * k->ops_per_iter;
+        const double ops = (double)jobs[i].rounds * ITERS_PER_ROUND * k->ops_per_iter;
+        total_ops += ops;
+        if (jobs[i].cpu_elapsed > 0) cpu_rate += ops / jobs[i].cpu_elapsed;
+        if (jobs[i].elapsed > 0) cpu_share += jobs[i].cpu_elapsed / jobs[i].elapsed / threads;
         if (jobs[i].elapsed > max_elapsed) max_elapsed = jobs[i].elapsed;
         sink += jobs[i].sink;
         failed |= jobs[i].failed;
@@ -293,9 +307,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: the OS refused the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM)\n", kind);
         return 3;
     }
+    // rate: per second of wall time; cpu_rate: per second of CPU time each thread got, summed over the
+    // threads (the ceiling); cpu_share: the mean share of its core a thread got (1 on an idle machine).
     printf("{\"kind\": \"%s\", \"instruction\": \"%s\", \"unit\": \"%s\", \"threads\": %d, \"seconds\": %.3f, "
-           "\"rate\": %.2f, \"sink\": %g}\n",
-           k->kind, k->instruction, k->unit, threads, max_elapsed, total_ops / max_elapsed * 1e-9, sink);
+           "\"rate\": %.2f, \"cpu_rate\": %.2f, \"cpu_share\": %.3f, \"sink\": %g}\n",
+           k->kind, k->instruction, k->unit, threads, max_elapsed, total_ops / max_elapsed * 1e-9, cpu_rate * 1e-9,
+           cpu_share, sink);
     free(tid);
     free(jobs);
     free(args);

@@ -179,15 +179,24 @@ def peaks_table(meta: dict[str, Any]) -> list[str]:
     lines = [
         f"Peaks ({peaks['method']}):",
         "",
-        f"| instruction | 1 thread | {peaks['threads']} threads |",
-        "|---|--:|--:|",
+        f"| instruction | 1 thread | {peaks['threads']} threads | {peaks['threads']} threads, wall clock "
+        "(share of the cores they got) |",
+        "|---|--:|--:|--:|",
     ]
     for kind, k in peaks["kinds"].items():
+        wall = f"{k['wall_total']:.1f} {k['unit']} ({100 * k['cpu_share']:.0f} %)" if "wall_total" in k else "–"
         lines.append(
-            f"| {k['instruction']} (`{kind}`) | {k['per_core']:.1f} {k['unit']} | {k['total']:.1f} {k['unit']} |"
+            f"| {k['instruction']} (`{kind}`) | {k['per_core']:.1f} {k['unit']} | {k['total']:.1f} {k['unit']} "
+            f"| {wall} |"
         )
     for kind, why in peaks.get("errors", {}).items():
-        lines.append(f"| `{kind}` | not measured: {why} | |")
+        lines.append(f"| `{kind}` | not measured: {why} | | |")
+    if len(peaks.get("samples", [])) > 1:
+        moved = "; ".join(
+            f"{s['when']}: " + ", ".join(f"{k} {v['total']:.1f}" for k, v in s["kinds"].items())
+            for s in peaks["samples"]
+        )
+        lines += ["", f"The peaks are the best of {len(peaks['samples'])} measurements in this run ({moved})."]
     return lines
 
 
@@ -233,7 +242,8 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any], sweeps: list[d
         "## Every engine",
         "",
         "| engine | precision | model | load s | 1st call s | batch-1 ms (p10–p90) | batch ms/img | "
-        "peak RSS MB | GFLOP/s | % of peak | accuracy: cosine worst / mean | max abs diff | top-1 | load |",
+        "peak RSS MB | GFLOP/s | % of peak | accuracy: cosine worst / mean | max abs diff | top-1 | "
+        "load (others' CPU share) |",
         "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in results:
@@ -253,12 +263,14 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any], sweeps: list[d
         pct = _fmt(r.get("pct_of_peak"), ".1f")
         if r.get("pct_of_tile_peak") is not None:
             pct += f" ({r['pct_of_tile_peak']:.1f} of tiles)"
-        load = r.get("load_avg_1min")
+        load = _fmt(r.get("load_avg_1min"), ".1f")
+        if r.get("others_cpu_share") is not None:
+            load += f" ({100 * r['others_cpu_share']:.0f} %)"
         lines.append(
             f"{head} {r['load_s']:.2f} | {r['first_call_s']:.2f} | "
             f"{_ms(lat['median'])} ({_ms(lat['p10'])}–{_ms(lat['p90'])}) | {_ms(per_image_batch(r))} | "
             f"{r['peak_rss_mb']:.0f} | {r['gflops']:.1f} | {pct} | {_acc(r.get('accuracy'))} | "
-            f"{_fmt(load, '.1f')} |"
+            f"{load} |"
         )
     lines += ["", "Variants that ran:", ""]
     for r in results:
