@@ -10,7 +10,7 @@ transformers) on this machine, in one run, with accuracy on real photos beside s
 - cpu.py: CPU model, kind (results folder name), flags, load average.
 - peak.py + fma_peak.c: every kernel instruction's peak (fp32 FMA, vdpbf16ps, vpdpbusd, AMX tiles, the
   AVX2 int8 sequence), measured in the same run with pinned threads.
-- profile.py: the per-stage profile contract (``ViT.profile``) and its table.
+- profile.py: the per-stage profile contract (``_core.Model.forward(..., profile=True)``) and its table.
 - report.py: results.json, results.md, latency.png, scaling.png; the README table of a results file.
 
 The peers are the ``bench`` extra (pip install 'vitc[bench]'); benchmarks/README.md explains the output.
