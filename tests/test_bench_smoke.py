@@ -183,6 +183,82 @@ def test_update_results_writes_under_the_cpu_kind(tmp_path) -> None:
     assert not str(args.out).startswith(str(tmp_path))  # no flag: scratch, never the checkout
 
 
+# ---- one command for a slow machine: per-model settings ----------------------------------------------
+def test_per_model_settings(tmp_path) -> None:
+    """--per-model runs the big model with fewer engines, batch 1 and fewer images in the same run."""
+    argv = ["--models", "vit-b16-224", "vit-l16-512", "--engines", "vitc", "ort", "ov", "hf-sdpa", "--runs", "4"]
+    argv += ["--per-model", "vit-l16-512:engines=vitc,ov,ort", "--per-model", "vit-l16-512:batch_size=1"]
+    argv += ["--per-model", "vit-l16-512:runs=2", "--per-model", "vit-l16-512:accuracy_images=2"]
+    args = run.parse_args(argv + ["--out", str(tmp_path)])
+    engines = ["vitc", "ort", "ov", "hf-sdpa"]
+    assert run.engines_for(args, "vit-l16-512", engines) == ["vitc", "ort", "ov"]  # --engines order kept
+    assert run.engines_for(args, "vit-b16-224", engines) == engines
+    assert (run.batch_size_for(args, "vit-l16-512"), run.batch_size_for(args, "vit-b16-224")) == (1, 8)
+    large, base = run.counts_for(args, "vit-l16-512"), run.counts_for(args, "vit-b16-224")
+    assert (large["runs"], large["accuracy_images"], base["runs"]) == (2, 2, 4)
+    meta = {"batch_size": 8, "batch_sizes": {"vit-b16-224": 8, "vit-l16-512": 1}}
+    assert report._batch_text(meta) == "8 (vit-l16-512: 1, no batch run)"
+    assert report._batch_text({"batch_size": 8, "batch_sizes": {"vit-b16-224": 8}}) == "8"
+
+
+@pytest.mark.parametrize(
+    "item, error",
+    [
+        ("vit-l16-512", "MODEL:KEY=VALUE"),
+        ("vit-l16-512:runs", "MODEL:KEY=VALUE"),
+        ("tiny:runs=2", "a model of this run"),
+        ("vit-l16-512:threads=2", "a key from"),
+        ("vit-l16-512:engines=vitc,nope", "expected engines"),
+        ("vit-l16-512:runs=two", "an integer"),
+        ("vit-l16-512:batch_size=0", "too small"),
+    ],
+)
+def test_per_model_refuses(item, error, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run.parse_args(["--models", "vit-b16-224", "vit-l16-512", "--per-model", item])
+    assert exc.value.code == 2 and error in capsys.readouterr().err
+
+
+def test_wait_for_quiet_stops_when_quiet_or_out_of_time(monkeypatch) -> None:
+    from vitc.bench import cpu
+
+    share = cpu.busy_share(0.05)  # the real one: a share of the CPUs, or None without /proc/stat
+    assert share is None or 0.0 <= share <= 1.0
+    shares = iter([0.9, 0.6, 0.1, 0.9])
+    monkeypatch.setattr(cpu, "busy_share", lambda seconds: next(shares))
+    waited, share = cpu.wait_for_quiet(60)
+    assert share == 0.1 and next(shares) == 0.9  # stopped at the first quiet window
+    monkeypatch.setattr(cpu, "busy_share", lambda seconds: 1.0)
+    assert cpu.wait_for_quiet(0) == (pytest.approx(0, abs=1), 1.0)  # no time: one look, then go
+
+
+def _meta(quick: bool = False) -> dict:
+    cpu = cpu_info(ZEN2)
+    kinds = {"fp32_ymm": {"instruction": "vfmadd231ps ymm", "unit": "GFLOP/s", "per_core": 40.0, "total": 80.0}}
+    return {
+        "date": "2026-12-03 12:00:00 UTC",
+        "command": "vitc bench --update-results",
+        "quick": quick,
+        "cpu": {**cpu.as_dict(), "logical_cpus": 2},
+        "kernels": {"tier": "avx2", "kernels": {"float32 GEMM": "OpenBLAS sgemm"}, "openblas_core": "Haswell"},
+        "threads": 2,
+        "peaks": {"method": "fma_peak.c", "threads": 2, "kinds": kinds},
+        "vitc_source": "abc1234 2026-12-03 a commit",
+    }
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_readme_table_and_chart_title_name_cpu_tier_peak(quick) -> None:
+    """Every table and chart names the CPU model, vitc's kernel tier and the peak used; quick says so."""
+    data = {"meta": _meta(quick), "results": [_row("vitc", "fp32", 50, 16, 1.0), _row("ov", "fp32", 40, 16, 1.0)]}
+    table = report.readme_table(data)
+    title = report._title(data["meta"])
+    for text in (table, title):
+        assert "AMD EPYC 7B12" in text and "avx2" in text and "80" in text and "vfmadd231ps ymm" in text
+        assert ("mean little" in text) == quick
+    assert "2026-12-03" in table and "abc1234" in table and "| m | fp32 | 1 | 50.0 | ov | 40.0 | 0.80x |" in table
+
+
 # ---- CPU kinds and peaks ---------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "text, kind, isa",

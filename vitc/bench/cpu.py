@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ def _cpuinfo_fields(text: str) -> dict[str, str]:
 def _amd_microarch(family: int | None, model: int | None) -> tuple[str, str]:
     """(slug, name) of an AMD CPU from its family/model (AMD's published family numbers)."""
     if family == 23:  # Zen, Zen+, Zen 2; virtual machines often report a made-up model number
-        return "zen2", "Zen-Zen 2 class (family 23)"
+        return "zen2", "Zen / Zen+ / Zen 2 class (family 23)"
     if family == 25:
         zen4 = model is not None and (0x10 <= model <= 0x1F or 0x60 <= model <= 0x7F or 0xA0 <= model <= 0xAF)
         return ("zen4", "Zen 4 (family 25)") if zen4 else ("zen3", "Zen 3 (family 25)")
@@ -168,3 +169,30 @@ class OthersShare:
         mine = sum(os.times()[:2]) - self._self
         if total > 0:
             self.share = min(max((busy - mine) / total, 0.0), 1.0)
+
+
+def busy_share(seconds: float) -> float | None:
+    """Share of all CPUs busy over the next ``seconds`` (this process sleeps meanwhile, so it is the
+    others' share); None without /proc/stat."""
+    start = _proc_stat_cpu()
+    time.sleep(seconds)
+    end = _proc_stat_cpu()
+    if start is None or end is None or end[1] <= start[1]:
+        return None
+    return min(max((end[0] - start[0]) / (end[1] - start[1]), 0.0), 1.0)
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 0.25, window: float = 2.0) -> tuple[float, float | None]:
+    """Sleep until the others' share of the CPUs over ``window`` seconds is at most ``threshold`` (0.25:
+    half a core of 2), or ``max_wait`` seconds have passed. Returns (seconds waited, the last share).
+
+    On a shared machine a run that starts while someone else's test suite holds the cores measures
+    that suite, not the engine; waiting for a quiet moment (and reporting the wait and the share) is
+    cheaper than a second round."""
+    t0 = time.monotonic()
+    share = None
+    while True:
+        share = busy_share(window)
+        waited = time.monotonic() - t0
+        if share is None or share <= threshold or waited >= max_wait:
+            return waited, share

@@ -121,6 +121,19 @@ def comparisons(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _batch_text(meta: dict[str, Any]) -> str:
+    """ "8", or per model when --per-model set a model's batch size ("8 (vit-l16-512: 1, no batch run)")."""
+    sizes = meta.get("batch_sizes") or {}
+    own = {m: b for m, b in sizes.items() if b != meta["batch_size"]}
+    if not own:
+        return str(meta["batch_size"])
+    return (
+        f"{meta['batch_size']} ("
+        + ", ".join(f"{m}: {b}" + (", no batch run" if b == 1 else "") for m, b in own.items())
+        + ")"
+    )
+
+
 def _fmt(v: float | None, spec: str) -> str:
     return "–" if v is None else format(v, spec)
 
@@ -209,7 +222,7 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any], sweeps: list[d
         f"- work: {', '.join(f'{m} {f / 1e9:.2f} GFLOP/image' for m, f in meta['flops'].items())}",
         (
             "- latency: batch 1, median of the timed runs (p10–p90); batch: time per image at batch "
-            f"{meta['batch_size']}; GFLOP/s (GOP/s for int8) and % of peak from the batch-1 median; each "
+            f"{_batch_text(meta)}; GFLOP/s (GOP/s for int8) and % of peak from the batch-1 median; each "
             "engine ran in its own process, in several rounds (alternating order), its least disturbed round shown"
         ),
         (
@@ -277,13 +290,21 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any], sweeps: list[d
         rounds = r.get("round_medians_s", [])
         per_round = ", ".join(_ms(m) for m in rounds)
         seen = f"; batch-1 median per round: {per_round} ms" if len(rounds) > 1 else ""
+        w = r.get("quiet_wait")
+        if w and w["waited_s"] > 3:
+            seen += (
+                f"; waited {w['waited_s']:.0f} s for a quiet machine (others {100 * w['others_share_at_start']:.0f} %)"
+            )
         lines.append(f"- {r['engine']} / {r['model']}: {r.get('variant', r.get('reason', '?'))}{seen}")
     if sweeps:
         lines += ["", "## Scaling (scaling.png)", ""]
         lines += scaling_lines(sweeps)
     if meta.get("accuracy_image_names"):
         lines += ["", "Accuracy images: " + ", ".join(meta["accuracy_image_names"])]
-    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(meta["versions"].items())), ""]
+    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(meta["versions"].items()))]
+    if meta.get("vitc_source"):
+        lines += ["", f"vitc source: {meta['vitc_source']}"]
+    lines += [""]
     if meta.get("failed"):
         lines += ["FAILED: " + "; ".join(meta["failed"]), ""]
     return "\n".join(lines)
@@ -301,8 +322,14 @@ def scaling_lines(sweeps: list[dict[str, Any]]) -> list[str]:
 
 
 def _title(meta: dict[str, Any]) -> str:
+    """The CPU, tier and fp32 peak line every chart carries, like every table."""
     tier = meta["kernels"].get("tier") or "no tier system"
-    return f"{meta['cpu']['description']}; vitc tier: {tier}; {meta['threads']} threads; {meta['date'][:10]}"
+    pk = peak_for(meta["peaks"], "fp32", meta["threads"])
+    peak = f"; fp32 peak {pk['rate']:.0f} {pk['unit']} ({pk['instruction']})" if pk else ""
+    quick = "QUICK RUN, tiny model: ratios mean little; " if meta.get("quick") else ""
+    return (
+        f"{quick}{meta['cpu']['description']}; vitc tier: {tier}{peak}; {meta['threads']} threads; {meta['date'][:10]}"
+    )
 
 
 def plot(results: list[dict[str, Any]], meta: dict[str, Any], path: Path) -> None:
@@ -395,7 +422,13 @@ def write_all(
 def readme_table(data: dict[str, Any]) -> str:
     """The compact per-CPU-kind table for benchmarks/README.md, from a committed results.json."""
     meta, results = data["meta"], data["results"]
-    lines = [f"{meta['date'][:10]}, `{meta['command']}`", "", *machine_lines(meta), load_line(meta), ""]
+    lines = [f"{meta['date'][:10]}, `{meta['command']}`", ""]
+    if meta.get("quick"):
+        lines += [f"> **{QUICK_WARNING}**", ""]
+    lines += [*machine_lines(meta), load_line(meta)]
+    if meta.get("vitc_source"):
+        lines.append(f"- vitc source: {meta['vitc_source']}")
+    lines.append("")
     lines += [
         "| model | precision | batch | vitc ms/img | fastest peer | peer ms/img | vitc speed-up | vitc accuracy | "
         "peer accuracy |",

@@ -29,7 +29,7 @@ from typing import Any
 
 import vitc
 from vitc.bench import report
-from vitc.bench.cpu import cpu_info, load_average, openblas_env
+from vitc.bench.cpu import cpu_info, load_average, openblas_env, wait_for_quiet
 from vitc.bench.engines import ENGINE_REQUIRES, ENGINES, VITC_ENGINES, kernel_config
 from vitc.bench.models import DEFAULT_MODELS, MODELS, QUICK_MODELS
 from vitc.bench.peak import combine_peaks, measure_peaks
@@ -52,6 +52,10 @@ SWEEP_SIZES = (224, 384, 512, 640)
 # Environment for every child: pin every thread pool to the requested count so no library
 # (OpenMP, OpenBLAS, MKL, TBB via OpenVINO's own setting) spawns one thread per core on top of another's.
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# What --per-model MODEL:KEY=VALUE may set for one model (a slow machine runs the big model with fewer
+# engines, batch 1 and fewer images, in the same run and the same report as the small one).
+PER_MODEL_COUNTS = ("warmup", "runs", "batch_warmup", "batch_runs", "accuracy_images", "calibration_images")
+PER_MODEL_KEYS = ("engines", "batch_size", *PER_MODEL_COUNTS)
 
 
 def cache_dir() -> Path:
@@ -90,6 +94,45 @@ def _inside(path: Path, folder: Path) -> bool:
         return True
     except ValueError:
         return False
+
+
+def parse_per_model(items: list[str], models: list[str]) -> dict[str, dict[str, Any]]:
+    """``["vit-l16-512:engines=vitc,ort", "vit-l16-512:batch_size=1"]`` -> {model: {key: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        model, sep, setting = item.partition(":")
+        key, eq, value = setting.partition("=")
+        if not sep or not eq or not value:
+            raise ValueError(f"--per-model: expected MODEL:KEY=VALUE, got {item!r}")
+        if model not in models:
+            raise ValueError(f"--per-model: expected a model of this run ({', '.join(models)}), got {model!r}")
+        if key not in PER_MODEL_KEYS:
+            raise ValueError(f"--per-model: expected a key from {', '.join(PER_MODEL_KEYS)}, got {key!r}")
+        if key == "engines":
+            names = [e for e in value.split(",") if e]
+            unknown = [e for e in names if e not in ENGINES]
+            if unknown or not names:
+                raise ValueError(f"--per-model: expected engines from {', '.join(ENGINES)}, got {value!r}")
+            out.setdefault(model, {})[key] = names
+            continue
+        try:
+            n = int(value)
+        except ValueError:
+            raise ValueError(f"--per-model: expected an integer for {key}, got {value!r}") from None
+        if n < (1 if key in ("batch_size", "runs", "batch_runs", "accuracy_images", "calibration_images") else 0):
+            raise ValueError(f"--per-model: {key} too small: {n}")
+        out.setdefault(model, {})[key] = n
+    return out
+
+
+def engines_for(args: argparse.Namespace, model: str, engines: list[str]) -> list[str]:
+    """The engines of ``engines`` (installed, asked for) that run on ``model``: --per-model engines=..."""
+    only = args.per_model.get(model, {}).get("engines")
+    return [e for e in engines if only is None or e in only]
+
+
+def batch_size_for(args: argparse.Namespace, model: str) -> int:
+    return args.per_model.get(model, {}).get("batch_size", args.batch_size)
 
 
 def parse_args(argv: list[str] | None, checkout_results: Path | None = None) -> argparse.Namespace:
@@ -140,8 +183,35 @@ def parse_args(argv: list[str] | None, checkout_results: Path | None = None) -> 
         help="only profile vitc: per-stage time (patch embed, QKV, attention, ...) as %% of the forward",
     )
     p.add_argument("--peak-seconds", type=float, default=1.0, help="seconds per peak trial (best of 3)")
+    p.add_argument(
+        "--per-model",
+        action="append",
+        default=[],
+        metavar="MODEL:KEY=VALUE",
+        help=f"a setting for one model only (repeatable), KEY from {', '.join(PER_MODEL_KEYS)}; engines "
+        "is a comma list, a subset of --engines (e.g. vit-l16-512:engines=vitc,ort,ov vit-l16-512:batch_size=1)",
+    )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each engine, sweep point and peak measurement, wait up to SECONDS until other "
+        "processes use at most a quarter of the CPUs (a shared machine; default 0: no wait)",
+    )
+    p.add_argument(
+        "--sweep-precisions",
+        nargs="+",
+        choices=list(VITC_OF),
+        default=list(VITC_OF),
+        help="precisions the scaling sweep covers (default: all that have a peer)",
+    )
     args = p.parse_args(argv)
     args.models = args.models or list(QUICK_MODELS if args.quick else DEFAULT_MODELS)
+    try:
+        args.per_model = parse_per_model(args.per_model, args.models)
+    except ValueError as exc:
+        p.error(str(exc))
     if args.profile:
         args.engines = [e for e in (args.engines or VITC_OF.values()) if e in VITC_ENGINES]
         if not args.engines:
@@ -174,8 +244,10 @@ def parse_args(argv: list[str] | None, checkout_results: Path | None = None) -> 
 def counts_for(args: argparse.Namespace, model: str) -> dict[str, int]:
     c = MODELS[model].counts
 
+    own = args.per_model.get(model, {})
+
     def pick(name: str, minimum: int) -> int:
-        given = getattr(args, name)
+        given = own.get(name, getattr(args, name))
         return max(minimum, given if given is not None else getattr(c, name))
 
     return {
@@ -192,6 +264,25 @@ def command_line(argv: list[str] | None) -> str:
     return shlex.join(["vitc", "bench", *(sys.argv[1:] if argv is None else argv)])
 
 
+def vitc_source() -> str | None:
+    """The commit of the checkout vitc runs from (``git describe --always --dirty``), None for a wheel:
+    the results name the code they measured, not only the version string."""
+    if not (VITC_PARENT / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(VITC_PARENT), "log", "-1", "--format=%h %cs %s"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(VITC_PARENT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{out[:100]}{' (+ uncommitted changes)' if dirty else ''}"
+
+
 def base_meta(args: argparse.Namespace, argv: list[str] | None, peaks: dict[str, Any]) -> dict[str, Any]:
     return {
         "command": command_line(argv),
@@ -201,16 +292,20 @@ def base_meta(args: argparse.Namespace, argv: list[str] | None, peaks: dict[str,
         "openblas_env": openblas_env(),
         "threads": args.threads,
         "batch_size": args.batch_size,
+        "batch_sizes": {m: batch_size_for(args, m) for m in args.models},
+        "per_model": args.per_model,
         "peaks": peaks,
         "flops": {m: MODELS[m].flops_per_image() for m in args.models},
         "counts": {m: counts_for(args, m) for m in args.models},
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "vitc_source": vitc_source(),
     }
 
 
 def remeasure_peaks(args: argparse.Namespace, meta: dict[str, Any], when: str) -> None:
     """Measure the peaks again and keep the higher figure per kind: the load of a shared machine drifts
     over a long run, and a peak measured in a busy minute would put a quiet minute's engine above 100 %."""
+    quiet(args, "the peaks")
     meta["peaks"] = combine_peaks(meta["peaks"], measure_peaks(args.threads, seconds=args.peak_seconds), when)
     for k in meta["peaks"]["kinds"].values():
         print(f"bench: peak so far {k['instruction']:32s} {k['per_core']:8.1f} / {k['total']:8.1f} {k['unit']}")
@@ -235,6 +330,22 @@ def write_report(
     report.write_all(results, meta, out, sweeps)
 
 
+def quiet(args: argparse.Namespace, what: str) -> dict[str, float] | None:
+    """--wait-quiet: wait for a quiet moment before ``what``; the wait and the others' share it ended
+    at (recorded in the result, so a run that never got one says so)."""
+    if args.wait_quiet <= 0:
+        return None
+    waited, share = wait_for_quiet(args.wait_quiet)
+    if share is None:
+        return None
+    if waited > 3:
+        state = "quiet" if share <= 0.25 else "still busy"
+        print(
+            f"bench: waited {waited:.0f} s before {what}: others' CPU share {100 * share:.0f} % ({state})", flush=True
+        )
+    return {"waited_s": round(waited, 1), "others_share_at_start": round(share, 3)}
+
+
 def run_one(
     args: argparse.Namespace,
     engine: str,
@@ -249,14 +360,18 @@ def run_one(
     t0 = time.perf_counter()
     res_path = workdir / model / f"result.{engine}.json"
     res_path.unlink(missing_ok=True)
+    wait = quiet(args, f"{engine} on {model}")
     child_args = ["--engine", engine, "--model", model, "--workdir", str(workdir), "--threads", str(args.threads)]
-    child_args += ["--batch-size", str(args.batch_size), "--counts", json.dumps(counts), "--out", str(res_path)]
+    child_args += ["--batch-size", str(batch_size_for(args, model)), "--counts", json.dumps(counts)]
+    child_args += ["--out", str(res_path)]
     rc = run_child("engines", child_args, env, log, workdir)
     if not res_path.is_file():  # crashed before writing a result: a failure, never a silent gap
         failed.append(f"{engine}/{model}: exit code {rc}, no result (see {log})")
         print(f"bench: FAILED {engine} on {model}: exit code {rc}; see {log}", flush=True)
         return None
     r = json.loads(res_path.read_text())
+    if wait:
+        r["quiet_wait"] = wait
     if r.get("status") == "n/a":
         print(f"bench: {engine:9s} {model}: {r['reason']}", flush=True)
         return r
@@ -312,6 +427,8 @@ def run_sweeps(
         return []
     pairs: list[tuple[str, str]] = []
     for precision, mine in VITC_OF.items():
+        if precision not in args.sweep_precisions:
+            continue
         if not any(r["engine"] == mine and r["model"] == model and report.ok(r) for r in results):
             continue
         peer = report.fastest_peer(results, model, precision, batch=False)
@@ -328,6 +445,7 @@ def run_sweeps(
             for i, point in enumerate(points):
                 for engine in pair if i % 2 == 0 else pair[::-1]:
                     t0 = time.perf_counter()
+                    quiet(args, f"sweep {engine} {axis} {point}")
                     res_path = args.workdir / model / f"sweep.{engine}.{axis}.{point}.json"
                     res_path.unlink(missing_ok=True)
                     child = ["--engine", engine, "--model", model, "--workdir", str(args.workdir), "--threads"]
@@ -355,9 +473,9 @@ def run_profiles(args: argparse.Namespace, env: dict[str, str], log: Path, out: 
     """``--profile``: vitc's per-stage times; exit 2 with the interface's message until C has the timers."""
     rows, missing = [], None
     for model in args.models:
-        prepare_model(args, model, args.engines, env, log)
-        for engine in args.engines:
-            for batch in sorted({1, args.batch_size}):
+        prepare_model(args, model, engines_for(args, model, args.engines), env, log)
+        for engine in engines_for(args, model, args.engines):
+            for batch in sorted({1, batch_size_for(args, model)}):
                 res_path = args.workdir / model / f"profile.{engine}.b{batch}.json"
                 res_path.unlink(missing_ok=True)
                 child = ["--engine", engine, "--model", model, "--workdir", str(args.workdir), "--threads"]
@@ -428,6 +546,7 @@ def main(argv: list[str] | None = None, checkout_results: Path | None = None) ->
     load_before = load_average()
     # Peaks first, while nothing else of ours is running.
     print(f"bench: measuring the instruction peaks on 1 and {args.threads} pinned thread(s) ...", flush=True)
+    quiet(args, "the peaks")
     peaks = measure_peaks(args.threads, seconds=args.peak_seconds)
     for k in peaks["kinds"].values():
         print(f"bench: peak {k['instruction']:32s} {k['per_core']:8.1f} / {k['total']:8.1f} {k['unit']}", flush=True)
@@ -439,12 +558,13 @@ def main(argv: list[str] | None = None, checkout_results: Path | None = None) ->
     results: list[dict[str, Any]] = []
     failed: list[str] = []
     for model in args.models:
-        prepare_model(args, model, engines, env, log)
+        model_engines = engines_for(args, model, engines)
+        prepare_model(args, model, model_engines, env, log)
         counts = counts_for(args, model)
         best: dict[str, dict[str, Any]] = {}
         for rnd in range(args.rounds):
             # Alternate the order so no engine always runs first or last on a machine whose speed drifts.
-            for engine in engines if rnd % 2 == 0 else engines[::-1]:
+            for engine in model_engines if rnd % 2 == 0 else model_engines[::-1]:
                 if any(f.startswith(f"{engine}/{model}:") for f in failed):
                     continue
                 if best.get(engine, {}).get("status") == "n/a":
