@@ -364,6 +364,38 @@ def test_faster_but_less_accurate_is_marked() -> None:
     assert ("bf16", 1) not in comp  # no vitc row, no comparison
 
 
+def test_targets_say_met_or_by_how_much() -> None:
+    """Issue 14's targets: 1.15x the fastest peer with accuracy no worse, batches pay, peak shares."""
+    vitc = {**_row("vitc", "fp32", 50, 16, 1.0), "model": "vit-l16-512", "batch_size": 8}
+    vitc["batch_s"] = {"median": 8 * 0.055}  # slower per image at batch 8
+    int8 = {**_row("vitc-int8", "int8", 10, 16, 0.9995), "model": "vit-l16-512"}
+    results = [
+        vitc,
+        {**_row("ov", "fp32", 40, 16, 1.0), "model": "vit-l16-512"},
+        int8,
+        {**_row("ov-int8", "int8", 12, 15, 0.999), "model": "vit-l16-512"},
+    ]
+    meta = _meta()
+    kinds = meta["peaks"]["kinds"]
+    kinds["int8_zmm"] = {"instruction": "vpdpbusd zmm", "unit": "GOP/s", "per_core": 1000, "total": 2000}
+    # 10 GFLOP per image: fp32 at 50 ms = 200 GFLOP/s of 80 (above 100 %); int8 at 10 ms = 1000 of 2000 GOP/s
+    report.add_derived(results, {"vit-l16-512": 10e9}, meta["peaks"], 2)
+    rows = {t["target"]: t for t in report.targets(results, meta)}
+    fp32 = rows["vit-l16-512 fp32 batch 1: ≥ 1.15x ov, accuracy no worse"]
+    assert fp32["measured"].startswith("0.80x") and "needs 1.44x faster (≤ 34.8 ms/img)" in fp32["status"]
+    assert rows["vit-l16-512 int8 batch 1: ≥ 1.15x ov-int8, accuracy no worse"]["status"] == "met"  # 1.2x
+    assert rows["vit-l16-512 fp32: batch 8 ms/img ≤ batch 1"]["status"] == "missed by 10 %"
+    assert rows["vit-l16-512 fp32: ≥ 85 % of vfmadd231ps ymm"]["status"] == "met"
+    assert rows["vit-l16-512 int8: ≥ 65 % of vpdpbusd zmm"]["status"] == "missed by 15.0 points"
+    less = {**results[2], "accuracy": {**results[2]["accuracy"], "top1_agree": 14}}
+    rows = {t["target"]: t for t in report.targets([results[0], results[1], less, results[3]], meta)}
+    assert rows["vit-l16-512 int8 batch 1: ≥ 1.15x ov-int8, accuracy no worse"]["status"].endswith(
+        "less accurate than the peer"
+    )
+    text = "\n".join(report.targets_table(results, meta))
+    assert text.startswith("| target (issue 14) | measured | status |")
+
+
 # ---- the stage profile contract --------------------------------------------------------------------
 class FakeCore:
     """A _core.Model whose forward has the profile keyword (vitc/bench/profile.py), with fixed timers."""
