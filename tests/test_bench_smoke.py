@@ -135,6 +135,37 @@ def test_quick_sweep_covers_vitc_and_the_fastest_peer(quick_run) -> None:
         assert all(p["per_image_s"] > 0 for p in s["points"])
 
 
+def test_sweep_from_adds_the_sweep_to_an_earlier_run(quick_run, tmp_path) -> None:
+    """--sweep-from: only the sweep, for an earlier run's engines, written beside that run's rows."""
+    _, out, _ = quick_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    before = json.loads((copy / "results.json").read_text())
+    argv = ["--sweep-from", str(copy), "--workdir", str(tmp_path / "work"), "--sweep-model", "tiny"]
+    argv += ["--sweep-precisions", "fp32", "--sweep-batches", "1", "--sweep-sizes", "32", "--sweep-runs", "1"]
+    argv += ["--peak-seconds", "0.05"]
+    assert run.main(argv) == 0, (copy / "run.log").read_text()[-3000:]
+    after = json.loads((copy / "results.json").read_text())
+    assert [r["engine"] for r in after["results"]] == [r["engine"] for r in before["results"]]
+    assert {s["precision"] for s in after["sweeps"]} == {"fp32"} and len(after["sweeps"]) == 4  # 2 engines x 2 axes
+    md = (copy / "results.md").read_text()
+    assert before["meta"]["command"] in md and "scaling sweep, run after it" in md and "--sweep-from" in md
+    assert (copy / "scaling.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (["--sweep-from", "/nonexistent"], "results.json"),
+        (["--sweep-from", ".", "--quick"], "results.json"),
+    ],
+)
+def test_sweep_from_refuses(argv, error, capsys) -> None:
+    with pytest.raises(SystemExit):
+        run.parse_args(argv)
+    assert error in capsys.readouterr().err
+
+
 # ---- hygiene: --quick never writes the committed results ---------------------------------------------
 def test_quick_never_touches_committed_results(tmp_path, monkeypatch) -> None:
     """Default output of a quick run is the scratch cache, even run from the checkout's root through

@@ -307,7 +307,10 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any], sweeps: list[d
     lines = ["# vitc benchmark", ""]
     if meta.get("quick"):
         lines += [f"> **{QUICK_WARNING}**", ""]
-    lines += [f"- date: {meta['date']}", f"- command: `{meta['command']}`", *machine_lines(meta), load_line(meta)]
+    lines += [f"- date: {meta['date']}", f"- command: `{meta['command']}`"]
+    if meta.get("sweep_command"):
+        lines.append(f"- scaling sweep, run after it ({meta['sweep_date']}): `{meta['sweep_command']}`")
+    lines += [*machine_lines(meta), load_line(meta)]
     lines += [
         f"- work: {', '.join(f'{m} {f / 1e9:.2f} GFLOP/image' for m, f in meta['flops'].items())}",
         (

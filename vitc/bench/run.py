@@ -178,6 +178,13 @@ def parse_args(argv: list[str] | None, checkout_results: Path | None = None) -> 
     p.add_argument("--sweep-sizes", type=int, nargs="+", default=list(SWEEP_SIZES))
     p.add_argument("--sweep-runs", type=int, default=3, help="timed calls per sweep point (after 1 warm-up)")
     p.add_argument(
+        "--sweep-from",
+        type=Path,
+        metavar="DIR",
+        help="only the scaling sweep, for the engines of an earlier run's DIR/results.json, added to that "
+        "report (written to --out / --update-results, default DIR itself): a busy machine's long run in two parts",
+    )
+    p.add_argument(
         "--profile",
         action="store_true",
         help="only profile vitc: per-stage time (patch embed, QKV, attention, ...) as %% of the forward",
@@ -223,6 +230,15 @@ def parse_args(argv: list[str] | None, checkout_results: Path | None = None) -> 
     if args.threads < 1 or args.batch_size < 1 or args.rounds < 1:
         p.error("--threads, --batch-size and --rounds must be >= 1")
 
+    if args.sweep_from is not None:
+        if not (args.sweep_from / "results.json").is_file():
+            p.error(f"--sweep-from: expected a folder with results.json, got {args.sweep_from}")
+        if args.profile or args.quick:
+            p.error("--sweep-from runs only the sweep: not with --profile or --quick")
+        args.sweep = True
+        args.threads = json.loads((args.sweep_from / "results.json").read_text())["meta"]["threads"]  # same as the run
+        if args.out is None and not args.update_results:
+            args.out = args.sweep_from
     # Where results go. The committed results change only when asked by name, never from --quick.
     committed = checkout_results if checkout_results is not None else CHECKOUT_RESULTS
     if args.update_results:
@@ -517,6 +533,26 @@ def run_profiles(args: argparse.Namespace, env: dict[str, str], log: Path, out: 
     return 0
 
 
+def sweep_only(args: argparse.Namespace, argv: list[str] | None, env: dict[str, str], log: Path, out: Path) -> int:
+    """--sweep-from: the sweep for an earlier run's results, merged into its report (its command kept,
+    this one recorded beside it as the sweep's)."""
+    data = json.loads((args.sweep_from / "results.json").read_text())
+    meta, results = data["meta"], data["results"]
+    args.models = list(dict.fromkeys(r["model"] for r in results))
+    failed = list(meta.get("failed", []))
+    print(f"bench: sweep only, for the run of {meta['date']} ({args.sweep_from / 'results.json'})", flush=True)
+    sweeps = run_sweeps(args, results, env, log, failed)
+    if not sweeps:
+        print("bench: --sweep-from: nothing to sweep (no vitc engine with a peer in that run)", file=sys.stderr)
+        return 1
+    meta["sweep_command"] = command_line(argv)
+    meta["sweep_date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    remeasure_peaks(args, meta, "after the sweep")
+    write_report(meta, results, failed, out, sweeps)
+    print(f"bench: wrote {out / 'results.md'}, results.json, latency.png, scaling.png")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None, checkout_results: Path | None = None) -> int:
     """Run the benchmark; 0 if every engine passed its check, 1 otherwise.
 
@@ -528,7 +564,8 @@ def main(argv: list[str] | None = None, checkout_results: Path | None = None) ->
     out.mkdir(parents=True, exist_ok=True)
     args.workdir.mkdir(parents=True, exist_ok=True)
     log = out / "run.log"
-    log.write_text("")
+    if args.sweep_from is None or log.resolve() != (args.sweep_from / "run.log").resolve():
+        log.write_text("")  # a sweep added to a run's own folder appends to that run's log
     env = child_env(args.threads)
     if args.quick:
         print(f"bench: {report.QUICK_WARNING}", flush=True)
@@ -542,6 +579,8 @@ def main(argv: list[str] | None = None, checkout_results: Path | None = None) ->
             engines.append(e)
     if args.profile:
         return run_profiles(args, env, log, out)
+    if args.sweep_from is not None:
+        return sweep_only(args, argv, env, log, out)
 
     load_before = load_average()
     # Peaks first, while nothing else of ours is running.
