@@ -415,7 +415,7 @@ def test_targets_say_met_or_by_how_much() -> None:
     fp32 = rows["vit-l16-512 fp32 batch 1: ≥ 1.15x ov, accuracy no worse"]
     assert fp32["measured"].startswith("0.80x") and "needs 1.44x faster (≤ 34.8 ms/img)" in fp32["status"]
     assert rows["vit-l16-512 int8 batch 1: ≥ 1.15x ov-int8, accuracy no worse"]["status"] == "met"  # 1.2x
-    assert rows["vit-l16-512 fp32: batch 8 ms/img ≤ batch 1"]["status"] == "missed by 10 %"
+    assert rows["vit-l16-512 fp32: batch 8 ms/img ≤ batch 1"]["status"] == "missed by 10.0 %"
     assert rows["vit-l16-512 fp32: ≥ 85 % of vfmadd231ps ymm"]["status"] == "met"
     assert rows["vit-l16-512 int8: ≥ 65 % of vpdpbusd zmm"]["status"] == "missed by 15.0 points"
     less = {**results[2], "accuracy": {**results[2]["accuracy"], "top1_agree": 14}}
@@ -425,6 +425,22 @@ def test_targets_say_met_or_by_how_much() -> None:
     )
     text = "\n".join(report.targets_table(results, meta))
     assert text.startswith("| target (issue 14) | measured | status |")
+
+
+def test_report_rewrite_names_a_model_without_rows(tmp_path, capsys) -> None:
+    """python -m vitc.bench.report DIR/results.json --rewrite: results.md and the chart again from the
+    JSON; a model the command asked for but never reached is named, not silently absent."""
+    meta = {**_meta(), "flops": {"m": 10e9, "vit-l16-512": 724e9}, "batch_size": 8, "versions": {}}
+    full = {"load_s": 0.1, "first_call_s": 0.2, "peak_rss_mb": 100.0, "variant": "v"}
+    results = [{**_row("vitc", "fp32", 50, 16, 1.0), **full}, {**_row("ov", "fp32", 40, 16, 1.0), **full}]
+    for r in results:
+        r["latency_s"] |= {"p10": r["latency_s"]["median"], "p90": r["latency_s"]["median"]}
+    report.add_derived(results, meta["flops"], meta["peaks"], 2)
+    (tmp_path / "results.json").write_text(json.dumps({"meta": meta, "results": results, "sweeps": []}))
+    assert report.main([str(tmp_path / "results.json"), "--rewrite"]) == 0
+    md = (tmp_path / "results.md").read_text()
+    assert "No results for vit-l16-512: the run stopped before it." in md and "## Targets" in md
+    assert (tmp_path / "latency.png").stat().st_size > 0 and "| m | fp32 | 1 |" in capsys.readouterr().out
 
 
 # ---- the stage profile contract --------------------------------------------------------------------
