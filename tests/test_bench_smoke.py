@@ -440,6 +440,7 @@ def test_report_rewrite_names_a_model_without_rows(tmp_path, capsys) -> None:
     assert report.main([str(tmp_path / "results.json"), "--rewrite"]) == 0
     md = (tmp_path / "results.md").read_text()
     assert "No results for vit-l16-512: the run stopped before it." in md and "## Targets" in md
+    assert (tmp_path / "readme-table.md").read_text().startswith("2026-12-03, `vitc bench")
     assert (tmp_path / "latency.png").stat().st_size > 0 and "| m | fp32 | 1 |" in capsys.readouterr().out
 
 

@@ -519,6 +519,7 @@ def write_all(
     data["targets"] = targets(results, meta)
     (out / "results.json").write_text(json.dumps(data, indent=1))
     (out / "results.md").write_text(markdown(results, meta, sweeps))
+    (out / "readme-table.md").write_text(readme_table(data) + "\n")  # what the README's per-CPU section shows
     plot(results, meta, out / "latency.png")
     if sweeps:
         plot_scaling(sweeps, meta, out / "scaling.png")

@@ -636,7 +636,10 @@ def main(argv: list[str] | None = None, checkout_results: Path | None = None) ->
     if sweeps:
         remeasure_peaks(args, meta, "after the sweep")
     write_report(meta, results, failed, out, sweeps)
-    print(f"bench: wrote {out / 'results.md'}, results.json, latency.png" + (", scaling.png" if sweeps else ""))
+    print(
+        f"bench: wrote {out / 'results.md'}, results.json, readme-table.md, latency.png"
+        + (", scaling.png" if sweeps else "")
+    )
     print((out / "results.md").read_text())
     if failed:
         print("bench: FAILED:\n  " + "\n  ".join(failed), file=sys.stderr)
