@@ -20,6 +20,8 @@ class RunCounts:
     runs: int  # timed batch-1 forwards (latency statistics)
     batch_warmup: int  # untimed batch-B forwards
     batch_runs: int  # timed batch-B forwards (throughput)
+    accuracy_images: int = 16  # real photos every engine is scored on against fp32 eager (images.py)
+    calibration_images: int = 8  # real photos static int8 (NNCF) is calibrated on, disjoint from those
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ MODELS: dict[str, ModelSpec] = {
             intermediate_size=4096,
             patch_size=16,
             num_labels=1000,
-            counts=RunCounts(warmup=1, runs=5, batch_warmup=0, batch_runs=1),
+            counts=RunCounts(warmup=1, runs=5, batch_warmup=0, batch_runs=1, accuracy_images=4, calibration_images=4),
         ),
         # google/vit-base-patch16-224 shape.
         ModelSpec(
@@ -114,7 +116,7 @@ MODELS: dict[str, ModelSpec] = {
             intermediate_size=128,
             patch_size=8,
             num_labels=10,
-            counts=RunCounts(warmup=1, runs=1, batch_warmup=0, batch_runs=1),
+            counts=RunCounts(warmup=1, runs=1, batch_warmup=0, batch_runs=1, accuracy_images=4, calibration_images=2),
         ),
     )
 }
