@@ -1,4 +1,4 @@
-"""Build vitc's C core (vitc._core) from csrc/*.c against OpenBLAS.
+"""Build vitc's C core (vitc._core) from csrc/*.c and csrc/kernels/*.c against OpenBLAS.
 
 BLAS comes from the scipy-openblas32 wheel (symbols prefixed `scipy_`) unless the environment
 variable VITC_BLAS=system asks for a system OpenBLAS found with pkg-config (unprefixed symbols).
@@ -134,9 +134,9 @@ def configure(ext: Extension, blas: dict, sanitize: bool) -> None:
 
 core = Extension(
     "vitc._core",
-    sources=sorted(glob.glob("csrc/*.c")),
+    sources=sorted(glob.glob("csrc/*.c") + glob.glob("csrc/kernels/*.c")),
     # Headers too: editing one rebuilds the extension (distutils compares these with the output).
-    depends=sorted(glob.glob("csrc/*.h")),
+    depends=sorted(glob.glob("csrc/*.h") + glob.glob("csrc/kernels/*.h") + glob.glob("csrc/kernels/*.inc")),
 )
 
 setup(ext_modules=[core], cmdclass={"build_ext": BuildExt})

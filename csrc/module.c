@@ -2,6 +2,7 @@
 // Ufuncs are registered by ufuncs.c, the model forward lives in forward_py.c.
 #define VITC_MODULE_INIT
 #include "vitc_py.h"
+#include "gemm_f32_py.h"
 
 #include "vitc_blas.h"
 #include "vitc_kernels.h"
@@ -64,7 +65,7 @@ static PyMethodDef module_methods[] = {
      "blas_info() -> dict\n\nOpenBLAS build configuration, core type and thread count."},
     {"cpu_features", py_cpu_features, METH_NOARGS,
      "cpu_features() -> list[str]\n\nCPU features detected at run time (usable by the OS)."},
-    VITC_PY_FORWARD_METHODS VITC_PY_LOWP_METHODS{NULL, NULL, 0, NULL},
+    VITC_PY_FORWARD_METHODS VITC_PY_LOWP_METHODS VITC_PY_GEMM_F32_METHODS{NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {

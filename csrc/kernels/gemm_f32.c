@@ -1,0 +1,390 @@
+// gemm_f32.c: vitc's fp32 GEMM for weight matrices packed once (see gemm_f32.h for the contract).
+// Goto/BLIS structure: A (the activations) packed per call into MR-row panels, the weights
+// pre-packed in 16-column panels; loops rows (MC block, A in L2) > columns (NC chunk) > K (KC
+// block: a KC x 16 weight panel slice stays in L1) > panels > MR-row tiles > register tile. Partial
+// sums over K blocks are stored and continued (exact), so each output element is one FMA chain in
+// k order whatever the blocking. Not the model wiring; pure C, no Python, no allocation.
+#include "gemm_f32.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define GEMM_HAVE_X86 1
+#include <immintrin.h>
+#else
+#define GEMM_HAVE_X86 0
+#endif
+
+enum {
+    MAX_MR = 14,  // largest tile (AVX-512): rows
+    MAX_NR = 32,  //                         columns
+    ALIGN_FLOATS = 16,  // 64 bytes: scratch parts start on a cache line
+};
+
+// Below this many flops (2 M N K) a GEMM runs on the calling thread: waking a worker costs more.
+static const double PARALLEL_MIN_FLOP = 4e6;
+
+static vitc_int round_up(vitc_int x, vitc_int m) { return (x + m - 1) / m * m; }
+static vitc_int min_int(vitc_int a, vitc_int b) { return a < b ? a : b; }
+static vitc_int max_int(vitc_int a, vitc_int b) { return a > b ? a : b; }
+
+static float *align64(float *p) {
+    return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Register tiles. Every tile has the signature of gemm_f32_tile.inc's (see there).
+
+typedef void (*tile_fn)(const float *a, const float *b, vitc_int b_stride, vitc_int kc,
+                        const float *cin, vitc_int ld_in, float *cout, vitc_int ld_out,
+                        const float *bias, const float *res, vitc_int ld_res);
+
+// Portable tile: SCALAR_MR x 16, fmaf explicitly (the compiler must not choose between a fused
+// and an unfused multiply-add: the vector tiers fuse, so this one does too).
+enum { SCALAR_MR = 4 };
+
+static void tile_scalar(const float *a, const float *b, vitc_int b_stride, vitc_int kc,
+                        const float *cin, vitc_int ld_in, float *cout, vitc_int ld_out,
+                        const float *bias, const float *res, vitc_int ld_res) {
+    (void)b_stride;
+    float acc[SCALAR_MR][GEMM_F32_NR];
+    for (int r = 0; r < SCALAR_MR; r++)
+        for (int j = 0; j < GEMM_F32_NR; j++) acc[r][j] = cin ? cin[r * ld_in + j] : 0.0f;
+    for (vitc_int k = 0; k < kc; k++)
+        for (int r = 0; r < SCALAR_MR; r++) {
+            const float x = a[k * SCALAR_MR + r];
+            for (int j = 0; j < GEMM_F32_NR; j++)
+                acc[r][j] = fmaf(x, b[k * GEMM_F32_NR + j], acc[r][j]);
+        }
+    for (int r = 0; r < SCALAR_MR; r++)
+        for (int j = 0; j < GEMM_F32_NR; j++) {
+            float v = acc[r][j];
+            if (bias) v = v + bias[j];
+            if (res) v = res[r * ld_res + j] + v;
+            cout[r * ld_out + j] = v;
+        }
+}
+
+#if GEMM_HAVE_X86
+// AVX2 + FMA: 6 x 16, 12 ymm accumulators, both B vectors from one panel row.
+#define TILE_NAME tile_avx2
+#define TILE_TARGET __attribute__((target("avx2,fma")))
+#define TILE_MR 6
+#define VEC __m256
+#define VL 8
+#define V_LOADU(p) _mm256_loadu_ps(p)
+#define V_STOREU(p, v) _mm256_storeu_ps((p), (v))
+#define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define V_BCAST(p) _mm256_broadcast_ss(p)
+#define V_ZERO() _mm256_setzero_ps()
+#define V_ADD(a, b) _mm256_add_ps((a), (b))
+#define TILE_B1(b, b_stride) ((b) + 8)
+#include "gemm_f32_tile.inc"
+
+// AVX-512F: 14 x 32, 28 zmm accumulators, one B vector from each of two adjacent panels
+// (b_stride floats apart; 0 when the second panel is past N: its columns are then discarded).
+#define TILE_NAME tile_avx512
+#define TILE_TARGET __attribute__((target("avx512f")))
+#define TILE_MR 14
+#define VEC __m512
+#define VL 16
+#define V_LOADU(p) _mm512_loadu_ps(p)
+#define V_STOREU(p, v) _mm512_storeu_ps((p), (v))
+#define V_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define V_BCAST(p) _mm512_set1_ps(*(p))
+#define V_ZERO() _mm512_setzero_ps()
+#define V_ADD(a, b) _mm512_add_ps((a), (b))
+#define TILE_B1(b, b_stride) ((b) + (b_stride))
+#include "gemm_f32_tile.inc"
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Tiers: the tile and its cache blocks. KC x (tile columns) floats of weights stay in L1 while
+// the MR-row tiles of an MC block pass over them; the MC x KC slice of A stays in L2; the partial
+// sums of an MC x NC block (K > KC) stay in L2 between K blocks.
+
+typedef struct {
+    tile_fn tile;  // NULL: not compiled for this machine
+    int mr, nr;    // tile rows, columns (nr: 16 or 32, one or two panels)
+    vitc_int kc, mc, nc;
+    const char *name;
+} tier_info;
+
+static const tier_info TIERS[GEMM_F32_NTIERS] = {
+    [GEMM_F32_SCALAR] = {tile_scalar, SCALAR_MR, 16, 256, 64, 256, "scalar"},
+#if GEMM_HAVE_X86
+    // Zen 2 (32 KiB L1d, 512 KiB L2): a 16 KiB weight slice, a 144 KiB A slice.
+    [GEMM_F32_AVX2] = {tile_avx2, 6, 16, 256, 144, 512, "avx2"},
+    // 48 KiB L1d, >= 1 MiB L2 (Zen 4/5, Sapphire Rapids): a 24 KiB weight slice (two panels).
+    [GEMM_F32_AVX512] = {tile_avx512, 14, 32, 192, 196, 512, "avx512"},
+#else
+    [GEMM_F32_AVX2] = {NULL, 6, 16, 256, 144, 512, "avx2"},
+    [GEMM_F32_AVX512] = {NULL, 14, 32, 192, 196, 512, "avx512"},
+#endif
+};
+
+static gemm_f32_tier_id g_max_tier = GEMM_F32_AVX512;
+
+int gemm_f32_tier_available(gemm_f32_tier_id tier) {
+    if (tier < 0 || tier >= GEMM_F32_NTIERS || TIERS[tier].tile == NULL) return 0;
+    const unsigned f = vitc_cpu_features();
+    switch (tier) {
+    case GEMM_F32_SCALAR: return 1;
+    case GEMM_F32_AVX2: return (f & (VITC_CPU_AVX2 | VITC_CPU_FMA)) == (VITC_CPU_AVX2 | VITC_CPU_FMA);
+    case GEMM_F32_AVX512: return (f & VITC_CPU_AVX512F) != 0;
+    default: return 0;
+    }
+}
+
+gemm_f32_tier_id gemm_f32_tier(void) {
+    for (int t = g_max_tier; t > GEMM_F32_SCALAR; t--)
+        if (gemm_f32_tier_available((gemm_f32_tier_id)t)) return (gemm_f32_tier_id)t;
+    return GEMM_F32_SCALAR;
+}
+
+void gemm_f32_set_max_tier(gemm_f32_tier_id tier) {
+    g_max_tier = tier < GEMM_F32_SCALAR ? GEMM_F32_SCALAR
+                 : tier >= GEMM_F32_NTIERS ? GEMM_F32_NTIERS - 1
+                                           : tier;
+}
+
+const char *gemm_f32_tier_name(gemm_f32_tier_id tier) {
+    return tier >= 0 && tier < GEMM_F32_NTIERS ? TIERS[tier].name : "unknown";
+}
+
+vitc_int gemm_f32_col_align(void) { return TIERS[gemm_f32_tier()].nr; }
+
+// ---------------------------------------------------------------------------------------------
+// Weights
+
+vitc_int gemm_f32_packed_len(vitc_int N, vitc_int K) { return round_up(N, GEMM_F32_NR) * K; }
+
+typedef struct {
+    float *packed;
+    const float *w;
+    vitc_int N, K;
+} pack_job;
+
+static void pack_panels(void *ctx, vitc_int begin, vitc_int end, int thread_id) {
+    (void)thread_id;
+    const pack_job *j = ctx;
+    for (vitc_int p = begin; p < end; p++) {
+        float *panel = j->packed + p * j->K * GEMM_F32_NR;
+        for (int c = 0; c < GEMM_F32_NR; c++) {
+            const vitc_int n = p * GEMM_F32_NR + c;
+            const float *row = j->w + n * j->K;
+            for (vitc_int k = 0; k < j->K; k++)
+                panel[k * GEMM_F32_NR + c] = n < j->N ? row[k] : 0.0f;
+        }
+    }
+}
+
+// packed (gemm_f32_packed_len(N,K)), w (N,K)
+void gemm_f32_pack(float *packed, const float *w, vitc_int N, vitc_int K) {
+    if (N <= 0 || K <= 0) return;
+    pack_job job = {packed, w, N, K};
+    vitc_parallel_for(round_up(N, GEMM_F32_NR) / GEMM_F32_NR, vitc_get_num_threads(), pack_panels,
+                      &job);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+
+// Rows per MC block: equal blocks of at most `mc` rows, a multiple of mr (1025 rows at mc = 144:
+// 8 blocks of 132 and a last of 101, not 7 x 144 + 17).
+static vitc_int block_rows(vitc_int M, vitc_int mc, int mr) {
+    const vitc_int blocks = (M + mc - 1) / mc;
+    return round_up((M + blocks - 1) / blocks, mr);
+}
+
+// Scratch of one tier, in floats: A block (round_up(mc, mr), K) | partial sums (round_up(mc, mr),
+// ldp) when K > kc | 64-byte alignment slack.
+static vitc_int tier_scratch_len(const tier_info *t, vitc_int M, vitc_int N, vitc_int K) {
+    if (M <= 0 || N <= 0 || K <= 0) return 0;
+    const vitc_int rows = round_up(block_rows(M, t->mc, t->mr), t->mr);
+    const vitc_int parts = K > t->kc ? rows * round_up(min_int(t->nc, N), t->nr) : 0;
+    return ALIGN_FLOATS + round_up(rows * K, ALIGN_FLOATS) + parts;
+}
+
+vitc_int gemm_f32_scratch_len(vitc_int M, vitc_int N, vitc_int K) {
+    vitc_int len = 0;
+    for (int t = 0; t < GEMM_F32_NTIERS; t++) len = max_int(len, tier_scratch_len(&TIERS[t], M, N, K));
+    return len;
+}
+
+// ap (round_up(rows, mr) / mr panels of (K, mr)) <- rows of x (rows, K), zero rows past `rows`.
+static void pack_rows(float *ap, const float *x, vitc_int ld_x, vitc_int rows, vitc_int K, int mr) {
+    for (vitc_int i0 = 0; i0 < rows; i0 += mr) {
+        float *panel = ap + i0 * K;
+        for (int r = 0; r < mr; r++) {
+            if (i0 + r >= rows) {
+                for (vitc_int k = 0; k < K; k++) panel[k * mr + r] = 0.0f;
+                continue;
+            }
+            const float *src = x + (i0 + r) * ld_x;
+            for (vitc_int k = 0; k < K; k++) panel[k * mr + r] = src[k];
+        }
+    }
+}
+
+// K = 0: every chain is empty, out = act(0.0f + b) or out += 0.0f + b.
+static void empty_sum(float *out, const float *b, vitc_act act, int residual, vitc_int M,
+                      vitc_int n0, vitc_int n1, vitc_int ld_out) {
+    for (vitc_int m = 0; m < M; m++) {
+        float *y = out + m * ld_out;
+        for (vitc_int n = n0; n < n1; n++) {
+            const float v = 0.0f + (b ? b[n] : 0.0f);
+            y[n] = residual ? y[n] + v : v;
+        }
+        if (!residual) act_forward_f32(y + n0, y + n0, act, n1 - n0);
+    }
+}
+
+// Everything a (column range of a) GEMM needs, fixed for the call.
+typedef struct {
+    const tier_info *t;
+    float *out;
+    const float *inp, *packed, *b;
+    vitc_act act;
+    int residual;
+    vitc_int M, N, K, ld_out, ld_inp;
+} gemm_args;
+
+// The last K block of tile rows [m, m + mr) x columns [n, n + nr) of out: bias, residual,
+// activation. A tile that sticks out of the matrix (mr < MR or nr < NR) runs on a local copy:
+// the same tile code, the same chains, and only its valid part is written.
+static void finish_tile(const gemm_args *g, const float *a, const float *bp, vitc_int b_stride,
+                        vitc_int kc, const float *cin, vitc_int ld_in, vitc_int m, vitc_int n,
+                        vitc_int mr, vitc_int nr) {
+    const tier_info *t = g->t;
+    float *dst = g->out + m * g->ld_out + n;
+    if (mr == t->mr && nr == t->nr) {
+        t->tile(a, bp, b_stride, kc, cin, ld_in, dst, g->ld_out, g->b ? g->b + n : NULL,
+                g->residual ? dst : NULL, g->ld_out);
+    } else {
+        float tile[MAX_MR * MAX_NR], res[MAX_MR * MAX_NR], bias[MAX_NR];
+        const vitc_int ld = t->nr;
+        if (g->b) {
+            memset(bias, 0, sizeof bias);
+            memcpy(bias, g->b + n, (size_t)nr * sizeof(float));
+        }
+        if (g->residual) {
+            memset(res, 0, sizeof res);
+            for (vitc_int r = 0; r < mr; r++)
+                memcpy(res + r * ld, dst + r * g->ld_out, (size_t)nr * sizeof(float));
+        }
+        t->tile(a, bp, b_stride, kc, cin, ld_in, tile, ld, g->b ? bias : NULL,
+                g->residual ? res : NULL, ld);
+        for (vitc_int r = 0; r < mr; r++)
+            memcpy(dst + r * g->ld_out, tile + r * ld, (size_t)nr * sizeof(float));
+    }
+    if (!g->residual && g->act != VITC_ACT_NONE)
+        for (vitc_int r = 0; r < mr; r++)
+            act_forward_f32(dst + r * g->ld_out, dst + r * g->ld_out, g->act, nr);
+}
+
+// Columns [n0, n1) of the GEMM, n0 a multiple of 16.
+static void gemm_cols(const gemm_args *g, vitc_int n0, vitc_int n1, float *scratch) {
+    const tier_info *t = g->t;
+    const vitc_int M = g->M, K = g->K, MR = t->mr, NR = t->nr;
+    if (M <= 0 || n1 <= n0) return;
+    if (K <= 0) {
+        empty_sum(g->out, g->b, g->act, g->residual, M, n0, n1, g->ld_out);
+        return;
+    }
+    const vitc_int panels = round_up(g->N, GEMM_F32_NR) / GEMM_F32_NR;
+    const vitc_int mc = block_rows(M, t->mc, t->mr);
+    const vitc_int ldp = round_up(min_int(t->nc, n1 - n0), NR);
+    float *ap = align64(scratch);
+    float *part = ap + round_up(round_up(mc, MR) * K, ALIGN_FLOATS);
+    for (vitc_int ic = 0; ic < M; ic += mc) {
+        const vitc_int mcur = min_int(mc, M - ic);
+        pack_rows(ap, g->inp + ic * g->ld_inp, g->ld_inp, mcur, K, t->mr);
+        for (vitc_int jc = n0; jc < n1; jc += t->nc) {
+            const vitc_int jend = min_int(jc + t->nc, n1);
+            for (vitc_int pc = 0; pc < K; pc += t->kc) {
+                const vitc_int kc = min_int(t->kc, K - pc);
+                const int first = pc == 0, last = pc + kc == K;
+                for (vitc_int jr = jc; jr < jend; jr += NR) {
+                    const vitc_int p = jr / GEMM_F32_NR, nr = min_int(NR, jend - jr);
+                    const float *bp = g->packed + (p * K + pc) * GEMM_F32_NR;
+                    const vitc_int b_stride = p + 1 < panels ? K * GEMM_F32_NR : 0;
+                    for (vitc_int ir = 0; ir < mcur; ir += MR) {
+                        const float *a = ap + ir * K + pc * MR;
+                        float *pt = part + ir * ldp + (jr - jc);
+                        const float *cin = first ? NULL : pt;
+                        if (last)
+                            finish_tile(g, a, bp, b_stride, kc, cin, ldp, ic + ir, jr,
+                                        min_int(MR, mcur - ir), nr);
+                        else
+                            t->tile(a, bp, b_stride, kc, cin, ldp, pt, ldp, NULL, NULL, 0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void gemm_f32_forward_cols_tier(gemm_f32_tier_id tier, float *out, const float *inp,
+                                const float *packed, const float *b, vitc_act act, int residual,
+                                vitc_int M, vitc_int N, vitc_int K, vitc_int n0, vitc_int n1,
+                                vitc_int ld_out, vitc_int ld_inp, float *scratch) {
+    if (!gemm_f32_tier_available(tier)) tier = GEMM_F32_SCALAR;
+    const gemm_args g = {&TIERS[tier], out, inp, packed, b, act, residual, M, N, K, ld_out, ld_inp};
+    gemm_cols(&g, n0, n1, scratch);
+}
+
+// out (M,N), inp (M,K), packed (gemm_f32_packed_len(N,K)), b (N) or NULL
+void gemm_f32_forward_cols(float *out, const float *inp, const float *packed, const float *b,
+                           vitc_act act, int residual, vitc_int M, vitc_int N, vitc_int K,
+                           vitc_int n0, vitc_int n1, vitc_int ld_out, vitc_int ld_inp,
+                           float *scratch) {
+    gemm_f32_forward_cols_tier(gemm_f32_tier(), out, inp, packed, b, act, residual, M, N, K, n0,
+                               n1, ld_out, ld_inp, scratch);
+}
+
+// out (M,N), inp (M,K), packed (gemm_f32_packed_len(N,K)), b (N) or NULL
+void gemm_f32_forward(float *out, const float *inp, const float *packed, const float *b,
+                      vitc_act act, int residual, vitc_int M, vitc_int N, vitc_int K,
+                      vitc_int ld_out, vitc_int ld_inp, float *scratch) {
+    gemm_f32_forward_cols(out, inp, packed, b, act, residual, M, N, K, 0, N, ld_out, ld_inp,
+                          scratch);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Column split on vitc's pool
+
+typedef struct {
+    gemm_args g;
+    float *scratch;
+    vitc_int scratch_len, unit;  // per thread; columns per work unit
+} parallel_job;
+
+static void parallel_task(void *ctx, vitc_int begin, vitc_int end, int thread_id) {
+    const parallel_job *j = ctx;
+    gemm_cols(&j->g, begin * j->unit, min_int(end * j->unit, j->g.N),
+              j->scratch + thread_id * j->scratch_len);
+}
+
+void gemm_f32_forward_parallel_tier(gemm_f32_tier_id tier, float *out, const float *inp,
+                                    const float *packed, const float *b, vitc_act act,
+                                    int residual, vitc_int M, vitc_int N, vitc_int K,
+                                    vitc_int ld_out, vitc_int ld_inp, int threads,
+                                    float *scratch) {
+    if (M <= 0 || N <= 0) return;
+    if (!gemm_f32_tier_available(tier)) tier = GEMM_F32_SCALAR;
+    const tier_info *t = &TIERS[tier];
+    parallel_job job = {{t, out, inp, packed, b, act, residual, M, N, K, ld_out, ld_inp},
+                        scratch, gemm_f32_scratch_len(M, N, K), t->nr};
+    if (2.0 * (double)M * (double)N * (double)K < PARALLEL_MIN_FLOP) threads = 1;
+    vitc_parallel_for((N + job.unit - 1) / job.unit, threads, parallel_task, &job);
+}
+
+void gemm_f32_forward_parallel(float *out, const float *inp, const float *packed, const float *b,
+                               vitc_act act, int residual, vitc_int M, vitc_int N, vitc_int K,
+                               vitc_int ld_out, vitc_int ld_inp, int threads, float *scratch) {
+    gemm_f32_forward_parallel_tier(gemm_f32_tier(), out, inp, packed, b, act, residual, M, N, K,
+                                   ld_out, ld_inp, threads, scratch);
+}
