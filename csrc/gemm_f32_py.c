@@ -125,7 +125,8 @@ static int parse_tier(PyObject *obj, const char *fn) {
     if (obj == Py_None) return (int)gemm_f32_tier();
     const char *name = PyUnicode_Check(obj) ? PyUnicode_AsUTF8(obj) : NULL;
     if (name == NULL && PyErr_Occurred()) return -1;
-    for (int t = 0; name && t < GEMM_F32_NTIERS; t++)
+    // The real tiers, and the test-only AVX-512 shape on AVX2 (not listed by _gemm_f32_tiers).
+    for (int t = 0; name && t <= GEMM_F32_AVX512_SHAPE; t++)
         if (gemm_f32_tier_available((gemm_f32_tier_id)t) &&
             strcmp(name, gemm_f32_tier_name((gemm_f32_tier_id)t)) == 0)
             return t;
@@ -180,7 +181,8 @@ fail:
 
 // _gemm_f32(x (M,K), packed, b (N) or None, act, residual_out (M,N) or None, N, *, tier=None,
 //           splits=None) -> out (M,N): act(x . w^T + b), or residual_out += x . w^T + b in place
-// (then returned). tier: a name from _gemm_f32_tiers() (None: the current choice). splits: column
+// (then returned). tier: a name from _gemm_f32_tiers() (None: the current choice), or
+// "avx512_shape" (test only: the AVX-512 tile shape on AVX2 instructions). splits: column
 // boundaries run one after another on this thread; None: columns split over vitc's threads.
 PyObject *vitc_py_gemm_f32(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;

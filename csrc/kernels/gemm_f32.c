@@ -98,6 +98,47 @@ static void tile_scalar(const float *a, const float *b, vitc_int b_stride, vitc_
 #define V_ADD(a, b) _mm512_add_ps((a), (b))
 #define TILE_B1(b, b_stride) ((b) + (b_stride))
 #include "gemm_f32_tile.inc"
+
+// Test instantiation: the AVX-512 tile (14 x 32, two panels) with a 16-lane vector made of two
+// ymm, so the AVX-512 tier's tile shape, panel pairing and blocking run (and are checked
+// bit for bit) on AVX2 machines too. Never chosen by gemm_f32_tier().
+typedef struct {
+    __m256 lo, hi;
+} v16_avx2;
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+AVX2_TARGET static inline v16_avx2 v16_loadu(const float *p) {
+    return (v16_avx2){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
+}
+AVX2_TARGET static inline void v16_storeu(float *p, v16_avx2 v) {
+    _mm256_storeu_ps(p, v.lo);
+    _mm256_storeu_ps(p + 8, v.hi);
+}
+AVX2_TARGET static inline v16_avx2 v16_fma(v16_avx2 a, v16_avx2 b, v16_avx2 c) {
+    return (v16_avx2){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
+}
+AVX2_TARGET static inline v16_avx2 v16_bcast(const float *p) {
+    const __m256 x = _mm256_broadcast_ss(p);
+    return (v16_avx2){x, x};
+}
+AVX2_TARGET static inline v16_avx2 v16_zero(void) {
+    return (v16_avx2){_mm256_setzero_ps(), _mm256_setzero_ps()};
+}
+AVX2_TARGET static inline v16_avx2 v16_add(v16_avx2 a, v16_avx2 b) {
+    return (v16_avx2){_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)};
+}
+#define TILE_NAME tile_avx512_shape
+#define TILE_TARGET AVX2_TARGET
+#define TILE_MR 14
+#define VEC v16_avx2
+#define VL 16
+#define V_LOADU(p) v16_loadu(p)
+#define V_STOREU(p, v) v16_storeu((p), (v))
+#define V_FMA(a, b, c) v16_fma((a), (b), (c))
+#define V_BCAST(p) v16_bcast(p)
+#define V_ZERO() v16_zero()
+#define V_ADD(a, b) v16_add((a), (b))
+#define TILE_B1(b, b_stride) ((b) + (b_stride))
+#include "gemm_f32_tile.inc"
 #endif
 
 // ---------------------------------------------------------------------------------------------
@@ -112,27 +153,32 @@ typedef struct {
     const char *name;
 } tier_info;
 
-static const tier_info TIERS[GEMM_F32_NTIERS] = {
+static const tier_info TIERS[GEMM_F32_NTIERS + 1] = {
     [GEMM_F32_SCALAR] = {tile_scalar, SCALAR_MR, 16, 256, 64, 256, "scalar"},
 #if GEMM_HAVE_X86
     // Zen 2 (32 KiB L1d, 512 KiB L2): a 16 KiB weight slice, a 144 KiB A slice.
     [GEMM_F32_AVX2] = {tile_avx2, 6, 16, 256, 144, 512, "avx2"},
     // 48 KiB L1d, >= 1 MiB L2 (Zen 4/5, Sapphire Rapids): a 24 KiB weight slice (two panels).
     [GEMM_F32_AVX512] = {tile_avx512, 14, 32, 192, 196, 512, "avx512"},
+    // Test only: the row above's shape and blocks on AVX2 instructions.
+    [GEMM_F32_AVX512_SHAPE] = {tile_avx512_shape, 14, 32, 192, 196, 512, "avx512_shape"},
 #else
     [GEMM_F32_AVX2] = {NULL, 6, 16, 256, 144, 512, "avx2"},
     [GEMM_F32_AVX512] = {NULL, 14, 32, 192, 196, 512, "avx512"},
+    [GEMM_F32_AVX512_SHAPE] = {NULL, 14, 32, 192, 196, 512, "avx512_shape"},
 #endif
 };
 
 static gemm_f32_tier_id g_max_tier = GEMM_F32_AVX512;
 
 int gemm_f32_tier_available(gemm_f32_tier_id tier) {
-    if (tier < 0 || tier >= GEMM_F32_NTIERS || TIERS[tier].tile == NULL) return 0;
+    if (tier < 0 || tier > GEMM_F32_AVX512_SHAPE || TIERS[tier].tile == NULL) return 0;
     const unsigned f = vitc_cpu_features();
     switch (tier) {
     case GEMM_F32_SCALAR: return 1;
-    case GEMM_F32_AVX2: return (f & (VITC_CPU_AVX2 | VITC_CPU_FMA)) == (VITC_CPU_AVX2 | VITC_CPU_FMA);
+    case GEMM_F32_AVX2:
+    case GEMM_F32_AVX512_SHAPE:
+        return (f & (VITC_CPU_AVX2 | VITC_CPU_FMA)) == (VITC_CPU_AVX2 | VITC_CPU_FMA);
     case GEMM_F32_AVX512: return (f & VITC_CPU_AVX512F) != 0;
     default: return 0;
     }
@@ -151,7 +197,7 @@ void gemm_f32_set_max_tier(gemm_f32_tier_id tier) {
 }
 
 const char *gemm_f32_tier_name(gemm_f32_tier_id tier) {
-    return tier >= 0 && tier < GEMM_F32_NTIERS ? TIERS[tier].name : "unknown";
+    return tier >= 0 && tier <= GEMM_F32_AVX512_SHAPE ? TIERS[tier].name : "unknown";
 }
 
 vitc_int gemm_f32_col_align(void) { return TIERS[gemm_f32_tier()].nr; }
@@ -210,7 +256,8 @@ static vitc_int tier_scratch_len(const tier_info *t, vitc_int M, vitc_int N, vit
 
 vitc_int gemm_f32_scratch_len(vitc_int M, vitc_int N, vitc_int K) {
     vitc_int len = 0;
-    for (int t = 0; t < GEMM_F32_NTIERS; t++) len = max_int(len, tier_scratch_len(&TIERS[t], M, N, K));
+    for (int t = 0; t <= GEMM_F32_AVX512_SHAPE; t++)
+        len = max_int(len, tier_scratch_len(&TIERS[t], M, N, K));
     return len;
 }
 

@@ -59,6 +59,9 @@ typedef enum {
     GEMM_F32_AVX2 = 1,    // AVX2 + FMA, 6 x 16 register tile
     GEMM_F32_AVX512 = 2,  // AVX-512F, 14 x 32 register tile (two panels)
     GEMM_F32_NTIERS = 3,
+    // Test only, never chosen: the AVX-512 tier's tile shape (14 x 32, two panels) and cache
+    // blocks run with AVX2 instructions, so that logic is checked on AVX2 machines too.
+    GEMM_F32_AVX512_SHAPE = 3,
 } gemm_f32_tier_id;
 int gemm_f32_tier_available(gemm_f32_tier_id tier);  // compiled in and the CPU has it
 gemm_f32_tier_id gemm_f32_tier(void);
