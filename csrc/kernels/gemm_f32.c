@@ -157,15 +157,15 @@ static const tier_info TIERS[GEMM_F32_NTIERS + 1] = {
     [GEMM_F32_SCALAR] = {tile_scalar, SCALAR_MR, 16, 256, 64, 256, "scalar"},
 #if GEMM_HAVE_X86
     // Zen 2 (32 KiB L1d, 512 KiB L2): a 16 KiB weight slice, a 144 KiB A slice.
-    [GEMM_F32_AVX2] = {tile_avx2, 6, 16, 256, 144, 512, "avx2"},
+    [GEMM_F32_AVX2] = {tile_avx2, 6, 16, 256, 144, 256, "avx2"},
     // 48 KiB L1d, >= 1 MiB L2 (Zen 4/5, Sapphire Rapids): a 24 KiB weight slice (two panels).
-    [GEMM_F32_AVX512] = {tile_avx512, 14, 32, 192, 196, 512, "avx512"},
+    [GEMM_F32_AVX512] = {tile_avx512, 14, 32, 192, 196, 256, "avx512"},
     // Test only: the row above's shape and blocks on AVX2 instructions.
-    [GEMM_F32_AVX512_SHAPE] = {tile_avx512_shape, 14, 32, 192, 196, 512, "avx512_shape"},
+    [GEMM_F32_AVX512_SHAPE] = {tile_avx512_shape, 14, 32, 192, 196, 256, "avx512_shape"},
 #else
-    [GEMM_F32_AVX2] = {NULL, 6, 16, 256, 144, 512, "avx2"},
-    [GEMM_F32_AVX512] = {NULL, 14, 32, 192, 196, 512, "avx512"},
-    [GEMM_F32_AVX512_SHAPE] = {NULL, 14, 32, 192, 196, 512, "avx512_shape"},
+    [GEMM_F32_AVX2] = {NULL, 6, 16, 256, 144, 256, "avx2"},
+    [GEMM_F32_AVX512] = {NULL, 14, 32, 192, 196, 256, "avx512"},
+    [GEMM_F32_AVX512_SHAPE] = {NULL, 14, 32, 192, 196, 256, "avx512_shape"},
 #endif
 };
 
@@ -332,6 +332,28 @@ static void finish_tile(const gemm_args *g, const float *a, const float *bp, vit
             act_forward_f32(dst + r * g->ld_out, dst + r * g->ld_out, g->act, nr);
 }
 
+// Software prefetches, issued before each tile for what the tiles after it read first: lines
+// [l0, l1) of the next weight slice (kc lines per panel; spread over an MC block's tiles, so the
+// first tile of each slice does not wait on memory for all of it), and the next tile's partial
+// sums and the start of its A panel (both in L2). Measured ~2-4% on ViT-B shapes (M = 197).
+static void prefetch_slice(const float *slice, vitc_int b_stride, vitc_int kc, vitc_int l0,
+                           vitc_int l1) {
+    for (vitc_int l = l0; l < l1;) {  // l = panel * kc + row, a panel's rows at a time
+        const vitc_int panel = l / kc, row_end = min_int(kc, l1 - panel * kc);
+        const float *p = slice + panel * b_stride;
+        for (vitc_int row = l - panel * kc; row < row_end; row++)
+            __builtin_prefetch(p + row * GEMM_F32_NR);
+        l = panel * kc + row_end;
+    }
+}
+
+static void prefetch_tile(const float *part, vitc_int ldp, int mr, int nr, const float *a) {
+    if (part)
+        for (int r = 0; r < mr; r++)
+            for (int c = 0; c < nr; c += 16) __builtin_prefetch(part + r * ldp + c);
+    for (int l = 0; l < 4; l++) __builtin_prefetch(a + l * 16);
+}
+
 // Columns [n0, n1) of the GEMM, n0 a multiple of 16.
 static void gemm_cols(const gemm_args *g, vitc_int n0, vitc_int n1, float *scratch) {
     const tier_info *t = g->t;
@@ -347,7 +369,7 @@ static void gemm_cols(const gemm_args *g, vitc_int n0, vitc_int n1, float *scrat
     float *ap = align64(scratch);
     float *part = ap + round_up(round_up(mc, MR) * K, ALIGN_FLOATS);
     for (vitc_int ic = 0; ic < M; ic += mc) {
-        const vitc_int mcur = min_int(mc, M - ic);
+        const vitc_int mcur = min_int(mc, M - ic), ntiles = (mcur + MR - 1) / MR;
         pack_rows(ap, g->inp + ic * g->ld_inp, g->ld_inp, mcur, K, t->mr);
         for (vitc_int jc = n0; jc < n1; jc += t->nc) {
             const vitc_int jend = min_int(jc + t->nc, n1);
@@ -358,10 +380,19 @@ static void gemm_cols(const gemm_args *g, vitc_int n0, vitc_int n1, float *scrat
                     const vitc_int p = jr / GEMM_F32_NR, nr = min_int(NR, jend - jr);
                     const float *bp = g->packed + (p * K + pc) * GEMM_F32_NR;
                     const vitc_int b_stride = p + 1 < panels ? K * GEMM_F32_NR : 0;
-                    for (vitc_int ir = 0; ir < mcur; ir += MR) {
+                    // the weight slice of the next tile columns (same K block)
+                    const vitc_int pn = p + NR / GEMM_F32_NR;
+                    const float *next = g->packed + (pn * K + pc) * GEMM_F32_NR;
+                    const vitc_int next_lines =
+                        jr + NR >= jend ? 0 : kc * min_int(NR / GEMM_F32_NR, panels - pn);
+                    const vitc_int share = (next_lines + ntiles - 1) / ntiles;
+                    for (vitc_int ir = 0, i = 0; ir < mcur; ir += MR, i++) {
                         const float *a = ap + ir * K + pc * MR;
                         float *pt = part + ir * ldp + (jr - jc);
                         const float *cin = first ? NULL : pt;
+                        prefetch_slice(next, K * GEMM_F32_NR, kc, min_int(i * share, next_lines),
+                                       min_int((i + 1) * share, next_lines));
+                        if (ir + MR < mcur) prefetch_tile(first ? NULL : pt + MR * ldp, ldp, MR, NR, a + MR * K);
                         if (last)
                             finish_tile(g, a, bp, b_stride, kc, cin, ldp, ic + ir, jr,
                                         min_int(MR, mcur - ir), nr);
