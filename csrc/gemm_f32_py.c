@@ -38,9 +38,9 @@ static PyArrayObject *f32_rows(PyObject *obj, const char *fn, const char *arg, i
     if (PyArray_SIZE(a) == 0 && PyArray_ISALIGNED(a)) return a;  // no element is read or written
     const npy_intp *st = PyArray_STRIDES(a), *dims = PyArray_DIMS(a);
     const int inner_ok = dims[ndim - 1] <= 1 || st[ndim - 1] == (npy_intp)sizeof(float);
-    const int rows_ok = ndim == 1 || dims[0] <= 1 ||
-                        (st[0] % (npy_intp)sizeof(float) == 0 &&
-                         st[0] >= dims[1] * (npy_intp)sizeof(float));
+    const int rows_ok =
+        ndim == 1 || dims[0] <= 1 ||
+        (st[0] % (npy_intp)sizeof(float) == 0 && st[0] >= dims[1] * (npy_intp)sizeof(float));
     if (!PyArray_ISALIGNED(a) || !inner_ok || !rows_ok) {
         const char *align = PyArray_ISALIGNED(a) ? "" : "unaligned, ";
         if (ndim == 1)
@@ -69,7 +69,8 @@ static void byte_span(PyArrayObject *a, char **lo, char **hi) {
     *lo = *hi = p;
     if (PyArray_SIZE(a) == 0) return;
     npy_intp last = 0;
-    for (int d = 0; d < PyArray_NDIM(a); d++) last += (PyArray_DIM(a, d) - 1) * PyArray_STRIDE(a, d);
+    for (int d = 0; d < PyArray_NDIM(a); d++)
+        last += (PyArray_DIM(a, d) - 1) * PyArray_STRIDE(a, d);
     *hi = p + last + (npy_intp)sizeof(float);
 }
 
@@ -103,9 +104,9 @@ PyObject *vitc_py_gemm_f32_pack(PyObject *self, PyObject *w_obj) {
     const size_t off = (64 - (size_t)PyArray_DATA(base) % 64) % 64 / sizeof(float);
     float *packed = (float *)PyArray_DATA(base) + off;
     npy_intp dims[1] = {len};
-    PyArrayObject *view = (PyArrayObject *)PyArray_NewFromDescr(
-        &PyArray_Type, PyArray_DescrFromType(NPY_FLOAT32), 1, dims, NULL, packed,
-        NPY_ARRAY_CARRAY, NULL);
+    PyArrayObject *view =
+        (PyArrayObject *)PyArray_NewFromDescr(&PyArray_Type, PyArray_DescrFromType(NPY_FLOAT32), 1,
+                                              dims, NULL, packed, NPY_ARRAY_CARRAY, NULL);
     if (!view) {
         Py_DECREF(base);
         return NULL;
@@ -114,10 +115,8 @@ PyObject *vitc_py_gemm_f32_pack(PyObject *self, PyObject *w_obj) {
         Py_DECREF(view);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
-    gemm_f32_pack(packed, (const float *)PyArray_DATA(w), N, K);
-    Py_END_ALLOW_THREADS
-    return (PyObject *)view;
+    Py_BEGIN_ALLOW_THREADS gemm_f32_pack(packed, (const float *)PyArray_DATA(w), N, K);
+    Py_END_ALLOW_THREADS return (PyObject *)view;
 }
 
 // The tier named `obj` (None: the current choice), or -1 with ValueError.
@@ -187,8 +186,8 @@ fail:
 PyObject *vitc_py_gemm_f32(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
     const char *fn = "_gemm_f32";
-    static char *kwlist[] = {"x", "packed", "b", "act", "residual_out", "N", "tier", "splits",
-                             NULL};
+    static char *kwlist[] = {"x", "packed", "b",      "act", "residual_out",
+                             "N", "tier",   "splits", NULL};
     PyObject *x_obj, *p_obj, *b_obj, *r_obj, *tier_obj = Py_None, *splits_obj = Py_None;
     int act;
     Py_ssize_t N;
@@ -199,7 +198,8 @@ PyObject *vitc_py_gemm_f32(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (!x) return NULL;
     const Py_ssize_t M = PyArray_DIM(x, 0), K = PyArray_DIM(x, 1);
     if (N < 0 || N > MAX_DIM || K > MAX_DIM) {
-        PyErr_Format(PyExc_ValueError, "%s: expected 0 <= N, K <= 2**30, got N=%zd K=%zd", fn, N, K);
+        PyErr_Format(PyExc_ValueError, "%s: expected 0 <= N, K <= 2**30, got N=%zd K=%zd", fn, N,
+                     K);
         return NULL;
     }
     if (act < VITC_ACT_NONE || act > VITC_ACT_RELU) {
@@ -240,7 +240,8 @@ PyObject *vitc_py_gemm_f32(PyObject *self, PyObject *args, PyObject *kwargs) {
         if (!out) return NULL;
         if (PyArray_DIM(out, 0) != M || PyArray_DIM(out, 1) != N) {
             PyErr_Format(PyExc_ValueError, "%s: residual_out: expected (%zd, %zd), got (%zd, %zd)",
-                         fn, M, N, (Py_ssize_t)PyArray_DIM(out, 0), (Py_ssize_t)PyArray_DIM(out, 1));
+                         fn, M, N, (Py_ssize_t)PyArray_DIM(out, 0),
+                         (Py_ssize_t)PyArray_DIM(out, 1));
             return NULL;
         }
         if (overlaps(out, x) || overlaps(out, packed) || (bias && overlaps(out, bias))) {
@@ -277,17 +278,12 @@ PyObject *vitc_py_gemm_f32(PyObject *self, PyObject *args, PyObject *kwargs) {
     const float *xd = PyArray_DATA(x), *pd = PyArray_DATA(packed);
     const float *bd = bias ? PyArray_DATA(bias) : NULL;
     const vitc_int ld_out = row_ld(out, N), ld_x = row_ld(x, K);
-    Py_BEGIN_ALLOW_THREADS
-    if (bounds)
-        for (Py_ssize_t i = 0; i < nranges; i++)
-            gemm_f32_forward_cols_tier((gemm_f32_tier_id)tier, o, xd, pd, bd, (vitc_act)act,
-                                       residual, M, N, K, bounds[i], bounds[i + 1], ld_out, ld_x,
-                                       scratch);
-    else
-        gemm_f32_forward_parallel_tier((gemm_f32_tier_id)tier, o, xd, pd, bd, (vitc_act)act,
-                                       residual, M, N, K, ld_out, ld_x, threads, scratch);
-    Py_END_ALLOW_THREADS
-    PyMem_RawFree(scratch);
+    Py_BEGIN_ALLOW_THREADS if (bounds) for (Py_ssize_t i = 0; i < nranges; i++)
+        gemm_f32_forward_cols_tier((gemm_f32_tier_id)tier, o, xd, pd, bd, (vitc_act)act, residual,
+                                   M, N, K, bounds[i], bounds[i + 1], ld_out, ld_x, scratch);
+    else gemm_f32_forward_parallel_tier((gemm_f32_tier_id)tier, o, xd, pd, bd, (vitc_act)act,
+                                        residual, M, N, K, ld_out, ld_x, threads, scratch);
+    Py_END_ALLOW_THREADS PyMem_RawFree(scratch);
     PyMem_Free(bounds);
     return (PyObject *)out;
 }

@@ -18,17 +18,23 @@
 #endif
 
 enum {
-    MAX_MR = 14,  // largest tile (AVX-512): rows
-    MAX_NR = 32,  //                         columns
+    MAX_MR = 14,        // largest tile (AVX-512): rows
+    MAX_NR = 32,        //                         columns
     ALIGN_FLOATS = 16,  // 64 bytes: scratch parts start on a cache line
 };
 
 // Below this many flops (2 M N K) a GEMM runs on the calling thread: waking a worker costs more.
 static const double PARALLEL_MIN_FLOP = 4e6;
 
-static vitc_int round_up(vitc_int x, vitc_int m) { return (x + m - 1) / m * m; }
-static vitc_int min_int(vitc_int a, vitc_int b) { return a < b ? a : b; }
-static vitc_int max_int(vitc_int a, vitc_int b) { return a > b ? a : b; }
+static vitc_int round_up(vitc_int x, vitc_int m) {
+    return (x + m - 1) / m * m;
+}
+static vitc_int min_int(vitc_int a, vitc_int b) {
+    return a < b ? a : b;
+}
+static vitc_int max_int(vitc_int a, vitc_int b) {
+    return a > b ? a : b;
+}
 
 static float *align64(float *p) {
     return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
@@ -175,12 +181,15 @@ int gemm_f32_tier_available(gemm_f32_tier_id tier) {
     if (tier < 0 || tier > GEMM_F32_AVX512_SHAPE || TIERS[tier].tile == NULL) return 0;
     const unsigned f = vitc_cpu_features();
     switch (tier) {
-    case GEMM_F32_SCALAR: return 1;
-    case GEMM_F32_AVX2:
-    case GEMM_F32_AVX512_SHAPE:
-        return (f & (VITC_CPU_AVX2 | VITC_CPU_FMA)) == (VITC_CPU_AVX2 | VITC_CPU_FMA);
-    case GEMM_F32_AVX512: return (f & VITC_CPU_AVX512F) != 0;
-    default: return 0;
+        case GEMM_F32_SCALAR:
+            return 1;
+        case GEMM_F32_AVX2:
+        case GEMM_F32_AVX512_SHAPE:
+            return (f & (VITC_CPU_AVX2 | VITC_CPU_FMA)) == (VITC_CPU_AVX2 | VITC_CPU_FMA);
+        case GEMM_F32_AVX512:
+            return (f & VITC_CPU_AVX512F) != 0;
+        default:
+            return 0;
     }
 }
 
@@ -191,7 +200,7 @@ gemm_f32_tier_id gemm_f32_tier(void) {
 }
 
 void gemm_f32_set_max_tier(gemm_f32_tier_id tier) {
-    g_max_tier = tier < GEMM_F32_SCALAR ? GEMM_F32_SCALAR
+    g_max_tier = tier < GEMM_F32_SCALAR    ? GEMM_F32_SCALAR
                  : tier >= GEMM_F32_NTIERS ? GEMM_F32_NTIERS - 1
                                            : tier;
 }
@@ -200,12 +209,16 @@ const char *gemm_f32_tier_name(gemm_f32_tier_id tier) {
     return tier >= 0 && tier <= GEMM_F32_AVX512_SHAPE ? TIERS[tier].name : "unknown";
 }
 
-vitc_int gemm_f32_col_align(void) { return TIERS[gemm_f32_tier()].nr; }
+vitc_int gemm_f32_col_align(void) {
+    return TIERS[gemm_f32_tier()].nr;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Weights
 
-vitc_int gemm_f32_packed_len(vitc_int N, vitc_int K) { return round_up(N, GEMM_F32_NR) * K; }
+vitc_int gemm_f32_packed_len(vitc_int N, vitc_int K) {
+    return round_up(N, GEMM_F32_NR) * K;
+}
 
 typedef struct {
     float *packed;
@@ -382,9 +395,9 @@ static void gemm_cols(const gemm_args *g, vitc_int n0, vitc_int n1, float *scrat
                     const vitc_int b_stride = p + 1 < panels ? K * GEMM_F32_NR : 0;
                     // the weight slice of the next tile columns (same K block)
                     const vitc_int pn = p + NR / GEMM_F32_NR;
-                    const float *next = g->packed + (pn * K + pc) * GEMM_F32_NR;
                     const vitc_int next_lines =
                         jr + NR >= jend ? 0 : kc * min_int(NR / GEMM_F32_NR, panels - pn);
+                    const float *next = next_lines ? g->packed + (pn * K + pc) * GEMM_F32_NR : bp;
                     const vitc_int share = (next_lines + ntiles - 1) / ntiles;
                     for (vitc_int ir = 0, i = 0; ir < mcur; ir += MR, i++) {
                         const float *a = ap + ir * K + pc * MR;
@@ -392,7 +405,8 @@ static void gemm_cols(const gemm_args *g, vitc_int n0, vitc_int n1, float *scrat
                         const float *cin = first ? NULL : pt;
                         prefetch_slice(next, K * GEMM_F32_NR, kc, min_int(i * share, next_lines),
                                        min_int((i + 1) * share, next_lines));
-                        if (ir + MR < mcur) prefetch_tile(first ? NULL : pt + MR * ldp, ldp, MR, NR, a + MR * K);
+                        if (ir + MR < mcur)
+                            prefetch_tile(first ? NULL : pt + MR * ldp, ldp, MR, NR, a + MR * K);
                         if (last)
                             finish_tile(g, a, bp, b_stride, kc, cin, ldp, ic + ir, jr,
                                         min_int(MR, mcur - ir), nr);
@@ -419,8 +433,8 @@ void gemm_f32_forward_cols(float *out, const float *inp, const float *packed, co
                            vitc_act act, int residual, vitc_int M, vitc_int N, vitc_int K,
                            vitc_int n0, vitc_int n1, vitc_int ld_out, vitc_int ld_inp,
                            float *scratch) {
-    gemm_f32_forward_cols_tier(gemm_f32_tier(), out, inp, packed, b, act, residual, M, N, K, n0,
-                               n1, ld_out, ld_inp, scratch);
+    gemm_f32_forward_cols_tier(gemm_f32_tier(), out, inp, packed, b, act, residual, M, N, K, n0, n1,
+                               ld_out, ld_inp, scratch);
 }
 
 // out (M,N), inp (M,K), packed (gemm_f32_packed_len(N,K)), b (N) or NULL
@@ -447,15 +461,17 @@ static void parallel_task(void *ctx, vitc_int begin, vitc_int end, int thread_id
 }
 
 void gemm_f32_forward_parallel_tier(gemm_f32_tier_id tier, float *out, const float *inp,
-                                    const float *packed, const float *b, vitc_act act,
-                                    int residual, vitc_int M, vitc_int N, vitc_int K,
-                                    vitc_int ld_out, vitc_int ld_inp, int threads,
-                                    float *scratch) {
+                                    const float *packed, const float *b, vitc_act act, int residual,
+                                    vitc_int M, vitc_int N, vitc_int K, vitc_int ld_out,
+                                    vitc_int ld_inp, int threads, float *scratch) {
     if (M <= 0 || N <= 0) return;
     if (!gemm_f32_tier_available(tier)) tier = GEMM_F32_SCALAR;
     const tier_info *t = &TIERS[tier];
+    const vitc_int scratch_len = gemm_f32_scratch_len(M, N, K);
     parallel_job job = {{t, out, inp, packed, b, act, residual, M, N, K, ld_out, ld_inp},
-                        scratch, gemm_f32_scratch_len(M, N, K), t->nr};
+                        scratch,
+                        scratch_len,
+                        t->nr};
     if (2.0 * (double)M * (double)N * (double)K < PARALLEL_MIN_FLOP) threads = 1;
     vitc_parallel_for((N + job.unit - 1) / job.unit, threads, parallel_task, &job);
 }

@@ -73,9 +73,8 @@ void gemm_f32_forward_cols_tier(gemm_f32_tier_id tier, float *out, const float *
                                 vitc_int M, vitc_int N, vitc_int K, vitc_int n0, vitc_int n1,
                                 vitc_int ld_out, vitc_int ld_inp, float *scratch);
 void gemm_f32_forward_parallel_tier(gemm_f32_tier_id tier, float *out, const float *inp,
-                                    const float *packed, const float *b, vitc_act act,
-                                    int residual, vitc_int M, vitc_int N, vitc_int K,
-                                    vitc_int ld_out, vitc_int ld_inp, int threads,
-                                    float *scratch);
+                                    const float *packed, const float *b, vitc_act act, int residual,
+                                    vitc_int M, vitc_int N, vitc_int K, vitc_int ld_out,
+                                    vitc_int ld_inp, int threads, float *scratch);
 
 #endif  // VITC_GEMM_F32_H
