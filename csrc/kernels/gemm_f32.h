@@ -30,7 +30,8 @@ void gemm_f32_pack(float *packed, const float *w, vitc_int N, vitc_int K);
 // `residual` nonzero, out (M,N) += inp . w^T + b and `act` must be VITC_ACT_NONE (it is not
 // applied: transformers has no activation after a residual add). K may be 0 (out = act(0 + b)).
 // scratch: gemm_f32_scratch_len(M, N, K) floats per call (whatever the tier; its alignment does
-// not matter). Single-threaded: the caller splits columns across threads (see _cols/_parallel).
+// not matter; for a fixed M it grows with N and K, and it is at most ~200 * (K + 256) floats).
+// Single-threaded: the caller splits columns across threads (see _cols/_parallel).
 vitc_int gemm_f32_scratch_len(vitc_int M, vitc_int N, vitc_int K);
 // out (M,N), inp (M,K), packed (gemm_f32_packed_len(N,K)), b (N) or NULL
 void gemm_f32_forward(float *out, const float *inp, const float *packed, const float *b,
@@ -46,7 +47,8 @@ void gemm_f32_forward_cols(float *out, const float *inp, const float *packed, co
                            float *scratch);
 vitc_int gemm_f32_col_align(void);
 // Columns split across at most `threads` threads of vitc's pool (vitc_parallel_for), each
-// streaming its own weight panels; scratch: threads * gemm_f32_scratch_len(M, N, K) floats.
+// streaming its own weight panels, in units of the tier's tile width; one thread below 4 MFLOP.
+// scratch: threads * gemm_f32_scratch_len(M, N, K) floats.
 void gemm_f32_forward_parallel(float *out, const float *inp, const float *packed, const float *b,
                                vitc_act act, int residual, vitc_int M, vitc_int N, vitc_int K,
                                vitc_int ld_out, vitc_int ld_inp, int threads, float *scratch);
