@@ -74,6 +74,12 @@ class ViTOutput:
     hidden_states : tuple of L+1 (B, T, hidden_size) arrays (embeddings, then each layer's
         output) when ``output_hidden_states=True``, else None.
     attentions : tuple of L (B, heads, T, T) arrays when ``output_attentions=True``, else None.
+    attention_means : tuple of L (B, T, T) arrays, each layer's attentions averaged over heads, when
+        ``output_attention_means=True`` (vitc's own; what attention rollout reads, without the
+        memory of every head's), else None.
+    profile : dict of stage -> seconds of the forward, summed over layers, when ``profile=True``:
+        patch_embed, qkv, attention, out_proj, mlp_up, gelu, mlp_down, norms, quantize, other
+        (vitc's own; a profiled forward runs the MLP activation as a pass of its own).
     """
 
     logits: np.ndarray | None
@@ -81,6 +87,8 @@ class ViTOutput:
     pooler_output: np.ndarray | None = None
     hidden_states: tuple[np.ndarray, ...] | None = None
     attentions: tuple[np.ndarray, ...] | None = None
+    attention_means: tuple[np.ndarray, ...] | None = None
+    profile: dict[str, float] | None = None
 
     def __getitem__(self, key: str) -> Any:
         # transformers' ModelOutput allows out["logits"]
@@ -194,6 +202,7 @@ class ViT:
         self._pos_cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._pos_lock = threading.Lock()
         self._processor: ImageProcessor | None = None
+        self._originals_dropped = False
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -278,6 +287,18 @@ class ViT:
             for suffix, part in zip(INT8_PARTS, packed if isinstance(packed, tuple) else (packed,)):
                 t[key + suffix] = part
             _release_mapped_pages(w)
+
+    def _drop_packed_originals(self) -> None:
+        # The first forward packs the float32 GEMM weights inside _core.Model, which then reads only
+        # the packed copies: hold those instead of the (N, K) originals and release a mapped file's
+        # pages, so memory keeps one copy (the caller's own references are not touched).
+        for key, packed in self._model.tensors.items():
+            orig = self._tensors.get(key)
+            packed_f32 = packed.dtype == np.float32 and packed.ndim == 1
+            if packed_f32 and orig is not None and orig is not packed and orig.ndim == 2:
+                self._tensors[key] = packed
+                _release_mapped_pages(orig)
+        self._originals_dropped = True
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -380,18 +401,35 @@ class ViT:
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         interpolate_pos_encoding: bool = False,
+        *,
+        output_attention_means: bool = False,
+        profile: bool = False,
     ) -> ViTOutput:
-        """Run the model on (B, C, H, W) pixel values (as the image processor returns them)."""
+        """Run the model on (B, C, H, W) pixel values (as the image processor returns them).
+
+        ``output_attention_means`` and ``profile`` are vitc's own (see :class:`ViTOutput`).
+        """
         x = self._check_pixels(pixel_values, interpolate_pos_encoding)
         pos = self._pos_table(*x.shape[2:]) if interpolate_pos_encoding else None
-        out = self._model.forward(x, pos, bool(output_hidden_states), bool(output_attentions))
-        hidden, attn = out["hidden_states"], out["attentions"]
+        out = self._model.forward(
+            x,
+            pos,
+            bool(output_hidden_states),
+            bool(output_attentions),
+            output_attention_means=bool(output_attention_means),
+            profile=bool(profile),
+        )
+        if not self._originals_dropped:
+            self._drop_packed_originals()
+        hidden, attn, means = out["hidden_states"], out["attentions"], out["attention_means"]
         return ViTOutput(
             logits=out["logits"],
             last_hidden_state=out["last_hidden_state"],
             pooler_output=out["pooler_output"],
             hidden_states=tuple(hidden) if hidden is not None else None,
             attentions=tuple(attn) if attn is not None else None,
+            attention_means=tuple(means) if means is not None else None,
+            profile=out["profile"],
         )
 
     forward = __call__
