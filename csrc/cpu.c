@@ -112,7 +112,9 @@ static const struct {
     [VITC_OP_GEMM_F32] = {"float32 GEMM", {{"portable", 0}, {"avx2", 0}, {"avx512", 0}}},
     [VITC_OP_ATTENTION_F32] = {"float32 attention",
                                {{"OpenBLAS sgemm", 0}, {NULL, 0}, {"avx512", 0}}},
-    [VITC_OP_ELEMENTWISE] = {"elementwise/softmax", {{"portable", 0}, {NULL, 0}, {"avx512", 0}}},
+    // AVX2: the exact GELU only (softmax's passes and the other activations run portable there).
+    [VITC_OP_ELEMENTWISE] = {"elementwise/softmax",
+                             {{"portable", 0}, {"avx2 GELU, portable rest", 0}, {"avx512", 0}}},
     [VITC_OP_LAYERNORM] = {"layernorm", {{"portable", 0}}},
     [VITC_OP_GEMM_BF16] = {"bf16 GEMM",
                            {{"portable", 0},
