@@ -136,7 +136,7 @@ core = Extension(
     "vitc._core",
     sources=sorted(glob.glob("csrc/**/*.c", recursive=True)),
     # Headers too: editing one rebuilds the extension (distutils compares these with the output).
-    depends=sorted(glob.glob("csrc/**/*.h", recursive=True)),
+    depends=sorted(glob.glob("csrc/**/*.h", recursive=True) + glob.glob("csrc/**/*.inc", recursive=True)),
 )
 
 setup(ext_modules=[core], cmdclass={"build_ext": BuildExt})

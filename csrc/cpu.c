@@ -109,10 +109,12 @@ static const struct {
     const char *name;
     op_code at[VITC_TIER_COUNT];  // portable, avx2, avx512, amx
 } OPS[VITC_OP_COUNT] = {
-    [VITC_OP_GEMM_F32] = {"float32 GEMM", {{"OpenBLAS sgemm", 0}}},
+    [VITC_OP_GEMM_F32] = {"float32 GEMM", {{"portable", 0}, {"avx2", 0}, {"avx512", 0}}},
     [VITC_OP_ATTENTION_F32] = {"float32 attention",
                                {{"OpenBLAS sgemm", 0}, {NULL, 0}, {"avx512", 0}}},
-    [VITC_OP_ELEMENTWISE] = {"elementwise/softmax", {{"portable", 0}, {NULL, 0}, {"avx512", 0}}},
+    // AVX2: the exact GELU only (softmax's passes and the other activations run portable there).
+    [VITC_OP_ELEMENTWISE] = {"elementwise/softmax",
+                             {{"portable", 0}, {"avx2 GELU, portable rest", 0}, {"avx512", 0}}},
     [VITC_OP_LAYERNORM] = {"layernorm", {{"portable", 0}}},
     [VITC_OP_GEMM_BF16] = {"bf16 GEMM",
                            {{"portable", 0},
@@ -221,6 +223,13 @@ int vitc_set_tier_override(vitc_tier tier) {
 
 vitc_tier vitc_op_tier(vitc_op op) {
     return g_tiers.op_tier[vitc_active_tier()][op];
+}
+
+vitc_tier vitc_op_tier_at(vitc_op op, vitc_tier active) {
+    tiers_ready();
+    if ((int)active < 0) active = VITC_TIER_PORTABLE;
+    if ((int)active >= VITC_TIER_COUNT) active = VITC_TIER_AMX;
+    return g_tiers.op_tier[active][op];
 }
 
 const char *vitc_op_name(vitc_op op) {

@@ -56,7 +56,7 @@ int vitc_set_tier_override(vitc_tier tier);
 // and int8 GEMMs have AVX2 code: at tier AVX2 other ops run their portable code). The table is in
 // cpu.c.
 typedef enum {
-    VITC_OP_GEMM_F32,        // weight GEMMs of the float32 model and the linear/mlp ufuncs
+    VITC_OP_GEMM_F32,        // weight GEMMs of the float32 model (gemm_f32.c)
     VITC_OP_ATTENTION_F32,   // one float32 attention head (attention.c)
     VITC_OP_ELEMENTWISE,     // GELUs, softmax's exp and max passes (elementwise.c)
     VITC_OP_LAYERNORM,       // norm.c
@@ -66,8 +66,9 @@ typedef enum {
     VITC_OP_COUNT,
 } vitc_op;
 
-// The tier whose code `op` runs now.
+// The tier whose code `op` runs now; the one it runs when `active` is the active tier.
 vitc_tier vitc_op_tier(vitc_op op);
+vitc_tier vitc_op_tier_at(vitc_op op, vitc_tier active);
 // "bf16 GEMM", ...; the name of the code `op` runs at the active tier ("amx_bf16", "portable").
 const char *vitc_op_name(vitc_op op);
 const char *vitc_op_code(vitc_op op);

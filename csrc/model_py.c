@@ -1,11 +1,13 @@
 // model_py.c: vitc._core.Model, a ViT built once from its weights: every tensor is validated at
-// build ("expected X, got Y", naming the tensor), float32 weights of a reduced-precision model are
-// packed, and the object keeps references to the arrays its pointers read. forward() then takes
+// build ("expected X, got Y", naming the tensor), GEMM weights are packed for their kernels
+// (float32 ones for gemm_f32, those of a reduced-precision model for bf16 / int8), and the object
+// keeps references to the arrays its pointers read. forward() then takes
 // only what changes per call (pixels, an optional position table, output flags), manages its own
 // working memory and runs vit_forward.c without the GIL. Not the user API: vitc/model.py wraps it.
 #include <math.h>
 #include <string.h>
 
+#include "kernels/gemm_f32.h"
 #include "threads.h"
 #include "vit_forward.h"
 #include "vitc_py.h"
@@ -25,6 +27,14 @@ typedef struct {
     unsigned long long id, last_use;
 } workspace;
 
+// A float32 GEMM weight waiting to be packed (pack_one).
+typedef struct {
+    char name[96];
+    const float *w32;  // (N, K), inside the array self->tensors holds under `name`
+    vitc_int N, K;
+    vitc_weight *dst;  // a block's weight; NULL: the patch projection (m.patch_w)
+} pending_pack;
+
 typedef struct {
     PyObject_HEAD vit_model m;
     vit_block *blocks;          // (L), PyMem
@@ -36,6 +46,8 @@ typedef struct {
     workspace *ws;  // the pool; changed only with the GIL held (so a fork leaves it consistent)
     Py_ssize_t n_ws;
     unsigned long long ws_clock, ws_ids;
+    pending_pack *packs;  // (n_packs), PyMem; [next_pack, n_packs) not packed yet
+    Py_ssize_t n_packs, next_pack;
 } ModelObject;
 
 // Largest bytes one workspace may take (test hook _core._set_workspace_limit); 0: no limit.
@@ -210,6 +222,105 @@ static int optional_layer(builder *b, const char *prefix, int norm, vitc_int row
     return err ? -1 : 0;
 }
 
+// Float32 GEMM weights are packed for gemm_f32 (kernels/gemm_f32.h) on the first forward, not at
+// build: loading a memory-mapped .vitc file stays a matter of milliseconds (no page of it is read),
+// and a model that is only inspected never packs. Each packed array then replaces its float32
+// original in self->tensors (the model no longer reads the original; the caller keeps it if it
+// wants to).
+static int add_pending_pack(builder *b, const char *name, const float *w32, vitc_int N, vitc_int K,
+                            vitc_weight *dst) {
+    ModelObject *self = b->self;
+    pending_pack *grown =
+        PyMem_Realloc(self->packs, (size_t)(self->n_packs + 1) * sizeof(pending_pack));
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->packs = grown;
+    pending_pack *p = &self->packs[self->n_packs++];
+    PyOS_snprintf(p->name, sizeof p->name, "%s", name);
+    p->w32 = w32;
+    p->N = N;
+    p->K = K;
+    p->dst = dst;
+    return 0;
+}
+
+// Pack one pending weight into a new 64-byte-aligned array (a view into a slightly larger
+// buffer: each k row of a panel is one cache line) that replaces the original in self->tensors.
+// With the GIL held: no other call can see a half-made model. -1 with an error.
+static int pack_one(ModelObject *self, const pending_pack *p) {
+    const npy_intp len = (npy_intp)gemm_f32_packed_len(p->N, p->K), slack = 16;
+    npy_intp count = len + slack;
+    PyArrayObject *base = (PyArrayObject *)PyArray_SimpleNew(1, &count, NPY_FLOAT32);
+    if (base == NULL) return -1;
+    float *data = PyArray_DATA(base);
+    data += (64 - (uintptr_t)data % 64) % 64 / sizeof(float);
+    npy_intp dims[1] = {len};
+    PyArrayObject *view = (PyArrayObject *)PyArray_New(&PyArray_Type, 1, dims, NPY_FLOAT32, NULL,
+                                                       data, 0, NPY_ARRAY_CARRAY, NULL);
+    if (view == NULL) {
+        Py_DECREF(base);
+        return -1;
+    }
+    if (PyArray_SetBaseObject(view, (PyObject *)base) < 0) {  // steals base, even on failure
+        Py_DECREF(view);
+        return -1;
+    }
+    PyObject *held = PyDict_GetItemString(self->tensors, p->name);
+    Py_XINCREF(held);  // p->w32 points into it while the packed copy replaces it in the dict
+    gemm_f32_pack(data, p->w32, p->N, p->K);
+    const int rc = PyDict_SetItemString(self->tensors, p->name, (PyObject *)view);
+    if (rc == 0) {
+        self->weight_nbytes += (Py_ssize_t)PyArray_NBYTES(view);
+        if (held) self->weight_nbytes -= (Py_ssize_t)PyArray_NBYTES((PyArrayObject *)held);
+        if (p->dst)
+            p->dst->data = data;
+        else
+            self->m.patch_w = data;
+    }
+    Py_DECREF(view);
+    Py_XDECREF(held);
+    return rc;
+}
+
+// Pack every pending weight (the first forward); a signal handler's exception (Ctrl-C) stops
+// between weights and the next call goes on from there. -1 with an error.
+static int pack_pending(ModelObject *self) {
+    while (self->next_pack < self->n_packs) {
+        if (PyErr_CheckSignals() < 0 || pack_one(self, &self->packs[self->next_pack]) < 0)
+            return -1;
+        self->next_pack++;
+    }
+    return 0;
+}
+
+// A float32 GEMM weight `name` for gemm_f32, stored in *dst (a block's weight; NULL: the patch
+// projection): (N, K), packed on the first forward (add_pending_pack), or already packed (1-d, of
+// gemm_f32_packed_len(N, K): what the `tensors` of a model that ran hold, so they build it again).
+// -1 with an error.
+static int f32_gemm_weight(builder *b, const char *name, vitc_int N, vitc_int K,
+                           vitc_weight *dst) {
+    int err = 0;
+    PyObject *obj = PyDict_GetItemString(b->given, name);
+    if (obj && PyArray_Check(obj) && PyArray_NDIM((PyArrayObject *)obj) == 1 &&
+        PyArray_TYPE((PyArrayObject *)obj) == NPY_FLOAT32) {
+        const npy_intp len = (npy_intp)gemm_f32_packed_len(N, K);
+        char what[96];
+        PyOS_snprintf(what, sizeof what, "float32 (N, K) or packed from (%zd, %zd)", (Py_ssize_t)N,
+                      (Py_ssize_t)K);
+        const float *packed = typed(b, name, NPY_FLOAT32, what, 1, &len, 1, &err);
+        if (dst)
+            dst->data = packed;
+        else
+            b->self->m.patch_w = packed;
+        return err ? -1 : 0;
+    }
+    const float *w32 = mat(b, name, N, K, 1, &err);
+    if (err || w32 == NULL) return err ? -1 : 0;  // missing: reported with the others
+    return add_pending_pack(b, name, w32, N, K, dst);
+}
+
 // Pack a float32 (N, K) weight for the model's precision; the packed arrays are kept under
 // `name` (and NAME.scales, NAME.col_sums for int8), the float32 one stays with the caller.
 static int pack_gemm_weight(builder *b, const char *name, const float *w32, vitc_int N, vitc_int K,
@@ -239,8 +350,8 @@ static int pack_gemm_weight(builder *b, const char *name, const float *w32, vitc
     return 0;
 }
 
-// A block's (N, K) GEMM weight in the model's precision: float32 (N, K) (packed here for bf16 /
-// int8), or already packed as a reduced-precision .vitc file stores it: uint16 (pack_bf16_len)
+// A block's (N, K) GEMM weight in the model's precision: float32 (N, K) (packed here), float32
+// packed for gemm_f32 (f32_gemm_weight), or already packed as a reduced-precision .vitc file stores it: uint16 (pack_bf16_len)
 // for bf16; int8 (pack_int8_len) + NAME.scales float32 (N) + NAME.col_sums int32 (N) for int8.
 static int gemm_weight(builder *b, const char *name, vitc_int N, vitc_int K, vitc_weight *w) {
     int err = 0;
@@ -248,13 +359,12 @@ static int gemm_weight(builder *b, const char *name, vitc_int N, vitc_int K, vit
     memset(w, 0, sizeof *w);
     PyObject *obj = PyDict_GetItemString(b->given, name);
     const int type = obj && PyArray_Check(obj) ? PyArray_TYPE((PyArrayObject *)obj) : NPY_FLOAT32;
+    if (type == NPY_FLOAT32 && wd == VITC_WEIGHTS_F32) {
+        return f32_gemm_weight(b, name, N, K, w);
+    }
     if (type == NPY_FLOAT32) {
         const float *w32 = mat(b, name, N, K, 1, &err);
         if (err || w32 == NULL) return err ? -1 : 0;  // missing: reported with the others
-        if (wd == VITC_WEIGHTS_F32) {
-            w->data = w32;
-            return 0;
-        }
         PyObject *held = PyDict_GetItemString(b->self->tensors, name);
         Py_XINCREF(held);  // w32 points into it while the packed copy replaces it in the dict
         b->self->weight_nbytes -= (Py_ssize_t)(N * K * (vitc_int)sizeof(float));
@@ -466,6 +576,7 @@ static void Model_dealloc(ModelObject *self) {
     PyMem_Free(self->ws);
     PyMem_Free(self->blocks);
     PyMem_Free(self->prefix_rows);
+    PyMem_Free(self->packs);
     Py_XDECREF(self->tensors);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -529,7 +640,7 @@ static PyObject *Model_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     m->pool = (vitc_pool)pool_kind;
     m->blocks = self->blocks;
     int err = 0;
-    m->patch_w = mat(&b, "patch_embed.proj.weight", C, Cin * m->Ph * m->Pw, 1, &err);
+    if (f32_gemm_weight(&b, "patch_embed.proj.weight", C, Cin * m->Ph * m->Pw, NULL) < 0) err = 1;
     if (!err) m->patch_b = vec(&b, "patch_embed.proj.bias", C, 1, &err);
     if (err || build_prefix(&b) < 0 || build_heads(&b) < 0 || build_pos_embed(&b) < 0 ||
         build_blocks(&b) < 0 || check_names(&b) < 0)
@@ -665,24 +776,26 @@ static float *data_or_null(PyArrayObject *a) {
 }
 
 static PyObject *Model_forward(ModelObject *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"pixels", "pos_table", "output_hidden_states", "output_attentions",
-                             NULL};
-    PyObject *pixels_obj, *pos_obj = Py_None, *result = NULL;
-    int want_hidden = 0, want_attn = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|Opp:forward", kwlist, &pixels_obj, &pos_obj,
-                                     &want_hidden, &want_attn))
+    static char *kwlist[] = {"pixels",  "pos_table", "output_hidden_states", "output_attentions",
+                             "output_attention_means", "profile", NULL};
+    PyObject *pixels_obj, *pos_obj = Py_None, *result = NULL, *profile = NULL;
+    int want_hidden = 0, want_attn = 0, want_mean = 0, want_profile = 0;
+    double stages[VIT_STAGE_COUNT] = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|Opp$pp:forward", kwlist, &pixels_obj, &pos_obj,
+                                     &want_hidden, &want_attn, &want_mean, &want_profile))
         return NULL;
     if (vitc_exiting()) {
         PyErr_SetString(PyExc_RuntimeError, "forward: the interpreter is exiting");
         return NULL;
     }
+    if (pack_pending(self) < 0) return NULL;
     const vit_model *m = &self->m;
     char expected[96];
     PyOS_snprintf(expected, sizeof expected, "(B, %zd, H, W) with H >= %zd and W >= %zd",
                   (Py_ssize_t)m->Cin, (Py_ssize_t)m->Ph, (Py_ssize_t)m->Pw);
     PyArrayObject *pixels = input_f32(pixels_obj, "pixels", 4, expected), *pos = NULL;
     PyArrayObject *last = NULL, *logits = NULL, *cls_logits = NULL, *dist_logits = NULL,
-                  *pooled = NULL, *hidden = NULL, *attn = NULL;
+                  *pooled = NULL, *hidden = NULL, *attn = NULL, *attn_mean = NULL;
     if (pixels == NULL) return NULL;
     const npy_intp *pd = PyArray_DIMS(pixels);
     if (pd[1] != m->Cin || pd[2] < m->Ph || pd[3] < m->Pw) {
@@ -691,7 +804,8 @@ static PyObject *Model_forward(ModelObject *self, PyObject *args, PyObject *kwds
                      (Py_ssize_t)pd[3]);
         goto done;
     }
-    const vit_plan plan = vit_plan_forward(m, pd[0], pd[2], pd[3], vitc_get_num_threads());
+    const vit_plan plan = vit_plan_forward(m, pd[0], pd[2], pd[3], vitc_get_num_threads(),
+                                           want_mean && !want_attn);
     if (plan.total < 0) {
         PyErr_Format(PyExc_MemoryError, "forward: a batch of %zd images of %zdx%zd is too large",
                      (Py_ssize_t)pd[0], (Py_ssize_t)pd[2], (Py_ssize_t)pd[3]);
@@ -732,6 +846,7 @@ static PyObject *Model_forward(ModelObject *self, PyObject *args, PyObject *kwds
     if (m->Cp > 0 && (pooled = new_output(2, B, m->Cp, 0, 0, 0)) == NULL) goto done;
     if (want_hidden && (hidden = new_output(4, m->L + 1, B, T, C, 0)) == NULL) goto done;
     if (want_attn && (attn = new_output(5, m->L, B, m->H, T, T)) == NULL) goto done;
+    if (want_mean && (attn_mean = new_output(4, m->L, B, T, T, 0)) == NULL) goto done;
 
     if (B > 0) {
         workspace *w = ws_acquire(self, &plan);
@@ -741,7 +856,8 @@ static PyObject *Model_forward(ModelObject *self, PyObject *args, PyObject *kwds
         const vit_outputs out = {data_or_null(last),       data_or_null(logits),
                                  data_or_null(cls_logits), data_or_null(dist_logits),
                                  data_or_null(pooled),     data_or_null(hidden),
-                                 data_or_null(attn)};
+                                 data_or_null(attn),       data_or_null(attn_mean),
+                                 want_profile ? stages : NULL};
         const float *pixel_data = (const float *)PyArray_DATA(pixels);
         pending_error err = {NULL, NULL, NULL};
         vitc_stop stop = {0};
@@ -765,14 +881,28 @@ static PyObject *Model_forward(ModelObject *self, PyObject *args, PyObject *kwds
             goto done;
         }
     }
-    result = Py_BuildValue("{s:O,s:O,s:O,s:O,s:O,s:O,s:O}", "last_hidden_state", (PyObject *)last,
+    if (want_profile) {  // stage -> seconds (all zero for an empty batch)
+        profile = PyDict_New();
+        for (int i = 0; profile && i < VIT_STAGE_COUNT; i++) {
+            PyObject *v = PyFloat_FromDouble(stages[i]);
+            if (v == NULL || PyDict_SetItemString(profile, VIT_STAGES[i], v) < 0) Py_CLEAR(profile);
+            Py_XDECREF(v);
+        }
+        if (profile == NULL) goto done;
+    }
+    result = Py_BuildValue("{s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O}", "last_hidden_state",
+                           (PyObject *)last,
                            "logits", logits ? (PyObject *)logits : Py_None, "pooler_output",
                            pooled ? (PyObject *)pooled : Py_None, "hidden_states",
                            hidden ? (PyObject *)hidden : Py_None, "attentions",
                            attn ? (PyObject *)attn : Py_None, "cls_logits",
                            cls_logits ? (PyObject *)cls_logits : Py_None, "distillation_logits",
-                           dist_logits ? (PyObject *)dist_logits : Py_None);
+                           dist_logits ? (PyObject *)dist_logits : Py_None, "attention_means",
+                           attn_mean ? (PyObject *)attn_mean : Py_None, "profile",
+                           profile ? profile : Py_None);
 done:
+    Py_XDECREF(profile);
+    Py_XDECREF(attn_mean);
     Py_XDECREF(pixels);
     Py_XDECREF(pos);
     Py_XDECREF(last);
@@ -889,14 +1019,18 @@ static PyGetSetDef Model_getset[] = {
 
 static PyMethodDef Model_methods[] = {
     {"forward", (PyCFunction)(void (*)(void))Model_forward, METH_VARARGS | METH_KEYWORDS,
-     "forward(pixels, pos_table=None, output_hidden_states=False, output_attentions=False) -> "
-     "dict\n\n"
+     "forward(pixels, pos_table=None, output_hidden_states=False, output_attentions=False, *, "
+     "output_attention_means=False, profile=False) -> dict\n\n"
      "Run the model on float32 pixels (B, num_channels, H, W) (a remainder of H, W that the patch\n"
      "does not divide is dropped). pos_table (T, hidden_size): the position table for this\n"
      "grid (None: the stored one, for image_size). Returns a dict of arrays: last_hidden_state,\n"
      "logits, pooler_output, hidden_states (L+1, B, T, C), attentions (L, B, H, T, T),\n"
-     "cls_logits, distillation_logits (None where absent or not asked). Ctrl-C on the main\n"
-     "thread stops it within about 50 ms plus one work item (KeyboardInterrupt)."},
+     "cls_logits, distillation_logits, attention_means (L, B, T, T: attentions averaged over\n"
+     "heads, without keeping every head's) (None where absent or not asked), and with profile=True\n"
+     "profile: {stage: seconds} summed over layers (patch_embed, qkv, attention, out_proj,\n"
+     "mlp_up, gelu, mlp_down, norms, quantize, other; the activation then runs as a pass of its\n"
+     "own, the same values). Ctrl-C on the main thread stops it within about 50 ms plus one\n"
+     "work item (KeyboardInterrupt)."},
     {"_workspaces", (PyCFunction)Model_workspaces, METH_NOARGS,
      "_workspaces() -> list\n\nInternal (tests): (B, H, W, nbytes, id) of the idle workspaces, "
      "least recently used first."},
@@ -913,7 +1047,7 @@ static PyTypeObject ModelType = {
         "patch_size, image_size, layer_norm_eps, hidden_act, precision='float32', "
         "pooler_act='tanh', pool='token')\n\n"
         "A ViT built once from its weights (a dict of vitc tensor names to arrays): every\n"
-        "shape is checked here, float32 weights of a bfloat16 / int8 model are packed, and\n"
+        "shape is checked here, the GEMM weights are packed for their kernels, and\n"
         "the arrays are kept. Tensors: patch_embed.proj.*, pos_embed, cls_token, optional\n"
         "dist_token / reg_token, blocks.{i}.*, optional norm.*, fc_norm.*, head.*, head_dist.*,\n"
         "pooler.*. See vitc.model.ViT for the user API.",

@@ -1,6 +1,7 @@
 // module.c: the vitc._core extension module: a registration table and nothing else.
 // Functions live in runtime_py.c (settings, reports, tiers, exit), lowp_py.c (reduced-precision
-// kernel hooks); ufuncs_py.c registers the ufuncs, model_py.c the Model type.
+// kernel hooks), gemm_f32_py.c (fp32 GEMM hooks); ufuncs_py.c registers the ufuncs, model_py.c
+// the Model type.
 #define VITC_MODULE_INIT
 #include "vitc_py.h"
 
@@ -30,7 +31,7 @@ static PyMethodDef module_methods[] = {
     {"_set_workspace_limit", vitc_py_set_workspace_limit, METH_O,
      "_set_workspace_limit(nbytes)\n\nInternal (tests): a Model workspace larger than nbytes fails "
      "with MemoryError as an allocation failure does; None or 0: no limit."},
-    VITC_PY_LOWP_METHODS{NULL, NULL, 0, NULL},
+    VITC_PY_LOWP_METHODS VITC_PY_GEMM_F32_METHODS{NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {

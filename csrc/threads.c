@@ -99,12 +99,25 @@ static void reset_after_fork(void) {
     atomic_store(&g_busy, 0);  // the threads that were busy do not exist in the child
 }
 
+// Before a fork: no vitc thread may be inside openblas_set_num_threads (always called under
+// setting.lock), or the child inherits OpenBLAS's own server lock held by a thread it does not
+// have (seen: a region's BLAS count change racing OpenBLAS's fork handler, which shuts its server
+// down so that the next set_num_threads restarts it; the child then hung in its first region).
+// Handlers registered later run their prepare step first: this one before OpenBLAS's.
+static void prepare_fork(void) {
+    pthread_mutex_lock(&setting.lock);
+}
+
+static void parent_after_fork(void) {
+    pthread_mutex_unlock(&setting.lock);
+}
+
 // Registered once, before the first use of any lock here (the setting's included): a fork while
 // another thread holds one must not leave the child's copy locked forever.
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static int atfork_registered = 0;
 static void register_atfork(void) {
-    atfork_registered = pthread_atfork(NULL, NULL, reset_after_fork) == 0;
+    atfork_registered = pthread_atfork(prepare_fork, parent_after_fork, reset_after_fork) == 0;
 }
 
 // Start workers up to `want` - 1 (the caller is thread 0); returns how many threads are usable.
@@ -223,6 +236,10 @@ static double monotonic_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double vitc_seconds(void) {
+    return monotonic_seconds();
 }
 
 void vitc_stop_scope_begin(vitc_stop *stop) {

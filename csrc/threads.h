@@ -7,6 +7,9 @@
 
 #include "kernels/kernels.h"
 
+// Seconds on a monotonic clock (profiles, poll intervals).
+double vitc_seconds(void);
+
 // One setting for vitc's own parallel loops and its BLAS.
 void vitc_set_num_threads(int n);
 int vitc_get_num_threads(void);

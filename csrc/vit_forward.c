@@ -2,17 +2,20 @@
 // composed of vitc's kernels and BLAS. One workspace from the caller serves every layer: no
 // allocation happens here. Not a model loader: weights arrive as pointers (vit_forward.h).
 //
-// Threads: everything runs on vitc's pool (vitc_parallel_for), whose BLAS calls are
-// single-threaded, so OpenBLAS's own threads never spin beside vitc's: weight GEMMs are split by
-// output columns (each thread packs only its slice of the weights, then applies bias and
-// activation to its columns while hot), attention by (image, head) pairs, layernorms by rows.
-// Measured on ViT-L/16-512 against OpenBLAS-threaded GEMMs: ~25% less CPU time per forward.
+// Threads: everything runs on vitc's pool (vitc_parallel_for). The float32 weight GEMMs (patch
+// embedding and the blocks of a float32 model) are vitc's packed GEMM (kernels/gemm_f32.h), one
+// call per linear with M = batch x tokens (the images of a batch share the weight stream), split
+// by output columns; each output element is one FMA chain in a fixed order, so an image's values
+// do not depend on the thread count or on the other images of its batch. Attention runs by
+// (image, head) pairs, layernorms by rows; the small head GEMMs are single-threaded BLAS calls
+// of one row each (vitc's threads only: OpenBLAS's own never spin beside them).
 #include "vit_forward.h"
 
 #include <math.h>
 #include <string.h>
 
 #include "kernels/blas.h"
+#include "kernels/gemm_f32.h"
 #include "threads.h"
 
 // ---------------------------------------------------------------------------------------------
@@ -32,6 +35,9 @@ const vitc_named VIT_ACTIVATIONS[] = {
 const int VIT_NUM_ACTIVATIONS = (int)(sizeof(VIT_ACTIVATIONS) / sizeof(VIT_ACTIVATIONS[0]));
 const char *const VIT_PRECISIONS[VITC_WEIGHTS_COUNT] = {"float32", "bfloat16", "int8"};
 const char *const VIT_POOLS[VITC_POOL_COUNT] = {"token", "avg"};
+const char *const VIT_STAGES[VIT_STAGE_COUNT] = {
+    "patch_embed", "qkv",   "attention", "out_proj", "mlp_up",
+    "gelu",        "mlp_down", "norms",  "quantize", "other"};
 
 // ---------------------------------------------------------------------------------------------
 // Workspace plan: one place, so the size the caller allocates and the carve-up vit_forward uses
@@ -54,7 +60,8 @@ static vitc_int lowp_scratch_floats(const vit_model *m, vitc_int BT) {
 // stay far from overflowing.
 static const double PLAN_MAX_FLOATS = 1e15;
 
-vit_plan vit_plan_forward(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int Wi, int threads) {
+vit_plan vit_plan_forward(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int Wi, int threads,
+                          int head_mean) {
     vit_plan p;
     memset(&p, 0, sizeof p);
     p.B = B;
@@ -70,7 +77,9 @@ vit_plan vit_plan_forward(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int 
     const vitc_int row_len = m->Cin * m->Ph * m->Pw;
     // A bound on everything below (attention scratch: T^2 per thread, at most 16 T D + 64 T more).
     const double est = (double)B * (double)T * (8.0 * C + 2.0 * m->F + row_len + 64.0) +
-                       (double)p.threads * ((double)T * T + 16.0 * T * D + 64.0 * T + 65536.0);
+                       (head_mean ? (double)B * m->H * (double)T * T : 0.0) +
+                       (double)p.threads * ((double)T * T + 16.0 * T * D + 64.0 * T + 65536.0 +
+                                        256.0 * ((double)C + m->F + row_len + 256.0));
     if (!(est < PLAN_MAX_FLOATS)) {
         p.total = -1;
         return p;
@@ -90,7 +99,17 @@ vit_plan vit_plan_forward(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int 
     p.lowp = p.big + (patch_len > mlp_len ? patch_len : mlp_len);
     p.head = p.lowp + lowp_scratch_floats(m, BT);  // (B, C) pooled head input
     p.acc = (p.head + B * C + 1) / 2 * 2;  // (C) doubles (8-byte aligned): the avg pool's sums
-    p.attn = p.acc + 2 * C;
+    p.gemm = p.acc + 2 * C;
+    // Float32 GEMM scratch for the largest of the GEMMs below (M = B*T, or B*Np for patches).
+    const vitc_int shapes[5][2] = {{C, row_len}, {3 * C, C}, {C, C}, {m->F, C}, {C, m->F}};
+    p.gemm_len = 0;
+    for (int i = 0; i < 5; i++) {
+        const vitc_int len = gemm_f32_scratch_len(BT, shapes[i][0], shapes[i][1]);
+        if (len > p.gemm_len) p.gemm_len = len;
+    }
+    p.head_mean = head_mean != 0;
+    p.probs = p.gemm + p.threads * p.gemm_len;  // (B, H, T, T) with head_mean
+    p.attn = p.probs + (p.head_mean ? B * m->H * T * T : 0);
     p.attn_len = attention_scratch_len(T, T, D, D);
     if (p.bf16_attention) {
         const vitc_int bf16_len = attention_bf16_scratch_bytes(T, D) / (vitc_int)sizeof(float) + 1;
@@ -110,16 +129,16 @@ static int row_threads(vitc_int rows, vitc_int n, int threads) {
     return rows * n >= PARALLEL_MIN_ELEMS ? threads : 1;
 }
 
-// Output columns per work item of a weight GEMM: a multiple of the BLAS micro-tile widths.
+// Output columns per work item of a head GEMM: a multiple of the BLAS micro-tile widths.
 static const vitc_int GEMM_COL_BLOCK = 64;
 
-// out (M, N) = act(inp (M, K) . w (N, K)^T + b), or out += inp . w^T + b when `residual`, split by
-// output columns: each thread multiplies the rows by its slice of the weights (single-threaded
-// BLAS: it packs only its slice) and applies bias and activation to its columns while hot.
-// Every BLAS call has the same shape whatever the thread count and batch: GEMM_COL_BLOCK columns
-// by `rows_per_call` rows (one image), so an image's outputs never depend on how many threads
-// ran or which images shared its batch (BLAS kernels sum in an order that depends on the shape).
-// ref: modeling_vit.py ViTLayer.forward `hidden_states = hidden_states + residual`
+// The heads' GEMMs on unpacked float32 weights (OpenBLAS): out (M, N) = act(inp (M, K) .
+// w (N, K)^T + b), or out += inp . w^T + b when `residual`, split by output columns: each thread
+// multiplies the rows by its slice of the weights (single-threaded BLAS: it packs only its slice)
+// and applies bias and activation to its columns while hot. Every BLAS call has the same shape
+// whatever the thread count and batch: GEMM_COL_BLOCK columns by `rows_per_call` rows, so an
+// image's outputs never depend on how many threads ran or which images shared its batch (BLAS
+// kernels sum in an order that depends on the shape).
 typedef struct {
     float *out;
     const float *inp, *w, *b;
@@ -159,12 +178,6 @@ static void linear_strided(float *out, const float *inp, vitc_int ld_inp, const 
     vitc_parallel_for((N + GEMM_COL_BLOCK - 1) / GEMM_COL_BLOCK, threads, gemm_task, &job);
 }
 
-static void linear(float *out, const float *inp, const float *w, const float *b, vitc_act act,
-                   int residual, vitc_int M, vitc_int N, vitc_int K, vitc_int rows_per_call,
-                   int threads) {
-    linear_strided(out, inp, K, w, b, act, residual, M, N, K, rows_per_call, threads);
-}
-
 // x (rows, N) += y (rows, N): the residual add after a reduced-precision GEMM, in transformers'
 // order (the GEMM output already holds its bias).
 typedef struct {
@@ -181,11 +194,15 @@ static void add_task(void *ctx, vitc_int begin, vitc_int end, int tid) {
 
 // out (M, N) = act(inp (M, K) . w^T + b), or out += inp . w^T + b when `residual`, for a weight
 // in the model's precision. tmp (M, N) holds a reduced-precision result before its residual add.
-static void block_linear(const vit_model *m, float *out, const float *inp, const vitc_weight *w,
-                         const float *b, vitc_act act, int residual, float *tmp, void *lowp_scratch,
-                         vitc_int M, vitc_int N, vitc_int K, vitc_int T, int threads) {
+// Float32: one packed GEMM over all M rows, bias, activation and residual add in its epilogue.
+static void block_linear(const vit_model *m, const vit_plan *p, float *ws, float *out,
+                         const float *inp, const vitc_weight *w, const float *b, vitc_act act,
+                         int residual, float *tmp, void *lowp_scratch, vitc_int M, vitc_int N,
+                         vitc_int K) {
+    const int threads = p->threads;
     if (m->wdtype == VITC_WEIGHTS_F32) {
-        linear(out, inp, w->data, b, act, residual, M, N, K, T, threads);
+        gemm_f32_forward_parallel(out, inp, w->data, b, act, residual, M, N, K, N, K, threads,
+                                  ws + p->gemm);
         return;
     }
     float *dst = residual ? tmp : out;
@@ -273,42 +290,96 @@ static void im2col_patches(float *patches, const float *pixels, vitc_int B, vitc
             }
 }
 
-// x (B, T, C) = cat(prefix tokens, patch_embeddings(pixels)) + pos (T, C).
+// x (B, T, C) = cat(prefix tokens, patch_embeddings(pixels)) + pos (T, C). proj (B*Np, C) holds
+// the projection of every patch of the batch (one GEMM) before it is placed.
 // ref: modeling_vit.py ViTEmbeddings.forward (modeling_deit.py DeiTEmbeddings: cls, distillation)
-static void embed(const vit_model *m, const vit_plan *p, float *x, float *patches,
-                  const float *pixels, const float *pos) {
+static void embed(const vit_model *m, const vit_plan *p, float *ws, float *x, float *patches,
+                  float *proj, const float *pixels, const float *pos) {
     const vitc_int C = m->C, Np = p->Np, T = p->T, P0 = m->prefix;
     const vitc_int row_len = m->Cin * m->Ph * m->Pw;
     im2col_patches(patches, pixels, p->B, m->Cin, p->Hi, p->Wi, m->Ph, m->Pw, p->gh, p->gw);
+    // patch projection (bias), then + position: the order of transformers' additions
+    gemm_f32_forward_parallel(proj, patches, m->patch_w, m->patch_b, VITC_ACT_NONE, 0, p->B * Np, C,
+                              row_len, C, row_len, p->threads, ws + p->gemm);
     for (vitc_int b = 0; b < p->B; b++) {
         float *xb = x + b * T * C;
         for (vitc_int t = 0; t < P0; t++)
             for (vitc_int c = 0; c < C; c++) xb[t * C + c] = m->prefix_rows[t][c] + pos[t * C + c];
-        // patch projection (bias) then + position: the order of transformers' additions
-        linear(xb + P0 * C, patches + b * Np * row_len, m->patch_w, m->patch_b, VITC_ACT_NONE, 0,
-               Np, C, row_len, Np, p->threads);
         for (vitc_int t = P0; t < T; t++) {
             float *row = xb + t * C;
-            for (vitc_int c = 0; c < C; c++) row[c] += pos[t * C + c];
+            const float *src = proj + (b * Np + t - P0) * C;
+            for (vitc_int c = 0; c < C; c++) row[c] = src[c] + pos[t * C + c];
         }
+    }
+}
+
+// Profile: add the seconds since t0 to prof[stage]; the time now (0 without a profile).
+static double lap(double *prof, vit_stage stage, double t0) {
+    if (prof == NULL) return 0.0;
+    const double t = vitc_seconds();
+    prof[stage] += t - t0;
+    return t;
+}
+
+// x (rows, n) = act(x), rows split across threads (the profile's separate activation pass: the
+// same elementwise code the GEMM epilogues apply, so the same values).
+typedef struct {
+    float *x;
+    vitc_act act;
+    vitc_int n;
+} act_job;
+
+static void act_task(void *ctx, vitc_int begin, vitc_int end, int tid) {
+    const act_job *j = ctx;
+    (void)tid;
+    for (vitc_int r = begin; r < end; r++) act_forward_f32(j->x + r * j->n, j->x + r * j->n, j->act, j->n);
+}
+
+// mean (B, T, T) = the average over heads of probs (B, H, T, T), heads summed in order (the same
+// bits whatever the thread count), split by (image, query row).
+// ref: vitc/predict.py attention_rollout `a.mean(axis=1)`
+typedef struct {
+    float *mean;
+    const float *probs;
+    vitc_int H, T;
+} head_mean_job;
+
+static void head_mean_task(void *ctx, vitc_int begin, vitc_int end, int tid) {
+    const head_mean_job *j = ctx;
+    const vitc_int H = j->H, T = j->T;
+    (void)tid;
+    for (vitc_int r = begin; r < end; r++) {  // r = b * T + query row
+        const vitc_int b = r / T, q = r % T;
+        float *dst = j->mean + r * T;
+        const float *src = j->probs + (b * H * T + q) * T;  // head 0's row q of image b
+        for (vitc_int k = 0; k < T; k++) dst[k] = src[k];
+        for (vitc_int h = 1; h < H; h++)
+            for (vitc_int k = 0; k < T; k++) dst[k] += src[h * T * T + k];
+        const float inv = 1.0f / (float)H;
+        for (vitc_int k = 0; k < T; k++) dst[k] *= inv;
     }
 }
 
 // ref: modeling_vit.py ViTLayer.forward (pre-norm: attention then MLP, each with a residual)
 static int block_forward(const vit_model *m, const vit_block *blk, const vit_plan *p, float *ws,
-                         float *attn_probs) {
+                         float *attn_probs, float *attn_mean, double *prof) {
     const vitc_int C = m->C, H = m->H, T = p->T, BT = p->B * T;
     const int threads = p->threads;
     float *x = ws + p->x, *a = ws + p->a, *qkv = ws + p->qkv, *ctx = ws + p->ctx;
     float *hidden = ws + p->big;
+    // Head averages without all heads' probabilities asked: this layer's go to the workspace.
+    if (attn_mean && attn_probs == NULL) attn_probs = ws + p->probs;
     void *lowp = ws + p->lowp;
 
     // `a` is free again once the GEMM after each layernorm has read it: it holds the
     // reduced-precision GEMM outputs before their residual adds. A stop request is honoured
     // between the stages (and inside the long ones).
+    double t = prof ? vitc_seconds() : 0.0;
     layernorm(a, x, blk->norm1_w, blk->norm1_b, m->eps, BT, C, threads);
-    block_linear(m, qkv, a, &blk->qkv_w, blk->qkv_b, VITC_ACT_NONE, 0, NULL, lowp, BT, 3 * C, C, T,
-                 threads);
+    t = lap(prof, VIT_STAGE_NORMS, t);
+    block_linear(m, p, ws, qkv, a, &blk->qkv_w, blk->qkv_b, VITC_ACT_NONE, 0, NULL, lowp, BT, 3 * C,
+                 C);
+    t = lap(prof, VIT_STAGE_QKV, t);
     if (vitc_stopping()) return VIT_STOPPED;
     attention_job job = {ctx,
                          attn_probs,
@@ -321,17 +392,31 @@ static int block_forward(const vit_model *m, const vit_block *blk, const vit_pla
                          1.0f / sqrtf((float)(C / H)),
                          !attn_probs && p->bf16_attention};
     vitc_parallel_for(p->B * H, threads, attention_task, &job);
+    if (attn_mean) {
+        head_mean_job mj = {attn_mean, job.probs, H, T};
+        vitc_parallel_for(BT, row_threads(BT, H * T, threads), head_mean_task, &mj);
+    }
+    t = lap(prof, VIT_STAGE_ATTENTION, t);
     if (vitc_stopping()) return VIT_STOPPED;
-    block_linear(m, x, ctx, &blk->proj_w, blk->proj_b, VITC_ACT_NONE, 1, a, lowp, BT, C, C, T,
-                 threads);
+    block_linear(m, p, ws, x, ctx, &blk->proj_w, blk->proj_b, VITC_ACT_NONE, 1, a, lowp, BT, C, C);
+    t = lap(prof, VIT_STAGE_OUT_PROJ, t);
     if (vitc_stopping()) return VIT_STOPPED;
 
     layernorm(a, x, blk->norm2_w, blk->norm2_b, m->eps, BT, C, threads);
-    block_linear(m, hidden, a, &blk->fc1_w, blk->fc1_b, m->act, 0, NULL, lowp, BT, m->F, C, T,
-                 threads);
+    t = lap(prof, VIT_STAGE_NORMS, t);
+    // Profiled: the activation as a pass of its own, so that its time shows (the same values).
+    block_linear(m, p, ws, hidden, a, &blk->fc1_w, blk->fc1_b, prof ? VITC_ACT_NONE : m->act, 0,
+                 NULL, lowp, BT, m->F, C);
+    t = lap(prof, VIT_STAGE_MLP_UP, t);
+    if (prof) {
+        act_job aj = {hidden, m->act, m->F};
+        vitc_parallel_for(BT, row_threads(BT, m->F, threads), act_task, &aj);
+        t = lap(prof, VIT_STAGE_GELU, t);
+    }
     if (vitc_stopping()) return VIT_STOPPED;
-    block_linear(m, x, hidden, &blk->fc2_w, blk->fc2_b, VITC_ACT_NONE, 1, a, lowp, BT, C, m->F, T,
-                 threads);
+    block_linear(m, p, ws, x, hidden, &blk->fc2_w, blk->fc2_b, VITC_ACT_NONE, 1, a, lowp, BT, C,
+                 m->F);
+    lap(prof, VIT_STAGE_MLP_DOWN, t);
     return vitc_stopping() ? VIT_STOPPED : VIT_DONE;
 }
 
@@ -367,22 +452,30 @@ int vit_forward(const vit_model *m, const vit_plan *p, const vit_outputs *out, c
     const vitc_int C = m->C, T = p->T, B = p->B, BT = B * T;
     const int threads = p->threads;
     float *x = workspace + p->x;
+    double *prof = out->profile;
     if (B == 0) return VIT_DONE;
 
-    embed(m, p, x, workspace + p->big, pixels, pos);
+    const double t_start = prof ? vitc_seconds() : 0.0;
+    embed(m, p, workspace, x, workspace + p->big, workspace + p->ctx, pixels, pos);
+    lap(prof, VIT_STAGE_PATCH_EMBED, t_start);
+    if (vitc_stopping()) return VIT_STOPPED;
     if (out->hidden) memcpy(out->hidden, x, (size_t)(BT * C) * sizeof(float));
     for (vitc_int l = 0; l < m->L; l++) {
         float *probs = out->attn ? out->attn + l * B * m->H * T * T : NULL;
-        if (block_forward(m, &m->blocks[l], p, workspace, probs) != VIT_DONE) return VIT_STOPPED;
+        float *mean = out->attn_mean ? out->attn_mean + l * B * T * T : NULL;
+        if (block_forward(m, &m->blocks[l], p, workspace, probs, mean, prof) != VIT_DONE)
+            return VIT_STOPPED;
         if (out->hidden)
             memcpy(out->hidden + (l + 1) * BT * C, x, (size_t)(BT * C) * sizeof(float));
     }
     // ref: modeling_vit.py ViTModel.forward `sequence_output = self.layernorm(hidden_states)`;
     // timm with average pooling has no norm here (its fc_norm follows the pooling)
+    double t = prof ? vitc_seconds() : 0.0;
     if (m->norm_w)
         layernorm(out->last, x, m->norm_w, m->norm_b, m->eps, BT, C, threads);
     else
         memcpy(out->last, x, (size_t)(BT * C) * sizeof(float));
+    t = lap(prof, VIT_STAGE_NORMS, t);
     if (vitc_stopping()) return VIT_STOPPED;
 
     // The small GEMMs on the pooled tokens also run on vitc's pool: a multi-threaded BLAS call
@@ -398,7 +491,11 @@ int vit_forward(const vit_model *m, const vit_plan *p, const vit_outputs *out, c
         else
             for (vitc_int b = 0; b < B; b++)
                 memcpy(pooled + b * C, out->last + b * T * C, (size_t)C * sizeof(float));
-        if (m->fc_norm_w) layernorm(pooled, pooled, m->fc_norm_w, m->fc_norm_b, m->eps, B, C, 1);
+        if (m->fc_norm_w) {
+            t = lap(prof, VIT_STAGE_OTHER, t);
+            layernorm(pooled, pooled, m->fc_norm_w, m->fc_norm_b, m->eps, B, C, 1);
+            t = lap(prof, VIT_STAGE_NORMS, t);
+        }
         head_in = pooled;
         ld_head = C;
     }
@@ -419,5 +516,12 @@ int vit_forward(const vit_model *m, const vit_plan *p, const vit_outputs *out, c
     if (out->pooled && m->pool_w)
         linear_strided(out->pooled, out->last, T * C, m->pool_w, m->pool_b, m->pool_act, 0, B,
                        m->Cp, C, 1, threads);
+    if (prof) {  // other: the whole forward's time minus the stages measured
+        double staged = 0.0;
+        for (int s = 0; s < VIT_STAGE_COUNT; s++)
+            if (s != VIT_STAGE_OTHER) staged += prof[s];
+        const double rest = vitc_seconds() - t_start - staged;
+        prof[VIT_STAGE_OTHER] = rest > 0.0 ? rest : 0.0;
+    }
     return vitc_stopping() ? VIT_STOPPED : VIT_DONE;
 }

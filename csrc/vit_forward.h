@@ -9,7 +9,7 @@
 
 // Precision of the four weight matrices of each block (the rest of the model stays float32).
 typedef enum {
-    VITC_WEIGHTS_F32 = 0,   // float32 (N, K), PyTorch (out, in) layout: OpenBLAS sgemm
+    VITC_WEIGHTS_F32 = 0,   // float32 packed by gemm_f32_pack (kernels/gemm_f32.h)
     VITC_WEIGHTS_BF16 = 1,  // pack_weights_bf16 layout: linear_bf16_forward
     VITC_WEIGHTS_INT8 = 2,  // pack_weights_int8 layout + per-channel scales: linear_int8_forward
     VITC_WEIGHTS_COUNT = 3,
@@ -36,7 +36,7 @@ extern const char *const VIT_POOLS[VITC_POOL_COUNT];          // "token", "avg"
 
 // One (N, K) weight matrix of a linear layer in the model's weight precision.
 typedef struct {
-    const void *data;         // float32 (N, K) | packed bf16 | packed int8
+    const void *data;         // float32 gemm_f32_pack panels | packed bf16 | packed int8
     const float *scales;      // int8 only: (N) per output channel
     const int32_t *col_sums;  // int8 only: (N) sums of the quantized weights
 } vitc_weight;
@@ -68,7 +68,9 @@ typedef struct {
     vitc_act pool_act;                 // pooler activation
     vitc_wdtype wdtype;                // precision of the blocks' weight matrices
     vitc_pool pool;                    // what the head reads
-    const float *patch_w, *patch_b;  // (C, Cin*Ph*Pw) conv weight flattened in (c, y, x) order, (C)
+    // (C, Cin*Ph*Pw) conv weight flattened in (c, y, x) order, packed by gemm_f32_pack (every
+    // precision); (C)
+    const float *patch_w, *patch_b;
     const float *const *prefix_rows;  // (prefix) rows of (C): cls_token, dist_token, reg_token...
     const float *norm_w, *norm_b;     // (C) final layernorm, or NULL (timm average pooling)
     const float *fc_norm_w, *fc_norm_b;      // (C) layernorm of the pooled features, or NULL
@@ -77,6 +79,25 @@ typedef struct {
     const float *pool_w, *pool_b;            // (Cp, C), (Cp) pooler dense, or NULL
     const vit_block *blocks;                 // (L)
 } vit_model;
+
+// Stages of a profiled forward (vit_outputs.profile), seconds summed over layers. VIT_STAGES names
+// them as the Python side does. A profiled forward runs the MLP activation as its own pass (the
+// same values) so that its time shows; otherwise it is fused into mlp_up's GEMM. quantize: the
+// int8 activation quantization where it is a separate pass (none yet: inside the GEMM stages).
+typedef enum {
+    VIT_STAGE_PATCH_EMBED,
+    VIT_STAGE_QKV,
+    VIT_STAGE_ATTENTION,
+    VIT_STAGE_OUT_PROJ,
+    VIT_STAGE_MLP_UP,
+    VIT_STAGE_GELU,
+    VIT_STAGE_MLP_DOWN,
+    VIT_STAGE_NORMS,
+    VIT_STAGE_QUANTIZE,
+    VIT_STAGE_OTHER,  // everything else: embeddings' adds, copies of requested outputs, the heads
+    VIT_STAGE_COUNT,
+} vit_stage;
+extern const char *const VIT_STAGES[VIT_STAGE_COUNT];
 
 // Optional outputs of vit_forward: NULL when not requested (or the model has no such part).
 typedef struct {
@@ -87,6 +108,9 @@ typedef struct {
     float *pooled;       // (B, Cp) pooler_output
     float *hidden;       // (L+1, B, T, C) hidden_states: embeddings, then each block's output
     float *attn;         // (L, B, H, T, T) attention probabilities
+    float *attn_mean;    // (L, B, T, T) attention probabilities averaged over heads (needs a plan
+                         // made with head_mean)
+    double *profile;     // (VIT_STAGE_COUNT) seconds per stage, added to (the caller zeroes it)
 } vit_outputs;
 
 // The layout of one forward's workspace and the choices that depend on the machine (the kernel
@@ -95,14 +119,18 @@ typedef struct {
     vitc_int B, Hi, Wi, gh, gw, Np, T;  // batch, image, patch grid, patches, tokens
     int threads;                        // the most threads the forward uses
     int bf16_attention;                 // the AMX bf16 attention (when probabilities are not asked)
-    vitc_int x, a, qkv, ctx, big, lowp, head, acc, attn;  // workspace offsets, in floats
-    vitc_int attn_len;                                    // attention scratch per thread
+    int head_mean;                      // room for one layer's probabilities (attn_mean)
+    vitc_int x, a, qkv, ctx, big, lowp, head, acc, gemm, probs, attn;  // workspace offsets (floats)
+    vitc_int gemm_len;  // float32 GEMM scratch per thread (gemm_f32_scratch_len of every shape)
+    vitc_int attn_len;  // attention scratch per thread
     vitc_int total;  // floats of workspace; -1: the sizes overflow (no such allocation exists)
 } vit_plan;
 
 // Plan a forward of B images of Hi x Wi pixels (at least one patch each way; a remainder that the
-// patch does not divide is dropped, as Conv2d drops it) on up to `threads` threads.
-vit_plan vit_plan_forward(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int Wi, int threads);
+// patch does not divide is dropped, as Conv2d drops it) on up to `threads` threads; head_mean:
+// with room for one layer's (B, H, T, T) probabilities, for outputs with attn_mean and no attn.
+vit_plan vit_plan_forward(const vit_model *m, vitc_int B, vitc_int Hi, vitc_int Wi, int threads,
+                          int head_mean);
 
 // What vit_forward returns.
 enum { VIT_DONE = 0, VIT_STOPPED = 1 };

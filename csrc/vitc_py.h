@@ -1,5 +1,5 @@
 // vitc_py.h: what the Python-facing C files (module.c, runtime_py.c, ufuncs_py.c, model_py.c,
-// lowp_py.c) share.
+// lowp_py.c, gemm_f32_py.c) share.
 // Kernel files never include this (it pulls in Python.h and NumPy's C API).
 // module.c defines VITC_MODULE_INIT before including it: it alone imports the NumPy API tables.
 #ifndef VITC_PY_H
@@ -66,5 +66,16 @@ PyObject *vitc_py_set_attention_emulation(PyObject *self, PyObject *on);
      "_set_attention_emulation(on)\n\ninternal (tests): run the AVX-512 BF16 attention's "     \
      "source on a portable emulation of its instructions, on any CPU, in the models and "      \
      "_attention_bf16; False restores the tier's code."},
+
+// gemm_f32_py.c: private hooks to test and benchmark the fp32 GEMM (kernels/gemm_f32.c).
+PyObject *vitc_py_gemm_f32_pack(PyObject *self, PyObject *w);
+PyObject *vitc_py_gemm_f32(PyObject *self, PyObject *args, PyObject *kwargs);
+#define VITC_PY_GEMM_F32_METHODS                                                                 \
+    {"_gemm_f32_pack", vitc_py_gemm_f32_pack, METH_O,                                            \
+     "_gemm_f32_pack(w) -> packed\n\ninternal: float32 (N, K) weights in 16-column panels."},    \
+    {"_gemm_f32", (PyCFunction)(void (*)(void))vitc_py_gemm_f32, METH_VARARGS | METH_KEYWORDS,   \
+     "_gemm_f32(x, packed, b, act, residual_out, N, *, tier=None, splits=None) -> out\n\n"       \
+     "internal: vitc's deterministic fp32 GEMM on packed weights; tier: a name of "             \
+     "supported_tiers() or 'avx512_shape' (test only), None: the active tier."},
 
 #endif  // VITC_PY_H

@@ -784,7 +784,15 @@ def test_set_num_threads_and_threadpoolctl():
 CSRC = Path(__file__).resolve().parents[1] / "csrc"
 # The Python-facing C files (STYLE.md: ufunc loops, module init, their private hooks); every other
 # csrc file is a kernel or a helper of the kernels.
-PY_GLUE = {"module.c", "runtime_py.c", "ufuncs_py.c", "model_py.c", "lowp_py.c", "vitc_py.h"}
+PY_GLUE = {
+    "module.c",
+    "runtime_py.c",
+    "ufuncs_py.c",
+    "model_py.c",
+    "lowp_py.c",
+    "gemm_f32_py.c",
+    "vitc_py.h",
+}
 
 
 def test_kernel_files_do_not_include_python():

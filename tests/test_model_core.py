@@ -263,6 +263,73 @@ def test_determinism_across_batches_and_threads_for_the_family():
         vitc.set_num_threads(before)
 
 
+# Large enough that the float32 GEMMs split their columns over 2 threads (4 MFLOP and more) at
+# batch 8 and, for the MLP, for one image alone; 65 tokens (several row tiles, a partial last one).
+SPLIT_SIZES = dict(SIZES, hidden_size=96, num_heads=3, mlp_size=384, patch_size=(4, 4), image_size=(32, 32))
+
+
+@pytest.mark.parametrize("precision", ["float32"])
+@pytest.mark.parametrize("tier", TIERS)
+def test_bit_identical_across_threads_and_batch_composition(tier, precision):
+    """Issue 15: an image's logits and hidden states are the same bits alone or among 7 other images
+    (at any place in the batch), on 1 or 2 threads, at every tier this machine runs."""
+    import vitc
+
+    t = random_tensors(SPLIT_SIZES, seed=3)
+    x = pixels(8, 32, 32, seed=4)
+    before = vitc.get_num_threads()
+    with at_tier(tier):
+        model = _core.Model(t, **{**SPLIT_SIZES, "precision": precision})
+        try:
+            runs = {}
+            for threads in (1, 2):
+                vitc.set_num_threads(threads)
+                batch = model.forward(x, None, True)
+                shuffled = model.forward(x[::-1].copy())  # other neighbours, other places
+                alone = [model.forward(x[i : i + 1], None, True) for i in (0, 5)]
+                for key in ("logits", "last_hidden_state"):
+                    np.testing.assert_array_equal(shuffled[key][::-1], batch[key], err_msg=key)
+                    for j, i in enumerate((0, 5)):
+                        np.testing.assert_array_equal(alone[j][key][0], batch[key][i], err_msg=key)
+                np.testing.assert_array_equal(alone[1]["hidden_states"][:, 0], batch["hidden_states"][:, 5])
+                runs[threads] = batch
+            for key in ("logits", "last_hidden_state", "hidden_states"):
+                np.testing.assert_array_equal(runs[1][key], runs[2][key], err_msg=key)
+        finally:
+            vitc.set_num_threads(before)
+    ref = reference_forward(t, SPLIT_SIZES, x[:2])["logits"]
+    if precision == "float32":
+        assert scaled_err(runs[1]["logits"][:2], ref) < ATOL
+
+
+STAGES = ("patch_embed", "qkv", "attention", "out_proj", "mlp_up", "gelu", "mlp_down", "norms", "quantize", "other")
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "int8"])
+def test_profile_stages(precision):
+    """forward(profile=True): seconds per stage, non-negative, summing to at most the call's wall time;
+    the activation then runs as its own pass: the same float32 outputs."""
+    import time
+
+    t = random_tensors(SPLIT_SIZES, seed=5)
+    model = _core.Model(t, **{**SPLIT_SIZES, "precision": precision})
+    x = pixels(3, 32, 32, seed=6)
+    plain = model.forward(x)
+    assert plain["profile"] is None
+    t0 = time.perf_counter()
+    out = model.forward(x, profile=True)
+    wall = time.perf_counter() - t0
+    prof = out["profile"]
+    assert tuple(prof) == STAGES and all(isinstance(v, float) and v >= 0.0 for v in prof.values())
+    assert sum(prof.values()) <= wall
+    assert prof["qkv"] > 0 and prof["mlp_up"] > 0 and prof["attention"] > 0
+    if precision == "float32":
+        assert prof["quantize"] == 0.0
+        np.testing.assert_array_equal(out["logits"], plain["logits"])
+    empty = model.forward(x[:0], profile=True)["profile"]
+    assert set(empty.values()) == {0.0}
+
+
 # ---------------------------------------------------------------------------------------------------
 # Against transformers
 
@@ -527,8 +594,22 @@ def test_model_keeps_what_it_reads():
     held = model.tensors
     assert set(held) == set(t) and all(held[k] is t[k] for k in t)  # aligned contiguous float32: no copy
     assert model.weight_nbytes == sum(a.nbytes for a in t.values())
+    # The first forward packs the float32 GEMM weights (the blocks' four and the patch projection):
+    # each packed copy replaces its original; every other array is kept as given.
+    x = pixels(2, 10, 12)
+    logits = model.forward(x)["logits"]
+    held = model.tensors
+    gemm = {k for k in t if k.endswith(("qkv.weight", "proj.weight", "fc1.weight", "fc2.weight"))}
+    assert "patch_embed.proj.weight" in gemm and len(gemm) == 1 + 4 * 2
+    assert set(held) == set(t) and all(held[k] is t[k] for k in set(t) - gemm)
+    for k in gemm:
+        n, k_ = t[k].shape
+        assert held[k].shape == (-(-n // 16) * 16 * k_,) and held[k].ctypes.data % 64 == 0
+    assert model.weight_nbytes == sum(a.nbytes for a in held.values())
+    # the packed arrays build the model again
+    np.testing.assert_array_equal(build(held).forward(x)["logits"], logits)
     del t, held
-    assert model.forward(pixels(1, 10, 12))["logits"].shape == (1, 5)
+    np.testing.assert_array_equal(model.forward(x)["logits"], logits)
 
 
 def test_tier_change_between_calls_keeps_the_workspace_consistent():

@@ -259,6 +259,55 @@ def test_rollout_of_one_layer_is_half_the_cls_attention() -> None:
         attention_rollout([])
 
 
+def full_product_rollout(attentions: list[np.ndarray]) -> np.ndarray:
+    """The previous implementation: the full (T, T) products from the first layer to the last."""
+    b, _, t, _ = attentions[0].shape
+    rollout = np.broadcast_to(np.eye(t), (b, t, t)).copy()
+    for a in attentions:
+        rollout = (0.5 * a.astype(np.float64).mean(axis=1) + 0.5 * np.eye(t)) @ rollout
+    return rollout[:, 0, 1:]
+
+
+@pytest.mark.parametrize("layers, heads, t", [(1, 1, 2), (4, 3, 17), (12, 6, 50)])
+def test_cls_row_rollout_equals_row_0_of_the_full_product(layers, heads, t) -> None:
+    """Carrying e_0 from the last layer down gives row 0 of M_L ... M_1 (random row-stochastic A)."""
+    rng = np.random.default_rng(layers * 100 + t)
+    attentions = []
+    for _ in range(layers):
+        a = rng.random((2, heads, t, t)) ** 3  # uneven, as trained attention is
+        attentions.append((a / a.sum(-1, keepdims=True)).astype(np.float32))
+    expected = full_product_rollout(attentions)
+    np.testing.assert_allclose(attention_rollout(attentions), expected, rtol=1e-12, atol=1e-15)
+    # and from head averages (what output_attention_means gives)
+    means = [a.astype(np.float64).mean(axis=1) for a in attentions]
+    np.testing.assert_allclose(vitc.predict._cls_rollout(means), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_attention_means_are_the_head_averages(tmp_path) -> None:
+    """output_attention_means: (B, T, T) per layer, the mean over heads of output_attentions (float32
+    sums in head order), with the same logits; the rollout from them matches transformers'."""
+    hf_model = make_checkpoint(tmp_path, num_hidden_layers=3)
+    model = vitc.ViT.from_pretrained(tmp_path)
+    x = np.random.default_rng(0).standard_normal((2, 3, 30, 30)).astype(np.float32)
+    full = model(x, output_attentions=True)
+    means = model(x, output_attention_means=True)
+    assert means.attentions is None and len(means.attention_means) == len(full.attentions)
+    np.testing.assert_array_equal(means.logits, full.logits)
+    for m, a in zip(means.attention_means, full.attentions):
+        assert m.shape == (a.shape[0], a.shape[2], a.shape[3]) and m.dtype == np.float32
+        np.testing.assert_allclose(m, a.astype(np.float64).mean(axis=1), rtol=1e-6, atol=1e-7)
+    both = model(x, output_attentions=True, output_attention_means=True)
+    for m, b in zip(means.attention_means, both.attention_means):
+        np.testing.assert_array_equal(m, b)
+    ref = hf_forward(hf_model, x, output_attentions=True).attentions
+    np.testing.assert_allclose(
+        vitc.predict._cls_rollout(means.attention_means),
+        rollout_reference([a.numpy() for a in ref]),
+        rtol=0,
+        atol=ROLLOUT_ATOL,
+    )
+
+
 @pytest.mark.parametrize("shape", [(28, 28, 3), (40, 56, 3), (33, 17)])
 def test_attention_map_has_image_size_and_unit_range(default_model, digits, shape) -> None:
     image = np.asarray(Image.fromarray(digits[1]).resize(shape[1::-1], Image.BILINEAR))

@@ -59,7 +59,7 @@ def test_portable_tier_runs_portable_code():
     with at_tier("portable"):
         kernels = _core.kernels()
     assert kernels == {
-        "float32 GEMM": "OpenBLAS sgemm",
+        "float32 GEMM": "portable",
         "float32 attention": "OpenBLAS sgemm",
         "elementwise/softmax": "portable",
         "layernorm": "portable",

@@ -175,6 +175,7 @@ class ViT:
         self._pos_cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._pos_lock = threading.Lock()
         self._processor: ImageProcessor | None = None
+        self._originals_dropped = False
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -261,6 +262,18 @@ class ViT:
             for suffix, part in zip(INT8_PARTS, packed if isinstance(packed, tuple) else (packed,)):
                 t[key + suffix] = part
             _release_mapped_pages(w)
+
+    def _drop_packed_originals(self) -> None:
+        # The first forward packs the float32 GEMM weights inside _core.Model, which then reads only
+        # the packed copies: hold those instead of the (N, K) originals and release a mapped file's
+        # pages, so memory keeps one copy (the caller's own references are not touched).
+        for key, packed in self._model.tensors.items():
+            orig = self._tensors.get(key)
+            packed_f32 = packed.dtype == np.float32 and packed.ndim == 1
+            if packed_f32 and orig is not None and orig is not packed and orig.ndim == 2:
+                self._tensors[key] = packed
+                _release_mapped_pages(orig)
+        self._originals_dropped = True
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -403,6 +416,9 @@ class ViT:
         interpolate_pos_encoding: bool | None = None,
         return_dict: bool | None = None,
         bool_masked_pos: Any = None,
+        *,
+        output_attention_means: bool = False,
+        profile: bool = False,
     ) -> ModelOutput | tuple:
         """Run the model on (B, C, H, W) pixel values (as the image processor returns them).
 
@@ -411,6 +427,13 @@ class ViT:
         The result is the checkpoint's output type (:attr:`output_type`), or its ``to_tuple()`` when
         ``return_dict`` is false. ``bool_masked_pos`` (masked image modeling's masking) is not
         supported: anything but None is a ValueError.
+
+        vitc's own (attributes of the output, never keys or tuple items): ``output_attention_means``
+        gives ``attention_means``, each layer's attentions averaged over heads, (B, T, T) (what
+        attention rollout reads, without the memory of every head's); ``profile`` gives ``profile``,
+        seconds per stage of the forward summed over layers (patch_embed, qkv, attention, out_proj,
+        mlp_up, gelu, mlp_down, norms, quantize, other; a profiled forward runs the MLP activation as
+        a pass of its own).
         """
         config = self.config
         want_hidden = config.output_hidden_states if output_hidden_states is None else bool(output_hidden_states)
@@ -421,12 +444,23 @@ class ViT:
         interpolate = bool(interpolate_pos_encoding)
         x = self._check_pixels(pixel_values, interpolate)
         pos = self._pos_table(*x.shape[2:]) if interpolate else None
-        out = self._model.forward(x, pos, want_hidden, want_attn)
-        hidden, attn = out["hidden_states"], out["attentions"]
+        out = self._model.forward(
+            x,
+            pos,
+            want_hidden,
+            want_attn,
+            output_attention_means=bool(output_attention_means),
+            profile=bool(profile),
+        )
+        if not self._originals_dropped:
+            self._drop_packed_originals()
+        hidden, attn, means = out["hidden_states"], out["attentions"], out["attention_means"]
         (ph, pw) = self._model.patch_size
         common = dict(
             hidden_states=tuple(hidden) if hidden is not None else None,
             attentions=tuple(attn) if attn is not None else None,
+            attention_means=tuple(means) if means is not None else None,
+            profile=out["profile"],
         )
         kind = self.output_type
         if kind is BaseModelOutputWithPooling:

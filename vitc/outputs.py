@@ -30,14 +30,17 @@ class ModelOutput:
 
     FIELDS: ClassVar[tuple[str, ...]] = ()
     EXTRAS: ClassVar[tuple[str, ...]] = ()
+    # vitc's own, on every output type, attributes only: head-averaged attentions per layer (what
+    # attention rollout reads) when asked with output_attention_means=True, and the stage times of
+    # the forward (seconds) when asked with profile=True; None otherwise.
+    VITC_EXTRAS: ClassVar[tuple[str, ...]] = ("attention_means", "profile")
 
     def __init__(self, **values: Any) -> None:
-        unknown = set(values) - set(self.FIELDS) - set(self.EXTRAS)
+        names = self.FIELDS + self.EXTRAS + self.VITC_EXTRAS
+        unknown = set(values) - set(names)
         if unknown:
-            raise TypeError(
-                f"{type(self).__name__}: expected fields among {self.FIELDS + self.EXTRAS}, got {sorted(unknown)}"
-            )
-        for name in self.FIELDS + self.EXTRAS:
+            raise TypeError(f"{type(self).__name__}: expected fields among {names}, got {sorted(unknown)}")
+        for name in names:
             object.__setattr__(self, name, values.get(name))
 
     # -- mapping view of the fields that are set ---------------------------------------------------
@@ -77,7 +80,7 @@ class ModelOutput:
         return key in self.keys()
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name not in self.FIELDS + self.EXTRAS:
+        if name not in self.FIELDS + self.EXTRAS + self.VITC_EXTRAS:
             raise AttributeError(f"{type(self).__name__} has no field {name!r}")
         object.__setattr__(self, name, value)
 

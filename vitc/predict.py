@@ -486,12 +486,24 @@ def attention_rollout(attentions: Sequence[np.ndarray], prefix: int = 1) -> np.n
     """
     if len(attentions) == 0:
         raise ValueError("attention_rollout: expected at least one layer of attentions, got none")
-    b, _, t, _ = attentions[0].shape
-    rollout = np.broadcast_to(np.eye(t), (b, t, t)).copy()
-    for a in attentions:
-        mixed = 0.5 * a.astype(np.float64).mean(axis=1) + 0.5 * np.eye(t)
-        rollout = mixed @ rollout
-    return rollout[:, 0, prefix:]
+    return _cls_rollout([a.astype(np.float64).mean(axis=1) for a in attentions], prefix)
+
+
+def _cls_rollout(means: Sequence[np.ndarray], prefix: int = 1) -> np.ndarray:
+    """Row 0 (CLS) of the rollout from head-averaged attentions: L arrays (B, T, T) -> (B, T - prefix).
+
+    The rollout is R = M_L ... M_2 M_1 with M_l = 0.5 A_l + 0.5 I; its CLS row e_0^T R is a row
+    vector carried from the last layer down, r <- r M_l = 0.5 r A_l + 0.5 r: L vector-matrix
+    products in float64 (O(L T^2)) instead of L T x T matrix products (O(L T^3)).
+    """
+    if len(means) == 0:
+        raise ValueError("attention_rollout: expected at least one layer of attentions, got none")
+    b, t, _ = means[0].shape
+    row = np.zeros((b, 1, t))
+    row[:, 0, 0] = 1.0
+    for a in reversed(means):
+        row = 0.5 * (row @ np.asarray(a, np.float64)) + 0.5 * row
+    return row[:, 0, prefix:]
 
 
 def _top_k(model: ViT, probs: np.ndarray, k: int, source: str | None) -> Prediction:
@@ -503,15 +515,16 @@ def _top_k(model: ViT, probs: np.ndarray, k: int, source: str | None) -> Predict
     return Prediction([(labels.get(int(i), f"LABEL_{int(i)}"), float(probs[i])) for i in order], source=source)
 
 
-def _rollout_heatmap(model: ViT, rgb: Any, processor: ImageProcessor, attentions: Sequence[np.ndarray]) -> np.ndarray:
-    """The first image's rollout as an (H, W) map in [0, 1] at the size of the PIL image ``rgb``."""
+def _rollout_heatmap(model: ViT, rgb: Any, processor: ImageProcessor, means: Sequence[np.ndarray]) -> np.ndarray:
+    """The first image's rollout as an (H, W) map in [0, 1] at the size of the PIL image ``rgb``, from
+    head-averaged attentions (``output_attention_means``)."""
     from PIL import Image
 
     pixel_h, pixel_w = processor.output_size(rgb.height, rgb.width)
     patch = model.patch_size
     ph, pw = patch if isinstance(patch, tuple) else (patch, patch)
     gh, gw = pixel_h // ph, pixel_w // pw
-    grid = attention_rollout(attentions, prefix=model.num_prefix_tokens)[0].reshape(gh, gw)
+    grid = _cls_rollout(means, model.num_prefix_tokens)[0].reshape(gh, gw)
     grid = (grid - grid.min()) / max(float(grid.max() - grid.min()), 1e-12)
     heat = Image.fromarray(grid.astype(np.float32), mode="F").resize((rgb.width, rgb.height), Image.BILINEAR)
     return np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0)
@@ -522,8 +535,8 @@ def attention_map(model: ViT, image: Any, processor: ImageProcessor) -> np.ndarr
     from vitc.preprocess import to_rgb_pil
 
     rgb = to_rgb_pil(image)
-    out = model(processor([rgb]), output_attentions=True, return_dict=True)
-    return _rollout_heatmap(model, rgb, processor, out.attentions)
+    out = model(processor([rgb]), output_attention_means=True, return_dict=True)
+    return _rollout_heatmap(model, rgb, processor, out.attention_means)
 
 
 def explain(model: ViT, image: Any, processor: ImageProcessor | None = None) -> PILImage:
@@ -554,9 +567,9 @@ def explain(model: ViT, image: Any, processor: ImageProcessor | None = None) -> 
         raise ValueError(f"explain: expected one image (a path, PIL image or HWC array), got {type(image).__name__}")
     processor = model.image_processor if processor is None else processor
     rgb = to_rgb_pil(image)
-    out = model(processor([rgb]), output_attentions=True, return_dict=True)
+    out = model(processor([rgb]), output_attention_means=True, return_dict=True)
     pred = _top_k(model, softmax(out.logits)[0], 1, _source_name(image))
-    heat = _rollout_heatmap(model, rgb, processor, out.attentions)
+    heat = _rollout_heatmap(model, rgb, processor, out.attention_means)
     return render_explanation(rgb, heat, f"{pred[0][0]} ({pred[0][1]:.1%})")
 
 

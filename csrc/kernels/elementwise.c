@@ -24,6 +24,11 @@ static int use_avx512(void) {
     return VITC_HAVE_AVX512_CODE && vitc_op_tier(VITC_OP_ELEMENTWISE) >= VITC_TIER_AVX512;
 }
 
+// The AVX2 tier has AVX2 code for the exact GELU only (the rest runs its portable code there).
+static int use_avx2(void) {
+    return VITC_HAVE_AVX512_CODE && vitc_op_tier(VITC_OP_ELEMENTWISE) == VITC_TIER_AVX2;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scalar definitions (double precision), the reference for the vector code.
 
@@ -241,6 +246,91 @@ AVX512 static void scale_f32_avx512(float *x, float s, vitc_int n) {
 }
 #endif  // VITC_HAVE_AVX512_CODE
 
+#if VITC_HAVE_AVX512_CODE
+// ---------------------------------------------------------------------------------------------
+// AVX2 + FMA float32: the exact GELU of the AVX-512 code above, lane for lane (the same
+// polynomials, operations and order; 2^n applied in two exact steps where vscalefps does it in
+// one, the same rounding), for the AVX2 tier.
+#define AVX2FMA __attribute__((target("avx2,fma")))
+
+// Clamp to [lo, hi] with quiet compares (NaN stays NaN, no flag), as clamp512.
+AVX2FMA static inline __m256 clamp256(__m256 x, float lo, float hi) {
+    const __m256 l = _mm256_set1_ps(lo), h = _mm256_set1_ps(hi);
+    x = _mm256_blendv_ps(x, l, _mm256_cmp_ps(x, l, _CMP_LT_OQ));
+    return _mm256_blendv_ps(x, h, _mm256_cmp_ps(x, h, _CMP_GT_OQ));
+}
+
+// 2^k for integer-valued k in [-126, 127] (as float lanes): the exponent field. A NaN lane (a NaN
+// input, whose result stays NaN anyway) converts as 0: vcvtps2dq would raise "invalid".
+AVX2FMA static inline __m256 pow2_256(__m256 k) {
+    k = _mm256_blendv_ps(k, _mm256_setzero_ps(), _mm256_cmp_ps(k, k, _CMP_UNORD_Q));
+    const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+}
+
+AVX2FMA static inline __m256 exp256(__m256 x_in) {
+    const __m256 x = clamp256(x_in, EXP_UNDERFLOW, EXP_CLAMP_HI);
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(EXP_LOG2E)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_HI), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(EXP_P0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P5));
+    __m256 y = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    // y * 2^n, n in [-150, 127]: y * 2^h is exact (a normal float), then one rounding by 2^(n-h).
+    const __m256 h = _mm256_round_ps(_mm256_mul_ps(n, _mm256_set1_ps(0.5f)),
+                                     _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    y = _mm256_mul_ps(_mm256_mul_ps(y, pow2_256(h)), pow2_256(_mm256_sub_ps(n, h)));
+    y = _mm256_blendv_ps(y, _mm256_setzero_ps(),
+                         _mm256_cmp_ps(x_in, _mm256_set1_ps(EXP_UNDERFLOW), _CMP_LE_OQ));
+    return _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY),
+                            _mm256_cmp_ps(x_in, _mm256_set1_ps(EXP_OVERFLOW), _CMP_GE_OQ));
+}
+
+AVX2FMA static inline __m256 erfc_poly256(__m256 t) {
+    __m256 p = _mm256_set1_ps(ERFC_P[9]);
+    for (int i = 8; i >= 0; i--) p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(ERFC_P[i]));
+    return p;
+}
+
+// gelu512 on 8 lanes (see there).
+AVX2FMA static inline __m256 gelu256(__m256 x) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 ax = clamp256(_mm256_and_ps(x, abs_mask), 0.0f, GELU_CLAMP);
+    const __m256 sq_hi = _mm256_mul_ps(ax, ax);
+    const __m256 sq_lo = _mm256_fmsub_ps(ax, ax, sq_hi);
+    const __m256 half = _mm256_set1_ps(0.5f);
+    const __m256 z = _mm256_mul_ps(ax, _mm256_set1_ps((float)INV_SQRT2));
+    const __m256 t =
+        _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(z, half, _mm256_set1_ps(1.0f)));
+    const __m256 p = erfc_poly256(t);
+    const __m256 e_hi = exp256(_mm256_mul_ps(sq_hi, _mm256_set1_ps(-0.5f)));
+    const __m256 e_lo = exp256(_mm256_fnmadd_ps(sq_lo, half, p));
+    const __m256 hh = _mm256_mul_ps(_mm256_mul_ps(half, t), _mm256_mul_ps(e_hi, e_lo));
+    const __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
+    const __m256 phi = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), hh), hh, neg);
+    const __m256 minus_inf = _mm256_cmp_ps(x, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
+    const __m256 y = _mm256_mul_ps(_mm256_blendv_ps(x, _mm256_set1_ps(-0.0f), minus_inf), phi);
+    return _mm256_blendv_ps(y, _mm256_set1_ps(NAN), minus_inf);
+}
+
+// out (n) = gelu(inp (n)); the tail through a zero-padded copy (lanes are independent).
+AVX2FMA static void gelu_f32_avx2(float *out, const float *inp, vitc_int n) {
+    vitc_int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, gelu256(_mm256_loadu_ps(inp + i)));
+    if (i < n) {
+        float tail[8] = {0};
+        for (vitc_int j = 0; j < n - i; j++) tail[j] = inp[i + j];
+        _mm256_storeu_ps(tail, gelu256(_mm256_loadu_ps(tail)));
+        for (vitc_int j = 0; j < n - i; j++) out[i + j] = tail[j];
+    }
+}
+#endif  // VITC_HAVE_AVX512_CODE (AVX2)
+
 // ---------------------------------------------------------------------------------------------
 // Public kernels
 
@@ -248,6 +338,10 @@ void gelu_forward_f32(float *out, const float *inp, vitc_int n) {
 #if VITC_HAVE_AVX512_CODE
     if (use_avx512()) {
         gelu_f32_avx512(out, inp, n);
+        return;
+    }
+    if (use_avx2()) {
+        gelu_f32_avx2(out, inp, n);
         return;
     }
 #endif
