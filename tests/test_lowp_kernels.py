@@ -23,6 +23,19 @@ from vitc import _core
 
 NR = 32  # output columns per packed panel
 ACTS = [0, 1, 2, 3, 4]  # none, gelu, gelu_tanh, quick_gelu, relu
+
+
+GELU_EXACT = 1
+
+
+def assert_same_epilogue_result(fast: np.ndarray, slow: np.ndarray, act: int) -> None:
+    """Equal bits, except through the exact GELU: its code is chosen per tier (portable erff vs the
+    AVX2/AVX-512 polynomial), so those differ by an ulp or so; the GEMM sums under it are compared
+    bit for bit by the act=none cases."""
+    if act == GELU_EXACT:
+        np.testing.assert_allclose(fast, slow, rtol=1e-6, atol=1e-7)
+    else:
+        np.testing.assert_array_equal(fast, slow)
 SHAPES = [
     (1, 1, 1),
     (3, 17, 3),
@@ -219,7 +232,7 @@ def test_bf16_avx2_equals_portable(rng, M, N, K, act):
         fast = _core._linear_bf16(x, wp, N, K, b, act)
     with at_tier("portable"):
         slow = _core._linear_bf16(x, wp, N, K, b, act)
-    np.testing.assert_array_equal(fast, slow)
+    assert_same_epilogue_result(fast, slow, act)
 
 
 @pytest.mark.parametrize("act", ACTS)
@@ -236,7 +249,7 @@ def test_int8_avx2_equals_portable(rng, M, N, K, act):
         fast = _core._linear_int8(x, packed, scales, sums, N, K, b, act)
     with at_tier("portable"):
         slow = _core._linear_int8(x, packed, scales, sums, N, K, b, act)
-    np.testing.assert_array_equal(fast, slow)
+    assert_same_epilogue_result(fast, slow, act)
 
 
 def test_bf16_nonfinite(rng, tier):
@@ -296,7 +309,7 @@ def test_int8_simd_matches_fallback(rng, act):
     fast = _core._linear_int8(x, *packed, N, K, b, act)
     with at_tier("portable"):
         slow = _core._linear_int8(x, *packed, N, K, b, act)
-    np.testing.assert_array_equal(fast, slow)  # int32 sums are exact, epilogue identical
+    assert_same_epilogue_result(fast, slow, act)  # int32 sums are exact, the same epilogue code but GELU
 
 
 def test_int8_nonfinite(rng, tier):
