@@ -145,7 +145,6 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster():
-    pytest.importorskip("psutil")  # ray[data] depends on it
     root = Path(tempfile.mkdtemp(prefix="vr", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     c = Cluster(root)
     try:

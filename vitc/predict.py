@@ -21,8 +21,11 @@ import numpy as np
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-    from vitc.model import ViT
     from vitc.preprocess import ImageLoadError, ImageProcessor
+
+# What predict takes as a model: a vitc.ViT. Not imported, even for typing: model.py imports this
+# module (ViT.predict delegates here), so naming it would make an import circle.
+ViT = Any
 
 
 class Prediction(list):
